@@ -1,0 +1,137 @@
+"""Canonical JSON per RFC 8785 (JCS), restricted to the value types medledger signs.
+
+Allowed values: ``dict`` with ASCII ``str`` keys, ``list``/``tuple``, ``str``, ``bool``,
+``None`` and ``int`` with ``|n| <= 2**53 - 1``. Floats, non-ASCII keys, larger integers,
+duplicate keys, lone surrogates and non-UTF-8 input are refused with :class:`CodecError`.
+
+With keys restricted to ASCII, RFC 8785's UTF-16 key order equals plain code-point order,
+and its string escaping is what :func:`json.dumps` writes with ``ensure_ascii=False``
+(short escapes for ``\\b \\t \\n \\f \\r``, ``\\u00xx`` in lower case for other controls,
+everything else as raw UTF-8). Integers are written in decimal, which is what the
+ECMAScript number serialisation gives for every integer within 2^53.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+MAX_SAFE_INT = 2**53 - 1
+_MAX_INT_DIGITS = len(str(MAX_SAFE_INT))
+MAX_DEPTH = 64
+
+__all__ = ["CodecError", "MAX_SAFE_INT", "decode", "encode", "is_canonical"]
+
+
+class CodecError(ValueError):
+    """A value or a byte string is not canonical medledger JSON.
+
+    ``path`` names where in the value the problem is (``$.body.items[3]``).
+    """
+
+    def __init__(self, reason: str, path: str = "$") -> None:
+        super().__init__(f"{reason} at {path}")
+        self.reason = reason
+        self.path = path
+
+
+def _check(value: Any, path: str, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise CodecError(f"nesting deeper than {MAX_DEPTH}", path)
+    kind = type(value)
+    if kind is str:
+        _check_str(value, path)
+    elif kind is bool or value is None:
+        return
+    elif kind is int:
+        if -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
+            return
+        raise CodecError("integer outside +/-(2^53-1)", path)
+    elif kind is dict:
+        for key, item in value.items():
+            if type(key) is not str:
+                raise CodecError(f"object key {key!r} is not a string", path)
+            if not key.isascii():
+                raise CodecError(f"object key {key!r} is not ASCII", path)
+            _check(item, f"{path}.{key}", depth + 1)
+    elif kind is list or kind is tuple:
+        for index, item in enumerate(value):
+            _check(item, f"{path}[{index}]", depth + 1)
+    elif kind is float:
+        raise CodecError("floats are not allowed; use integers (e.g. minor units)", path)
+    else:
+        raise CodecError(f"type {kind.__name__} cannot be encoded", path)
+
+
+def _check_str(value: str, path: str) -> None:
+    if value.isascii():
+        return
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise CodecError("string holds a lone surrogate", path) from e
+
+
+def encode(value: Any) -> bytes:
+    """Return the canonical bytes of ``value``; raise :class:`CodecError` if it has none."""
+    _check(value, "$", 0)
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    return text.encode("utf-8")
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, item in pairs:
+        if not key.isascii():
+            raise CodecError(f"object key {key!r} is not ASCII")
+        if key in out:
+            raise CodecError(f"duplicate object key {key!r}")
+        out[key] = item
+    return out
+
+
+def _float(text: str) -> Any:
+    raise CodecError(f"number {text} is not an integer; floats are not allowed")
+
+
+def _int(text: str) -> int:
+    digits = len(text) - (text[0] == "-")
+    if digits > _MAX_INT_DIGITS or abs(int(text)) > MAX_SAFE_INT:
+        raise CodecError(f"integer {text[:24]} is outside +/-(2^53-1)")
+    return int(text)
+
+
+def _constant(text: str) -> Any:
+    raise CodecError(f"{text} is not JSON")
+
+
+def decode(data: bytes | bytearray | memoryview) -> Any:
+    """Parse JSON bytes strictly; the input need not be canonical (see :func:`is_canonical`)."""
+    try:
+        text = bytes(data).decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CodecError(f"input is not UTF-8 (byte {e.start})") from e
+    try:
+        value = json.loads(
+            text,
+            object_pairs_hook=_pairs,
+            parse_float=_float,
+            parse_int=_int,
+            parse_constant=_constant,
+        )
+    except CodecError:
+        raise
+    except RecursionError as e:
+        raise CodecError("nesting too deep") from e
+    except json.JSONDecodeError as e:
+        raise CodecError(f"invalid JSON: {e.msg} (line {e.lineno}, column {e.colno})") from e
+    _check(value, "$", 0)
+    return value
+
+
+def is_canonical(data: bytes) -> bool:
+    """True when ``data`` parses and is byte-for-byte its own canonical form."""
+    try:
+        return encode(decode(data)) == bytes(data)
+    except CodecError:
+        return False
