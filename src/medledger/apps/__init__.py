@@ -1,1 +1,14 @@
-"""medledger.apps"""
+"""The apps (contracts): identity and the ledger.anchor app, behind one registry."""
+
+from medledger.apps import anchor, identity
+from medledger.apps.base import AppRegistry, BlockContext, Handler, Rejected
+
+__all__ = ["AppRegistry", "BlockContext", "Handler", "Rejected", "default_registry"]
+
+
+def default_registry() -> AppRegistry:
+    """A registry with every app this build knows."""
+    registry = AppRegistry()
+    identity.register(registry)
+    anchor.register(registry)
+    return registry

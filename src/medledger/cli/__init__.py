@@ -1,1 +1,1 @@
-"""medledger.cli"""
+"""The ``medledger`` command line (Typer)."""

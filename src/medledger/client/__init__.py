@@ -1,1 +1,16 @@
-"""medledger.client"""
+"""The SDK: an HTTP client for the API and a light client that checks its answers."""
+
+from medledger.client.http import ApiRefused, Client, Unreachable
+from medledger.client.light import (
+    VerificationFailed,
+    VerifiedState,
+    VerifiedTx,
+    verify_header,
+    verify_state_answer,
+    verify_tx_answer,
+)
+
+__all__ = [
+    "ApiRefused", "Client", "Unreachable", "VerificationFailed", "VerifiedState", "VerifiedTx",
+    "verify_header", "verify_state_answer", "verify_tx_answer",
+]

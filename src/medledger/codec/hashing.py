@@ -21,6 +21,7 @@ class Tag(str, Enum):
     TX_SIGN = "tx-sign"
     BLOCK = "block"
     COMMIT_SIGN = "commit-sign"
+    COMMIT = "commit"
     VALIDATORS = "validators"
     STATE_KEY = "state-key"
     STATE_VALUE = "state-value"

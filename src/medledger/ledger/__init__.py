@@ -1,1 +1,20 @@
-"""medledger.ledger"""
+"""Transactions, blocks and commit certificates (the ledger layer).
+
+Error tree::
+
+    LedgerError
+    ├── MalformedError     fields that can never be valid
+    └── IntegrityError     a hash, root, link or signature that does not check out
+"""
+
+from medledger.ledger.block import ZERO_HASH, Block, Header, TxResult, results_root, tx_root
+from medledger.ledger.commit import Certificate, CommitSig, commit_sign_bytes
+from medledger.ledger.errors import IntegrityError, LedgerError, MalformedError
+from medledger.ledger.tx import CHAIN_ID, MAX_TX_BYTES, Transaction, tx_sign_bytes
+from medledger.ledger.validators import Validator, ValidatorSet
+
+__all__ = [
+    "CHAIN_ID", "MAX_TX_BYTES", "ZERO_HASH", "Block", "Certificate", "CommitSig", "Header",
+    "IntegrityError", "LedgerError", "MalformedError", "Transaction", "TxResult", "Validator",
+    "ValidatorSet", "commit_sign_bytes", "results_root", "tx_root", "tx_sign_bytes",
+]

@@ -1,0 +1,153 @@
+"""``medledger bench``: committed tx/s of a real node process against one core's verify rate.
+
+One run: measure the Ed25519 verify rate of one core (libsodium through PyNaCl); lay out a
+fresh single-validator chain in a temporary home with one sender key per client; pre-sign
+anchor transactions; start the node as its own process; submit the transactions in batches
+through its API from client processes; wait until every one is committed; read the counts
+back from the node's store. Prints JSON; the ratio is committed tx/s over the verify rate.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+
+from medledger.crypto import ScryptParams, SigningKey, verify_rate
+from medledger.ledger import Transaction
+from medledger.node import Genesis, Home, NodeConfig
+from medledger.store import SQLiteStore
+
+__all__ = ["run_bench"]
+
+FAST_KDF = ScryptParams(n=2**10, r=8, p=1)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _prepare_home(root: Path, senders: list[SigningKey], block_txs: int) -> Home:
+    home = Home.init(root / "node", "bench", kdf_params=FAST_KDF)
+    genesis = home.genesis()
+    orgs = [dict(o) for o in genesis.organisations]
+    orgs[0]["admins"] = [*orgs[0]["admins"], *(k.public_key.hex() for k in senders)]
+    Genesis(genesis.chain_id, genesis.genesis_time, genesis.validators,
+            tuple(orgs)).save(home.genesis_path)
+    config = NodeConfig(api=f"127.0.0.1:{_free_port()}", block_interval_ms=100,
+                        max_block_txs=block_txs, mempool_max_txs=max(100_000, 4 * block_txs))
+    config.save(home.path)
+    return home
+
+
+def _sign_batches(key: SigningKey, count: int, batch: int, tag: int) -> list[bytes]:
+    txs = []
+    for nonce in range(1, count + 1):
+        digest = (tag.to_bytes(4, "big") + nonce.to_bytes(8, "big")).rjust(32, b"\x01")
+        txs.append(Transaction.create(key, "bench", "ledger.anchor", nonce,
+                                      {"digest": digest.hex(), "label": f"bench {tag}/{nonce}"}))
+    return [b"[" + b",".join(t.raw for t in txs[i:i + batch]) + b"]"
+            for i in range(0, len(txs), batch)]
+
+
+def _submit(url: str, batches: list[bytes], queue: Any) -> None:
+    """A client process: post every batch in order; report how many were accepted."""
+    accepted = 0
+    with httpx.Client(base_url=url, timeout=120) as client:
+        for body in batches:
+            for _attempt in range(50):
+                answer = client.post("/v1/txs/batch", content=body,
+                                     headers={"content-type": "application/json"}).json()
+                if all(r["code"] != "mempool_full" for r in answer["results"]):
+                    break
+                time.sleep(0.05)
+            accepted += answer["accepted"]
+    queue.put(accepted)
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the node exited with code {proc.returncode} before it was ready")
+        try:
+            httpx.get(f"{url}/v1/status", timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError("the node did not answer within 60 s")
+
+
+def _wait_committed(url: str, total: int, deadline: float) -> int:
+    while time.monotonic() < deadline:
+        status = httpx.get(f"{url}/v1/status", timeout=10).json()
+        if status["mempool_size"] == 0 and status["total_txs"] >= total:
+            return int(status["height"])
+        time.sleep(0.02)
+    raise RuntimeError("not every transaction was committed in time")
+
+
+def run_bench(*, validators: int, n_txs: int, clients: int, batch: int,
+              console: Console) -> dict[str, Any]:
+    """Run the benchmark; return its JSON-ready result."""
+    if validators != 1:
+        raise SystemExit("this build runs --validators 1 (BFT between nodes comes later)")
+    console.print("measuring one core's Ed25519 verify rate (libsodium)...")
+    rate = verify_rate(2.0)
+    senders = [SigningKey.generate() for _ in range(clients)]
+    per_client = n_txs // clients
+    console.print(f"pre-signing {per_client * clients} anchor transactions...")
+    work = [_sign_batches(k, per_client, batch, i) for i, k in enumerate(senders)]
+    with tempfile.TemporaryDirectory(prefix="medledger-bench-") as tmp:
+        home = _prepare_home(Path(tmp), senders, block_txs=max(batch, 5000))
+        url = f"http://{home.config().api}"
+        env = {**os.environ, "MEDLEDGER_PASSPHRASE": home.passphrase()}
+        proc = subprocess.Popen([sys.executable, "-m", "medledger", "up", "--home", str(home.path)],
+                                env=env, stdout=subprocess.DEVNULL)
+        try:
+            _wait_ready(url, proc, time.monotonic() + 60)
+            console.print(f"submitting from {clients} client process(es) to {url}...")
+            queue: Any = multiprocessing.get_context("spawn").Queue()
+            procs = [multiprocessing.get_context("spawn").Process(
+                target=_submit, args=(url, w, queue)) for w in work]
+            start = time.perf_counter()
+            for p in procs:
+                p.start()
+            accepted = sum(queue.get(timeout=600) for _ in procs)
+            height = _wait_committed(url, accepted, time.monotonic() + 600)
+            elapsed = time.perf_counter() - start
+            for p in procs:
+                p.join(10)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+        store = SQLiteStore(home.store_path)
+        committed = sum(1 for h in range(1, store.latest_height() + 1)
+                        for t in store.get_block_txs(h) if t.code == "ok")
+        store.close()
+    tps = committed / elapsed
+    return {
+        "validators": validators,
+        "transactions": per_client * clients,
+        "accepted": accepted,
+        "committed_ok": committed,
+        "blocks": height,
+        "clients": clients,
+        "batch": batch,
+        "seconds": round(elapsed, 3),
+        "committed_tx_per_s": round(tps, 1),
+        "verify_per_s_one_core": round(rate, 1),
+        "ratio": round(tps / rate, 3),
+        "target_ratio": 0.5,
+        "payload_bytes_per_tx": len(work[0][0]) // min(batch, per_client) if work[0] else 0,
+    }

@@ -1,0 +1,286 @@
+"""The ``medledger`` command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from medledger.cli.errors import err, friendly
+from medledger.client import Client, VerificationFailed, verify_state_answer, verify_tx_answer
+from medledger.crypto import DEFAULT_SUITE, SUITES, Keystore
+from medledger.ledger import Transaction, ValidatorSet
+from medledger.node import PASSPHRASE_ENV, ConfigError, Genesis, Home, Node, verify_store
+
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+                  help="medledger: a permissioned BFT ledger for a healthcare consortium.")
+keys_app = typer.Typer(no_args_is_help=True, help="Make and inspect key files.")
+anchor_app = typer.Typer(no_args_is_help=True, help="Anchor digests on the chain.")
+tx_app = typer.Typer(no_args_is_help=True, help="Look up committed transactions.")
+state_app = typer.Typer(no_args_is_help=True, help="Read state entries with proofs.")
+app.add_typer(keys_app, name="keys")
+app.add_typer(anchor_app, name="anchor")
+app.add_typer(tx_app, name="tx")
+app.add_typer(state_app, name="state")
+out = Console()
+
+HomeOpt = Annotated[Path, typer.Option("--home", help="The node's home directory.")]
+ApiOpt = Annotated[str | None, typer.Option(
+    "--api", help="The node's API as HOST:PORT or URL (default: from the home's config).")]
+
+
+def _url(api: str | None, home: Path | None) -> str:
+    if api is None:
+        if home is None:
+            raise ConfigError("give --api HOST:PORT or --home DIR")
+        api = Home(home).config().api
+    return api if "://" in api else f"http://{api}"
+
+
+def _passphrase(confirm: bool) -> str:
+    env = os.environ.get(PASSPHRASE_ENV)
+    if env:
+        return env
+    if not sys.stdin.isatty():
+        raise ConfigError(f"no passphrase: set {PASSPHRASE_ENV} or run in a terminal")
+    return str(typer.prompt("Passphrase", hide_input=True, confirmation_prompt=confirm))
+
+
+# keys ---------------------------------------------------------------------------------------
+@keys_app.command("new")
+@friendly
+def keys_new(
+    out_file: Annotated[Path, typer.Option("--out", help="Where to write the keystore.")],
+    suite: Annotated[str, typer.Option(help=f"HPKE suite: {', '.join(SUITES)}.")] = DEFAULT_SUITE,
+) -> None:
+    """Make a signing key and an encryption key in a passphrase-protected keystore."""
+    if out_file.exists():
+        raise ConfigError(f"{out_file} exists; choose another --out")
+    keys = Keystore.generate(suite)
+    keys.save(out_file, _passphrase(confirm=True))
+    out.print(f"wrote {out_file}")
+    out.print(f"signing key    {keys.signing.public_key.hex()}")
+    out.print(f"encryption key {keys.encryption.suite} ({len(keys.encryption.public_bytes())} B)")
+
+
+@keys_app.command("show")
+@friendly
+def keys_show(path: Path) -> None:
+    """Print the public keys held in a keystore."""
+    keys = Keystore.load(path, _passphrase(confirm=False))
+    out.print(f"signing key    {keys.signing.public_key.hex()}")
+    out.print(f"encryption key {keys.encryption.suite} {keys.encryption.public_bytes().hex()}")
+
+
+# init / up / verify ----------------------------------------------------------------------------
+@app.command()
+@friendly
+def init(
+    home: HomeOpt,
+    chain_id: Annotated[str, typer.Option("--chain-id", help="The chain's id.")] = "medledger-local",
+    api: Annotated[str, typer.Option(help="API address HOST:PORT.")] = "127.0.0.1:26657",
+    demo: Annotated[bool, typer.Option(help="Add the demo organisations.")] = False,
+) -> None:
+    """Write a new node home: config, genesis, validator key and an admin key."""
+    Home.init(home, chain_id, api=api, demo=demo)
+    out.print(f"initialised chain [bold]{chain_id}[/] in {home}")
+    out.print(f"  admin key: {home / 'keys' / 'admin.key'}   start it: medledger up --home {home}")
+
+
+@app.command()
+@friendly
+def up(home: HomeOpt, api: Annotated[str | None, typer.Option(
+        help="Serve the API on HOST:PORT instead of the config's.")] = None) -> None:
+    """Run the node and its API until interrupted."""
+    import uvicorn
+
+    from medledger.api import create_app
+
+    node = Node.open(Home(home), api=api)
+    config = node.config
+    out.print(f"medledger node: chain [bold]{node.chain.chain_id}[/] at height "
+              f"{node.chain.height}, API http://{config.api}", highlight=False)
+    server = uvicorn.Server(uvicorn.Config(
+        create_app(node), host=config.api_host, port=config.api_port, log_level="warning",
+        access_log=False))
+    try:
+        server.run()
+    finally:
+        node.close()
+
+
+@app.command()
+@friendly
+def verify(home: HomeOpt, signatures: Annotated[bool, typer.Option(
+        help="Also re-verify every transaction signature.")] = True) -> None:
+    """Re-verify every block, transaction, link and root on disk (exit 1 on any fault)."""
+    from rich.progress import Progress
+
+    from medledger.ledger import IntegrityError
+    from medledger.store import SQLiteStore
+
+    h = Home(home)
+    genesis = h.genesis()
+    if not h.store_path.exists():
+        raise ConfigError(f"no store at {h.store_path}")
+    store = SQLiteStore(h.store_path)
+    try:
+        with Progress(console=err, transient=True) as progress:
+            task = progress.add_task("verifying blocks", total=None)
+            report = verify_store(store, genesis, signatures=signatures,
+                                  progress=lambda done, total: progress.update(
+                                      task, completed=done, total=total))
+    except IntegrityError as e:
+        err.print(f"[bold red]TAMPERED[/] at height {e.height}: {e}", highlight=False)
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
+    out.print(f"[bold green]intact[/]: {report.height} blocks, {report.transactions} "
+              f"transactions, {report.state_entries} state entries")
+
+
+@app.command()
+@friendly
+def status(home: Annotated[Path | None, typer.Option("--home")] = None, api: ApiOpt = None,
+           as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Show a node's chain id, height, latest block and state root."""
+    with Client(_url(api, home)) as client:
+        answer = client.status()
+    if as_json:
+        out.print_json(json.dumps(answer))
+        return
+    table = Table(show_header=False)
+    for key, value in answer.items():
+        table.add_row(key, str(value))
+    out.print(table)
+
+
+# anchor ---------------------------------------------------------------------------------------
+@anchor_app.command("add")
+@friendly
+def anchor_add(
+    digest: Annotated[str, typer.Argument(help="The 32-byte digest, as 64 hex characters.")],
+    label: Annotated[str, typer.Option(help="A label stored with the digest.")],
+    home: HomeOpt = Path(".medledger/node"),
+    key: Annotated[Path | None, typer.Option(help="Keystore to sign with (default: the home's "
+                                                  "admin key).")] = None,
+    api: ApiOpt = None,
+) -> None:
+    """Anchor DIGEST under LABEL, wait for the commit and print the transaction id."""
+    h = Home(home)
+    keys = h.load_keys(key) if key else h.member_keys("admin")
+    with Client(_url(api, home)) as client:
+        chain_id = client.status()["chain_id"]
+        nonce = _next_nonce(client, keys.signing.public_key)
+        tx = Transaction.create(keys.signing, chain_id, "ledger.anchor", nonce,
+                                {"digest": digest.lower(), "label": label})
+        answer = client.submit(tx, wait=True)
+    if answer.get("status") != "committed":
+        out.print(f"submitted {tx.tx_id.hex()}; not committed yet")
+        return
+    if answer["code"] != "ok":
+        err.print(f"[bold red]rejected[/] in block {answer['height']}: {answer['code']}: "
+                  f"{answer['message']}", highlight=False)
+        raise typer.Exit(1)
+    out.print(f"anchored in block {answer['height']}: tx {tx.tx_id.hex()}")
+
+
+def _next_nonce(client: Client, sender: bytes) -> int:
+    from medledger.client import ApiRefused
+
+    try:
+        return client.next_nonce(sender)
+    except ApiRefused as e:
+        if e.code == "not_found":
+            return 1
+        raise
+
+
+# tx / state -----------------------------------------------------------------------------------
+def _trusted(home: Path | None, genesis_file: Path | None, client: Client) -> tuple[ValidatorSet, str]:
+    if genesis_file is not None or home is not None:
+        genesis = Genesis.load(genesis_file) if genesis_file else Home(home).genesis()  # type: ignore[arg-type]
+        return genesis.validators, genesis.chain_id
+    err.print("[yellow]warning:[/] no --home or --genesis: trusting the node's own genesis")
+    genesis = Genesis.from_dict(client.genesis())
+    return genesis.validators, genesis.chain_id
+
+
+@tx_app.command("show")
+@friendly
+def tx_show(
+    tx_id: str,
+    verify_: Annotated[bool, typer.Option("--verify", help="Check the proof, header and "
+                                                           "certificate locally.")] = False,
+    home: Annotated[Path | None, typer.Option("--home", help="Trust this home's genesis.")] = None,
+    genesis_file: Annotated[Path | None, typer.Option("--genesis")] = None,
+    api: ApiOpt = None,
+) -> None:
+    """Fetch a committed transaction; with --verify, check it without trusting the node."""
+    with Client(_url(api, home)) as client:
+        answer = client.tx(tx_id)
+        trusted = _trusted(home, genesis_file, client) if verify_ else None
+    out.print_json(json.dumps({k: answer[k] for k in ("tx_id", "height", "index", "code",
+                                                      "message", "tx")}))
+    if trusted is None:
+        return
+    try:
+        checked = verify_tx_answer(answer, *trusted)
+    except VerificationFailed as e:
+        err.print(f"[bold red]NOT VERIFIED[/]: {e.reason}", highlight=False)
+        raise typer.Exit(2) from None
+    out.print(f"[bold green]verified[/]: transaction {tx_id[:16]}... is in block "
+              f"{checked.header.height} (BFT time {checked.header.time}), whose header is "
+              f"signed by more than 2/3 of the trusted validators", highlight=False)
+
+
+@state_app.command("show")
+@friendly
+def state_show(
+    key: str,
+    verify_: Annotated[bool, typer.Option("--verify")] = False,
+    home: Annotated[Path | None, typer.Option("--home")] = None,
+    genesis_file: Annotated[Path | None, typer.Option("--genesis")] = None,
+    api: ApiOpt = None,
+) -> None:
+    """Fetch a state entry (or proof of its absence); with --verify, check it locally."""
+    with Client(_url(api, home)) as client:
+        answer = client.state(key)
+        trusted = _trusted(home, genesis_file, client) if verify_ else None
+    out.print_json(json.dumps({"key": answer["key"], "value": answer["value"],
+                               "height": answer["height"]}))
+    if trusted is None:
+        return
+    try:
+        checked = verify_state_answer(answer, *trusted)
+    except VerificationFailed as e:
+        err.print(f"[bold red]NOT VERIFIED[/]: {e.reason}", highlight=False)
+        raise typer.Exit(2) from None
+    what = "absent" if checked.value is None else "present"
+    out.print(f"[bold green]verified[/]: {key} is {what} at height {checked.header.height}")
+
+
+@app.command()
+@friendly
+def bench(
+    validators: Annotated[int, typer.Option(help="Validators in the measured chain.")] = 1,
+    txs: Annotated[int, typer.Option(help="Pre-signed anchor transactions to commit.")] = 20_000,
+    clients: Annotated[int, typer.Option(help="Client processes submitting.")] = 1,
+    batch: Annotated[int, typer.Option(help="Transactions per request.")] = 500,
+) -> None:
+    """Measure verify rate and committed tx/s in one run; print JSON."""
+    from medledger.cli.bench import run_bench
+
+    result: dict[str, Any] = run_bench(validators=validators, n_txs=txs, clients=clients,
+                                       batch=batch, console=err)
+    print(json.dumps(result, indent=2))
+
+
+def main() -> None:
+    app()

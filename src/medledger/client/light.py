@@ -1,0 +1,116 @@
+"""A light client: check what a node answers against the validators you trust.
+
+Trust starts from a validator set (the genesis file's, which every member holds). A header
+is believed when a certificate of precommits from more than 2/3 of that set's power signs
+its hash and the header names that set; a transaction is believed when its inclusion proof
+leads to the header's transaction root; a state entry (or its absence) when its sparse
+Merkle proof leads to the header's state root. Nothing here trusts the node that answered.
+
+Errors::
+
+    VerificationFailed     the answer does not check out; ``reason`` says which step failed
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from medledger.codec import CodecError, encode
+from medledger.ledger import (
+    Certificate,
+    Header,
+    LedgerError,
+    Transaction,
+    TxResult,
+    ValidatorSet,
+)
+from medledger.merkle import log
+from medledger.merkle.sparse import SparseProof
+from medledger.state import verify_state_proof
+
+__all__ = ["VerificationFailed", "VerifiedState", "VerifiedTx", "verify_header",
+           "verify_state_answer", "verify_tx_answer"]
+
+
+class VerificationFailed(Exception):
+    """A node's answer failed a check; ``reason`` is a sentence for a person."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedTx:
+    tx: Transaction
+    header: Header
+    index: int
+    result: TxResult
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedState:
+    key: str
+    value: Any
+    header: Header
+
+
+def verify_header(answer: dict[str, Any], trusted: ValidatorSet) -> Header:
+    """Check ``answer["header"]`` against ``answer["certificate"]`` and the trusted set."""
+    try:
+        header = Header.from_dict(answer["header"])
+        cert = Certificate.from_dict(answer["certificate"])
+    except (KeyError, LedgerError) as e:
+        raise VerificationFailed(f"the header or certificate is malformed: {e}") from e
+    if header.validators_hash != trusted.hash():
+        raise VerificationFailed("the header names a validator set other than the trusted one")
+    if cert.block_hash != header.hash() or cert.height != header.height:
+        raise VerificationFailed("the certificate signs another block than this header")
+    try:
+        cert.verify(header.chain_id, trusted)
+    except LedgerError as e:
+        raise VerificationFailed(f"the certificate does not check out: {e}") from e
+    return header
+
+
+def verify_tx_answer(answer: dict[str, Any], trusted: ValidatorSet, chain_id: str) -> VerifiedTx:
+    """Check a ``GET /v1/txs/{id}`` answer end to end."""
+    header = verify_header(answer, trusted)
+    if header.chain_id != chain_id:
+        raise VerificationFailed(f"the header is of chain {header.chain_id!r}, not {chain_id!r}")
+    try:
+        tx = Transaction.from_dict(answer["tx"])
+        proof = answer["proof"]
+        index, size = proof["leaf_index"], proof["tree_size"]
+        path = [bytes.fromhex(h) for h in proof["audit_path"]]
+        result = TxResult(answer["code"], answer["message"])
+    except (KeyError, TypeError, ValueError, LedgerError) as e:
+        raise VerificationFailed(f"the transaction or its proof is malformed: {e}") from e
+    if answer.get("tx_id") != tx.tx_id.hex():
+        raise VerificationFailed("the transaction's bytes do not hash to the id asked for")
+    if not tx.signature_valid():
+        raise VerificationFailed("the transaction's signature does not verify")
+    if size != header.tx_count or not log.verify_inclusion(
+            log.leaf_hash(tx.tx_id), index, size, path, header.tx_root):
+        raise VerificationFailed("the inclusion proof does not lead to the header's tx root")
+    return VerifiedTx(tx, header, index, result)
+
+
+def verify_state_answer(answer: dict[str, Any], trusted: ValidatorSet, chain_id: str
+                        ) -> VerifiedState:
+    """Check a ``GET /v1/state/{key}`` answer: the value (or its absence) and its proof."""
+    header = verify_header(answer, trusted)
+    if header.chain_id != chain_id:
+        raise VerificationFailed(f"the header is of chain {header.chain_id!r}, not {chain_id!r}")
+    try:
+        key = answer["key"]
+        value = answer["value"]
+        raw = None if value is None else encode(value)
+        proof = SparseProof.from_dict(answer["proof"])
+    except (KeyError, TypeError, ValueError, CodecError) as e:
+        raise VerificationFailed(f"the state answer is malformed: {e}") from e
+    if not verify_state_proof(header.state_root, key, raw, proof):
+        what = "absence" if value is None else "value"
+        raise VerificationFailed(f"the proof of the key's {what} does not lead to the state root")
+    return VerifiedState(key, value, header)

@@ -1,0 +1,148 @@
+"""Block headers and blocks.
+
+A header commits to: chain id, height, BFT time (ms since epoch), previous block hash, the
+RFC 9162 root of the block's transaction ids, the root of their results, the state root
+after the block, the history root (RFC 9162 root over the hashes of blocks 1..height-1),
+the validator-set hash, the hash of the previous block's commit certificate, and the
+proposer. The block hash is ``tagged_hash(Tag.BLOCK, encode(header))``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from medledger.codec import Tag, encode, tagged_hash
+from medledger.ledger.commit import Certificate
+from medledger.ledger.errors import MalformedError
+from medledger.ledger.fields import read_bytes, read_int, read_str, require_keys
+from medledger.ledger.tx import Transaction
+from medledger.merkle import log
+
+__all__ = ["Block", "Header", "TxResult", "ZERO_HASH", "results_root", "tx_root"]
+
+ZERO_HASH = bytes(32)
+_HEADER_FIELDS = frozenset({
+    "chain_id", "height", "history_root", "last_commit_hash", "prev_hash", "proposer",
+    "results_root", "state_root", "time", "tx_count", "tx_root", "validators_hash",
+})
+_RESULT_FIELDS = frozenset({"code", "message"})
+
+
+@dataclass(frozen=True, slots=True)
+class TxResult:
+    """The outcome of one transaction in a block: ``code`` is ``"ok"`` or a stable error code."""
+
+    code: str
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> TxResult:
+        data = require_keys(data, "result", _RESULT_FIELDS)
+        return cls(read_str(data, "code", 64), read_str(data, "message", 1024))
+
+    @property
+    def ok(self) -> bool:
+        return self.code == "ok"
+
+
+def tx_root(tx_ids: list[bytes]) -> bytes:
+    """RFC 9162 root over the transaction ids, in block order."""
+    return log.root([log.leaf_hash(t) for t in tx_ids])
+
+
+def results_root(results: list[TxResult]) -> bytes:
+    """RFC 9162 root over the canonical bytes of each result."""
+    return log.root([log.leaf_hash(encode(r.to_dict())) for r in results])
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """A block header; see the module docstring for what each field commits to."""
+
+    chain_id: str
+    height: int
+    time: int
+    prev_hash: bytes
+    tx_root: bytes
+    tx_count: int
+    results_root: bytes
+    state_root: bytes
+    history_root: bytes
+    validators_hash: bytes
+    last_commit_hash: bytes
+    proposer: bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "chain_id": self.chain_id,
+            "height": self.height,
+            "history_root": self.history_root.hex(),
+            "last_commit_hash": self.last_commit_hash.hex(),
+            "prev_hash": self.prev_hash.hex(),
+            "proposer": self.proposer.hex(),
+            "results_root": self.results_root.hex(),
+            "state_root": self.state_root.hex(),
+            "time": self.time,
+            "tx_count": self.tx_count,
+            "tx_root": self.tx_root.hex(),
+            "validators_hash": self.validators_hash.hex(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Header:
+        data = require_keys(data, "header", _HEADER_FIELDS)
+        return cls(
+            chain_id=read_str(data, "chain_id", 64),
+            height=read_int(data, "height", 1),
+            time=read_int(data, "time"),
+            prev_hash=read_bytes(data, "prev_hash", 32),
+            tx_root=read_bytes(data, "tx_root", 32),
+            tx_count=read_int(data, "tx_count"),
+            results_root=read_bytes(data, "results_root", 32),
+            state_root=read_bytes(data, "state_root", 32),
+            history_root=read_bytes(data, "history_root", 32),
+            validators_hash=read_bytes(data, "validators_hash", 32),
+            last_commit_hash=read_bytes(data, "last_commit_hash", 32),
+            proposer=read_bytes(data, "proposer", 32),
+        )
+
+    def encode(self) -> bytes:
+        return encode(self.to_dict())
+
+    def hash(self) -> bytes:
+        return tagged_hash(Tag.BLOCK, self.encode())
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """A header with its transactions, their results and the previous block's certificate."""
+
+    header: Header
+    txs: tuple[Transaction, ...]
+    results: tuple[TxResult, ...]
+    last_commit: Certificate | None
+
+    def check_roots(self) -> None:
+        """Raise MalformedError when the body does not match the header's roots and counts."""
+        h = self.header
+        if len(self.txs) != h.tx_count or len(self.results) != h.tx_count:
+            raise MalformedError("block", "transaction or result count differs from header")
+        if tx_root([t.tx_id for t in self.txs]) != h.tx_root:
+            raise MalformedError("tx_root", "does not match the transactions")
+        if results_root(list(self.results)) != h.results_root:
+            raise MalformedError("results_root", "does not match the results")
+        commit_hash = self.last_commit.hash() if self.last_commit else ZERO_HASH
+        if commit_hash != h.last_commit_hash:
+            raise MalformedError("last_commit_hash", "does not match the carried certificate")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "header": self.header.to_dict(),
+            "last_commit": self.last_commit.to_dict() if self.last_commit else None,
+            "results": [r.to_dict() for r in self.results],
+            "txs": [t.to_dict() for t in self.txs],
+        }

@@ -1,0 +1,221 @@
+"""The chain: executes transactions into blocks and commits them to a store.
+
+:class:`Chain` is the deterministic heart of a node. It knows the genesis, the app registry
+and the store; it checks transactions against committed state, executes a list of them as
+the next block (nonces, authorisation, each app's stateful check and apply, each in its own
+overlay so a rejected transaction leaves nothing), computes the roots, and commits the
+block with its certificate as one store transaction. It has no clock and no sockets: the
+caller passes the time a validator signs at.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from medledger.apps import AppRegistry, BlockContext, Rejected
+from medledger.codec import decode, encode
+from medledger.crypto import SigningKey
+from medledger.ledger import (
+    ZERO_HASH,
+    Block,
+    Certificate,
+    Header,
+    Transaction,
+    TxResult,
+    results_root,
+    tx_root,
+)
+from medledger.merkle.log import Frontier
+from medledger.merkle.sparse import EMPTY_ROOT, NodeRef
+from medledger.node.genesis import Genesis
+from medledger.state import Overlay, ReadOnly, StateTree
+from medledger.store import BlockRecord, Store, StoreMismatch
+
+__all__ = ["Chain", "CommittedBlock", "nonce_key"]
+
+
+def nonce_key(sender: bytes) -> str:
+    """The state key holding the last nonce a sender used."""
+    return f"nonce/{sender.hex()}"
+
+
+@dataclass(frozen=True, slots=True)
+class CommittedBlock:
+    """What :meth:`Chain.commit_next` made: the block, its hash and its certificate."""
+
+    block: Block
+    block_hash: bytes
+    certificate: Certificate
+
+
+class Chain:
+    """Committed state plus the rules to extend it by one block at a time."""
+
+    def __init__(self, store: Store, genesis: Genesis, registry: AppRegistry) -> None:
+        self.store = store
+        self.genesis = genesis
+        self.registry = registry
+        self.chain_id = genesis.chain_id
+        self.validators = genesis.validators
+        self.tree = StateTree(store)
+        self._genesis_writes = genesis.state_writes()
+        self._check_genesis()
+        self._load_tip()
+
+    # opening ----------------------------------------------------------------------------
+    def _check_genesis(self) -> None:
+        stored = self.store.get_meta("genesis_hash")
+        expected = self.genesis.hash()
+        if stored is None:
+            self.store.put_meta("genesis_hash", expected)
+            self.store.put_meta("chain_id", self.chain_id.encode())
+        elif stored != expected:
+            raise StoreMismatch(
+                f"the store was made from another genesis (hash {stored.hex()[:16]}..., "
+                f"this genesis {expected.hex()[:16]}...)")
+
+    def _load_tip(self) -> None:
+        self.height = self.store.latest_height()
+        self.total_txs = self.store.count_txs()
+        if self.height == 0:
+            self.tip_hash = ZERO_HASH
+            self.tip_header: Header | None = None
+            self.tip_certificate: Certificate | None = None
+            self.state_root = EMPTY_ROOT
+            return
+        stored = self.store.get_block(self.height)
+        assert stored is not None
+        self.tip_hash = stored.block_hash
+        self.tip_header = Header.from_dict(decode(stored.header))
+        self.tip_certificate = Certificate.from_dict(decode(stored.certificate))
+        self.state_root = NodeRef(stored.state_root_id, self.tip_header.state_root)
+
+    # reading committed state -------------------------------------------------------------
+    def committed_value(self, key: str) -> bytes | None:
+        """A state value's canonical bytes at the tip (genesis state before block 1)."""
+        if self.height == 0:
+            return self._genesis_writes.get(key)
+        return self.store.get_value(key)
+
+    def view(self) -> ReadOnly:
+        return ReadOnly(self.committed_value)
+
+    def last_nonce(self, sender: bytes) -> int:
+        raw = self.committed_value(nonce_key(sender))
+        return 0 if raw is None else int(decode(raw))
+
+    def next_context(self) -> BlockContext:
+        return BlockContext(self.chain_id, self.height + 1, self.next_time())
+
+    def next_time(self) -> int:
+        """BFT time of the next block: the weighted median of the tip's precommit times."""
+        if self.tip_certificate is None or self.tip_header is None:
+            return self.genesis.genesis_time
+        median = self.tip_certificate.bft_time(self.validators)
+        return max(median, self.tip_header.time + 1)
+
+    # checking ---------------------------------------------------------------------------
+    def check(self, tx: Transaction, pending_nonce: int = 0) -> None:
+        """Admission check against committed state (signature already verified)."""
+        if tx.chain_id != self.chain_id:
+            raise Rejected("chain_id", f"signed for chain {tx.chain_id!r}, this is {self.chain_id!r}")
+        self.registry.check_stateless(tx)
+        last = max(self.last_nonce(tx.sender), pending_nonce)
+        if tx.nonce <= last:
+            raise Rejected("nonce", f"nonce {tx.nonce} already used; next must exceed {last}")
+        self.registry.check_stateful(self.view(), tx, self.next_context())
+
+    # executing --------------------------------------------------------------------------
+    def execute(
+        self, txs: list[Transaction], ctx: BlockContext
+    ) -> tuple[list[TxResult], dict[str, bytes | None]]:
+        """Run ``txs`` in order on top of committed state; return results and the writes."""
+        block_view = Overlay(self.view())
+        if ctx.height == 1:
+            block_view.writes.update(self._genesis_writes)
+        results = [self._execute_one(block_view, tx, ctx) for tx in txs]
+        return results, block_view.writes
+
+    def _execute_one(self, block_view: Overlay, tx: Transaction, ctx: BlockContext) -> TxResult:
+        key = nonce_key(tx.sender)
+        raw = block_view.get_raw(key)
+        last = 0 if raw is None else int(decode(raw))
+        if tx.chain_id != self.chain_id:
+            return TxResult("chain_id", f"signed for chain {tx.chain_id!r}")
+        if tx.nonce <= last:
+            return TxResult("nonce", f"nonce {tx.nonce} already used; next must exceed {last}")
+        tx_view = block_view.child()
+        try:
+            self.registry.check_stateless(tx)
+            self.registry.apply(tx_view, tx, ctx)
+        except Rejected as e:
+            block_view.writes[key] = encode(tx.nonce)
+            return TxResult(e.code, e.message)
+        tx_view.writes[key] = encode(tx.nonce)
+        tx_view.merge_into_parent()
+        return TxResult("ok", "")
+
+    def build_block(self, txs: list[Transaction], proposer: bytes) -> tuple[Block, BlockRecord]:
+        """Execute ``txs`` as the next block; return it and the record that would commit it."""
+        ctx = self.next_context()
+        results, writes = self.execute(txs, ctx)
+        new_root, nodes = self.tree.update(self.state_root, writes)
+        history = Frontier.from_list(self.height, self.store.get_history())
+        header = Header(
+            chain_id=self.chain_id,
+            height=ctx.height,
+            time=ctx.time,
+            prev_hash=self.tip_hash,
+            tx_root=tx_root([t.tx_id for t in txs]),
+            tx_count=len(txs),
+            results_root=results_root(results),
+            state_root=new_root.hash,
+            history_root=history.root(),
+            validators_hash=self.validators.hash(),
+            last_commit_hash=self.tip_certificate.hash() if self.tip_certificate else ZERO_HASH,
+            proposer=proposer,
+        )
+        block = Block(header, tuple(txs), tuple(results), self.tip_certificate)
+        block_hash = header.hash()
+        history.append(block_hash)
+        record = BlockRecord(
+            height=ctx.height,
+            block_hash=block_hash,
+            header=header.encode(),
+            last_commit=encode(self.tip_certificate.to_dict()) if self.tip_certificate else None,
+            certificate=b"",
+            state_root_id=new_root.node_id,
+            txs=[(t.tx_id, t.raw, r.code, r.message) for t, r in zip(txs, results, strict=True)],
+            state_writes=writes,
+            nodes=nodes,
+            history=history.to_list(),
+        )
+        return block, record
+
+    def commit(self, block: Block, record: BlockRecord, certificate: Certificate) -> CommittedBlock:
+        """Verify ``certificate`` for the built block and write it all atomically."""
+        block_hash = record.block_hash
+        if certificate.block_hash != block_hash or certificate.height != record.height:
+            raise ValueError("certificate is for another block")
+        certificate.verify(self.chain_id, self.validators)
+        final = BlockRecord(**{**_fields(record), "certificate": encode(certificate.to_dict())})
+        self.store.commit_block(final)
+        self.height = record.height
+        self.total_txs += len(record.txs)
+        self.tip_hash = block_hash
+        self.tip_header = block.header
+        self.tip_certificate = certificate
+        self.state_root = NodeRef(record.state_root_id, block.header.state_root)
+        return CommittedBlock(block, block_hash, certificate)
+
+    def commit_next(self, txs: list[Transaction], key: SigningKey, now_ms: int) -> CommittedBlock:
+        """Single-validator path: build, sign the commit at ``now_ms`` and commit."""
+        block, record = self.build_block(txs, key.public_key)
+        sign_time = max(now_ms, block.header.time + 1)
+        cert = Certificate.sign([key], self.chain_id, record.height, record.block_hash, sign_time)
+        return self.commit(block, record, cert)
+
+
+def _fields(record: BlockRecord) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in record.__dataclass_fields__}

@@ -1,0 +1,90 @@
+"""A node's home directory and its ``config.json``.
+
+::
+
+    HOME/config.json       {"api": "127.0.0.1:26657", "block_interval_ms": 200, ...}
+    HOME/genesis.json      the chain's genesis (the same on every node)
+    HOME/validator.key     the validator's signing key, in a passphrase-protected keystore
+    HOME/passphrase        the keystore passphrase (local chains only; in production set
+                           MEDLEDGER_PASSPHRASE and delete this file)
+    HOME/keys/*.key        member keys made by ``init`` (the local admin, demo organisations)
+    HOME/data/chain.db     the SQLite store
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from medledger.codec import CodecError, decode, encode
+
+__all__ = ["ConfigError", "NodeConfig", "parse_hostport"]
+
+
+class ConfigError(ValueError):
+    """The node's home or config is missing or wrong; the message says what to do."""
+
+
+def parse_hostport(text: str) -> tuple[str, int]:
+    """Parse ``HOST:PORT``; raise ConfigError with the reason otherwise."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{text!r} is not HOST:PORT (for example 127.0.0.1:26657)")
+    return host, int(port)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """Settings from ``HOME/config.json``."""
+
+    api: str = "127.0.0.1:26657"
+    block_interval_ms: int = 200
+    max_block_txs: int = 5000
+    max_block_bytes: int = 8 * 1024 * 1024
+    mempool_max_txs: int = 100_000
+    verify_on_start: bool = True
+
+    @property
+    def api_host(self) -> str:
+        return parse_hostport(self.api)[0]
+
+    @property
+    def api_port(self) -> int:
+        return parse_hostport(self.api)[1]
+
+    def with_api(self, api: str | None) -> NodeConfig:
+        if api is None:
+            return self
+        parse_hostport(api)
+        return replace(self, api=api)
+
+    @classmethod
+    def load(cls, home: Path) -> NodeConfig:
+        path = home / "config.json"
+        try:
+            data = decode(path.read_bytes())
+        except FileNotFoundError as e:
+            raise ConfigError(f"{path} not found: run `medledger init --home {home}` first") from e
+        except CodecError as e:
+            raise ConfigError(f"{path} is not valid JSON: {e}") from e
+        known = {f.name for f in fields(cls)}
+        if type(data) is not dict or not set(data) <= known:
+            raise ConfigError(f"{path}: unknown settings {sorted(set(data) - known)}")
+        config = cls(**data)
+        parse_hostport(config.api)
+        for name in ("block_interval_ms", "max_block_txs", "max_block_bytes", "mempool_max_txs"):
+            value = getattr(config, name)
+            if type(value) is not int or value <= 0:
+                raise ConfigError(f"{path}: {name} must be a positive integer")
+        return config
+
+    def save(self, home: Path) -> None:
+        path = home / "config.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(encode(asdict(self)) + b"\n")
+        os.replace(tmp, path)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,140 @@
+"""A node's home directory: config, genesis, keys and store, and how ``init`` lays it out.
+
+See :mod:`medledger.node.config` for the files. Secrets: the validator key and member keys
+are passphrase-protected keystores. The passphrase comes from ``MEDLEDGER_PASSPHRASE``, or
+from ``HOME/passphrase``, which ``init`` writes (mode 0600) for local chains.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from pathlib import Path
+
+from medledger.crypto import KdfParams, Keystore, SigningKey
+from medledger.ledger import Validator, ValidatorSet
+from medledger.node.config import ConfigError, NodeConfig
+from medledger.node.genesis import Genesis
+
+__all__ = ["DEMO_ORGANISATIONS", "Home", "PASSPHRASE_ENV"]
+
+PASSPHRASE_ENV = "MEDLEDGER_PASSPHRASE"
+
+DEMO_ORGANISATIONS = (
+    ("st-mary", "St Mary's Hospital", "hospital"),
+    ("northgate", "Northgate General Hospital", "hospital"),
+    ("acme-pharma", "Acme Pharma", "manufacturer"),
+    ("carewell", "Carewell Insurance", "insurer"),
+)
+LOCAL_ORGANISATION = ("local", "Local operator", "regulator")
+
+
+class Home:
+    """Paths and loaders for one node's home directory."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def genesis_path(self) -> Path:
+        return self.path / "genesis.json"
+
+    @property
+    def validator_key_path(self) -> Path:
+        return self.path / "validator.key"
+
+    @property
+    def store_path(self) -> Path:
+        return self.path / "data" / "chain.db"
+
+    def key_path(self, name: str) -> Path:
+        return self.path / "keys" / f"{name}.key"
+
+    def exists(self) -> bool:
+        return self.config_path.exists()
+
+    def config(self) -> NodeConfig:
+        return NodeConfig.load(self.path)
+
+    def genesis(self) -> Genesis:
+        if not self.genesis_path.exists():
+            raise ConfigError(f"{self.genesis_path} not found: run `medledger init` first")
+        return Genesis.load(self.genesis_path)
+
+    def passphrase(self) -> str:
+        env = os.environ.get(PASSPHRASE_ENV)
+        if env:
+            return env
+        path = self.path / "passphrase"
+        try:
+            return path.read_text().strip()
+        except FileNotFoundError:
+            raise ConfigError(
+                f"no passphrase: set {PASSPHRASE_ENV} or write it to {path}") from None
+
+    def load_keys(self, path: Path) -> Keystore:
+        return Keystore.load(path, self.passphrase())
+
+    def validator_key(self) -> SigningKey:
+        if not self.validator_key_path.exists():
+            raise ConfigError(f"{self.validator_key_path} not found: run `medledger init` first")
+        return self.load_keys(self.validator_key_path).signing
+
+    def member_keys(self, name: str) -> Keystore:
+        path = self.key_path(name)
+        if not path.exists():
+            known = sorted(p.stem for p in (self.path / "keys").glob("*.key"))
+            raise ConfigError(f"no key {name!r} in {self.path / 'keys'} (known: {known})")
+        return self.load_keys(path)
+
+    @classmethod
+    def init(
+        cls,
+        path: str | Path,
+        chain_id: str,
+        *,
+        api: str | None = None,
+        demo: bool = False,
+        kdf_params: KdfParams | None = None,
+        genesis_time: int | None = None,
+    ) -> Home:
+        """Lay out a new single-validator home; refuse to overwrite an existing one."""
+        home = cls(path)
+        if home.exists() or home.store_path.exists():
+            raise ConfigError(f"{home.path} already holds a node; choose another --home")
+        (home.path / "keys").mkdir(parents=True, exist_ok=True)
+        (home.path / "data").mkdir(exist_ok=True)
+        passphrase = os.environ.get(PASSPHRASE_ENV) or home._write_passphrase()
+        validator = Keystore.generate()
+        validator.save(home.validator_key_path, passphrase, kdf_params=kdf_params)
+        orgs = [LOCAL_ORGANISATION, *(DEMO_ORGANISATIONS if demo else ())]
+        organisations = []
+        for org_id, name, role in orgs:
+            admin = Keystore.generate()
+            admin.save(home.key_path(org_id if org_id != "local" else "admin"), passphrase,
+                       kdf_params=kdf_params)
+            organisations.append({"admins": [admin.signing.public_key.hex()], "id": org_id,
+                                  "name": name, "role": role})
+        genesis = Genesis(
+            chain_id=chain_id,
+            genesis_time=genesis_time if genesis_time is not None else time.time_ns() // 10**6,
+            validators=ValidatorSet.of([Validator(validator.signing.public_key, 10, "node0")]),
+            organisations=tuple(organisations),
+        )
+        genesis.save(home.genesis_path)
+        NodeConfig().with_api(api).save(home.path)
+        return home
+
+    def _write_passphrase(self) -> str:
+        value = secrets.token_urlsafe(24)
+        path = self.path / "passphrase"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(value + "\n")
+        return value
+

@@ -1,0 +1,210 @@
+"""A running node: mempool admission, block production on a timer, commit notifications.
+
+One validator for now: the node proposes, signs the commit certificate with its own key and
+commits. All work runs on one asyncio loop (the API's), so there are no locks; the wall
+clock is read here, at the edge, and handed to the chain as the time the validator signs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from medledger.apps import AppRegistry, Rejected, default_registry
+from medledger.crypto import SigningKey
+from medledger.ledger import MAX_TX_BYTES, MalformedError, Transaction
+from medledger.node.chain import Chain, CommittedBlock
+from medledger.node.config import NodeConfig
+from medledger.node.genesis import Genesis
+from medledger.node.home import Home
+from medledger.node.mempool import Mempool
+from medledger.node.verify import verify_store
+from medledger.store import SQLiteStore, Store, StoredTx
+
+__all__ = ["Node", "Submitted"]
+
+log = logging.getLogger("medledger.node")
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """The answer to one submitted transaction: its id, or why it was refused."""
+
+    tx_id: bytes | None
+    code: str
+    message: str
+
+    @property
+    def accepted(self) -> bool:
+        return self.code == "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tx_id": self.tx_id.hex() if self.tx_id else None, "code": self.code,
+                "message": self.message}
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Node:
+    """One validator node over a store."""
+
+    def __init__(
+        self,
+        store: Store,
+        genesis: Genesis,
+        key: SigningKey,
+        config: NodeConfig,
+        registry: AppRegistry | None = None,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.key = key
+        self.clock = clock
+        self.chain = Chain(store, genesis, registry or default_registry())
+        self.mempool = Mempool(config.mempool_max_txs)
+        self._waiters: dict[bytes, list[asyncio.Future[StoredTx]]] = {}
+        self._wake: asyncio.Event | None = None
+        self._stopping = False
+        self.last_block_time = 0.0
+        if genesis.validators.power_of(key.public_key) == 0:
+            log.warning("this node's key is not a validator: it cannot commit blocks")
+
+    @classmethod
+    def open(cls, home: Home, api: str | None = None, verify: bool | None = None) -> Node:
+        """Open the node in ``home``; verify the store first unless told not to."""
+        config = home.config().with_api(api)
+        genesis = home.genesis()
+        store = SQLiteStore(home.store_path)
+        if config.verify_on_start if verify is None else verify:
+            verify_store(store, genesis, signatures=False)
+        return cls(store, genesis, home.validator_key(), config)
+
+    # admission --------------------------------------------------------------------------
+    def submit_bytes(self, data: bytes) -> Submitted:
+        """Decode, check and admit one transaction; never raises for bad input."""
+        if len(data) > MAX_TX_BYTES:
+            return Submitted(None, "too_large", f"a transaction is at most {MAX_TX_BYTES} bytes")
+        try:
+            tx = Transaction.decode(data)
+        except MalformedError as e:
+            return Submitted(None, "malformed", str(e))
+        return self.submit(tx)
+
+    def submit_dict(self, data: Any) -> Submitted:
+        try:
+            tx = Transaction.from_dict(data)
+        except MalformedError as e:
+            return Submitted(None, "malformed", str(e))
+        return self.submit(tx)
+
+    def submit(self, tx: Transaction) -> Submitted:
+        """Admit a decoded transaction to the mempool after every check."""
+        try:
+            self._admit(tx)
+        except Rejected as e:
+            return Submitted(tx.tx_id, e.code, e.message)
+        if self._wake is not None:
+            self._wake.set()
+        return Submitted(tx.tx_id, "ok", "")
+
+    def _admit(self, tx: Transaction) -> None:
+        if tx.chain_id != self.chain.chain_id:
+            raise Rejected("chain_id", f"signed for chain {tx.chain_id!r}, "
+                                       f"this is {self.chain.chain_id!r}")
+        if tx.tx_id in self.mempool:
+            raise Rejected("duplicate", "this transaction is already waiting in the mempool")
+        if self.mempool.full_for(tx):
+            raise Rejected("mempool_full", "the mempool is full; retry later")
+        if not tx.signature_valid():
+            raise Rejected("signature", "the signature does not verify for the sender key")
+        self.chain.check(tx, self.mempool.pending_nonce(tx.sender))
+        self.mempool.add(tx)
+
+    # blocks -----------------------------------------------------------------------------
+    def produce_block(self) -> CommittedBlock | None:
+        """Commit the next block from the mempool (None when it is empty)."""
+        txs = self.mempool.take(self.config.max_block_txs, self.config.max_block_bytes)
+        if not txs:
+            return None
+        committed = self.chain.commit_next(txs, self.key, self.clock())
+        self.mempool.remove(txs)
+        self.last_block_time = time.monotonic()
+        self._notify(committed)
+        return committed
+
+    def _notify(self, committed: CommittedBlock) -> None:
+        if not self._waiters:
+            return
+        height = committed.block.header.height
+        for index, (tx, result) in enumerate(zip(committed.block.txs, committed.block.results,
+                                                 strict=True)):
+            for future in self._waiters.pop(tx.tx_id, ()):
+                if not future.done():
+                    future.set_result(StoredTx(tx.tx_id, height, index, tx.raw, result.code,
+                                               result.message))
+
+    async def wait_committed(self, tx_id: bytes, timeout: float) -> StoredTx | None:
+        """Wait until ``tx_id`` is committed (None on timeout)."""
+        stored = self.store.get_tx(tx_id)
+        if stored is not None:
+            return stored
+        future: asyncio.Future[StoredTx] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(tx_id, []).append(future)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            return None
+        finally:
+            waiters = self._waiters.get(tx_id)
+            if waiters is not None and future in waiters:
+                waiters.remove(future)
+                if not waiters:
+                    del self._waiters[tx_id]
+
+    async def run(self) -> None:
+        """Produce blocks while there are transactions, at most one per block interval."""
+        self._wake = asyncio.Event()
+        interval = self.config.block_interval_ms / 1000
+        while not self._stopping:
+            await self._wake.wait()
+            self._wake.clear()
+            wait = self.last_block_time + interval - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            while len(self.mempool) and not self._stopping:
+                self.produce_block()
+                await asyncio.sleep(0)
+                if len(self.mempool):
+                    await asyncio.sleep(interval)
+
+    def stop(self) -> None:
+        self._stopping = True
+        if self._wake is not None:
+            self._wake.set()
+
+    def close(self) -> None:
+        self.stop()
+        self.store.close()
+
+    def status(self) -> dict[str, Any]:
+        chain = self.chain
+        return {
+            "chain_id": chain.chain_id,
+            "height": chain.height,
+            "latest_block_hash": chain.tip_hash.hex(),
+            "latest_block_time": chain.tip_header.time if chain.tip_header else None,
+            "state_root": chain.state_root.hash.hex(),
+            "validators_hash": chain.validators.hash().hex(),
+            "mempool_size": len(self.mempool),
+            "total_txs": chain.total_txs,
+            "node_key": self.key.public_key.hex(),
+        }
+
+

@@ -1,0 +1,172 @@
+"""Re-verify a store from genesis: every block, transaction, link, certificate and root.
+
+:func:`verify_store` raises :class:`~medledger.ledger.IntegrityError` naming the first bad
+height and what is wrong; the node runs it before it starts, ``medledger verify`` on demand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from medledger.codec import CodecError, decode
+from medledger.ledger import (
+    ZERO_HASH,
+    Certificate,
+    Header,
+    IntegrityError,
+    LedgerError,
+    Transaction,
+    TxResult,
+    results_root,
+    tx_root,
+)
+from medledger.merkle.log import Frontier
+from medledger.merkle.sparse import NodeRef, SparseMerkleError
+from medledger.node.genesis import Genesis
+from medledger.state import StateTree, value_hash
+from medledger.store import Store, StoredBlock
+
+__all__ = ["VerifyReport", "verify_store"]
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """What a clean verification covered."""
+
+    height: int
+    transactions: int
+    state_entries: int
+
+
+def _decode(height: int, what: str, raw: bytes) -> object:
+    try:
+        return decode(raw)
+    except CodecError as e:
+        raise IntegrityError(height, f"{what} is not canonical JSON: {e}") from e
+
+
+def _check_header(stored: StoredBlock, genesis: Genesis, prev: Header | None,
+                  prev_hash: bytes, history: Frontier) -> Header:
+    height = stored.height
+    try:
+        header = Header.from_dict(_decode(height, "header", stored.header))
+    except LedgerError as e:
+        raise IntegrityError(height, f"header is malformed: {e}") from e
+    if header.hash() != stored.block_hash:
+        raise IntegrityError(height, "block hash does not match the header",
+                             stored.block_hash.hex(), header.hash().hex())
+    if header.height != height or header.chain_id != genesis.chain_id:
+        raise IntegrityError(height, "header names another height or chain")
+    if header.prev_hash != prev_hash:
+        raise IntegrityError(height, "previous-block link is broken", prev_hash.hex(),
+                             header.prev_hash.hex())
+    if header.history_root != history.root():
+        raise IntegrityError(height, "history root does not match earlier blocks")
+    if header.validators_hash != genesis.validators.hash():
+        raise IntegrityError(height, "validator-set hash is not the genesis set's")
+    return header
+
+
+def _expected_time(genesis: Genesis, prev: Header | None, prev_cert: Certificate | None) -> int:
+    """BFT time: genesis time for block 1, then the weighted median of the last commit."""
+    if prev is None or prev_cert is None:
+        return genesis.genesis_time
+    return max(prev_cert.bft_time(genesis.validators), prev.time + 1)
+
+
+def _check_certificates(stored: StoredBlock, genesis: Genesis, header: Header,
+                        prev_cert: Certificate | None) -> Certificate:
+    height = stored.height
+    if stored.last_commit is None:
+        carried = None
+    else:
+        carried = Certificate.from_dict(_decode(height, "carried commit", stored.last_commit))
+    if (carried.hash() if carried else ZERO_HASH) != header.last_commit_hash:
+        raise IntegrityError(height, "carried commit does not match the header")
+    if prev_cert is not None and (carried is None or carried.hash() != prev_cert.hash()):
+        raise IntegrityError(height, "carried commit differs from the previous block's")
+    cert = Certificate.from_dict(_decode(height, "certificate", stored.certificate))
+    if cert.block_hash != stored.block_hash or cert.height != height:
+        raise IntegrityError(height, "certificate is for another block")
+    cert.verify(genesis.chain_id, genesis.validators)
+    return cert
+
+
+def _check_txs(store: Store, header: Header, signatures: bool) -> int:
+    height = header.height
+    rows = store.get_block_txs(height)
+    txs = []
+    for row in rows:
+        try:
+            tx = Transaction.decode(row.raw)
+        except LedgerError as e:
+            raise IntegrityError(height, f"transaction {row.index} is malformed: {e}") from e
+        if tx.tx_id != row.tx_id:
+            raise IntegrityError(height, f"transaction {row.index} bytes do not match its id",
+                                 row.tx_id.hex(), tx.tx_id.hex())
+        if signatures and not tx.signature_valid():
+            raise IntegrityError(height, f"transaction {row.index} has a bad signature")
+        txs.append(tx)
+    if len(txs) != header.tx_count or tx_root([t.tx_id for t in txs]) != header.tx_root:
+        raise IntegrityError(height, "transactions do not match the header's tx root")
+    results = [TxResult(r.code, r.message) for r in rows]
+    if results_root(results) != header.results_root:
+        raise IntegrityError(height, "results do not match the header's results root")
+    return len(txs)
+
+
+def _check_state(store: Store, stored: StoredBlock, header: Header) -> int:
+    tree = StateTree(store, cache_size=10_000)
+    root = NodeRef(stored.state_root_id, header.state_root)
+    try:
+        leaves = tree.verify(root)
+        count = 0
+        for key, value in store.iter_values():
+            if tree.get_hash(root, key) != value_hash(value):
+                raise IntegrityError(stored.height, f"state value of {key!r} does not match "
+                                                    "the state root")
+            count += 1
+    except SparseMerkleError as e:
+        raise IntegrityError(stored.height, f"state tree node is damaged: {e}") from e
+    if count != leaves:
+        raise IntegrityError(stored.height, "state holds entries the state root does not",
+                             str(leaves), str(count))
+    return count
+
+
+def verify_store(store: Store, genesis: Genesis, *, signatures: bool = True,
+                 progress: Progress | None = None) -> VerifyReport:
+    """Check the whole store against ``genesis``; raise IntegrityError at the first fault."""
+    latest = store.latest_height()
+    history = Frontier()
+    prev_header: Header | None = None
+    prev_hash, prev_cert = ZERO_HASH, None
+    n_txs = 0
+    stored = None
+    for height in range(1, latest + 1):
+        stored = store.get_block(height)
+        if stored is None:
+            raise IntegrityError(height, "block is missing")
+        try:
+            header = _check_header(stored, genesis, prev_header, prev_hash, history)
+            expected_time = _expected_time(genesis, prev_header, prev_cert)
+            if header.time != expected_time:
+                raise IntegrityError(height, "block time is not the BFT time of the last commit",
+                                     str(expected_time), str(header.time))
+            prev_cert = _check_certificates(stored, genesis, header, prev_cert)
+            n_txs += _check_txs(store, header, signatures)
+        except LedgerError as e:
+            if isinstance(e, IntegrityError):
+                raise
+            raise IntegrityError(height, str(e)) from e
+        history.append(stored.block_hash)
+        prev_header, prev_hash = header, stored.block_hash
+        if progress is not None:
+            progress(height, latest)
+    if store.get_history() != history.to_list():
+        raise IntegrityError(latest, "stored history frontier does not match the blocks")
+    entries = _check_state(store, stored, prev_header) if stored and prev_header else 0
+    return VerifyReport(latest, n_txs, entries)

@@ -1,0 +1,90 @@
+"""State views: what apps read and write.
+
+Apps see a :class:`StateView`: ``get`` returns a decoded value (a fresh copy each time),
+``put``/``delete`` stage writes. Views stack: a block's view sits on the committed state,
+and each transaction gets its own view on the block's, merged only when it succeeds, so
+that a rejected transaction leaves no trace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from medledger.codec import decode, encode
+
+__all__ = ["Overlay", "ReadOnly", "StateView", "ValueReader"]
+
+ValueReader = Callable[[str], "bytes | None"]
+
+_DELETED = None
+
+
+class StateView(Protocol):
+    """The state as an app sees it."""
+
+    def get(self, key: str) -> Any | None: ...
+
+    def put(self, key: str, value: Any) -> None: ...
+
+    def delete(self, key: str) -> None: ...
+
+
+class ReadOnlyError(RuntimeError):
+    """A write was attempted through a read-only view (a bug in the caller)."""
+
+
+class ReadOnly:
+    """A view over committed values that refuses writes (for stateful checks and queries)."""
+
+    __slots__ = ("_read",)
+
+    def __init__(self, read: ValueReader) -> None:
+        self._read = read
+
+    def get_raw(self, key: str) -> bytes | None:
+        return self._read(key)
+
+    def get(self, key: str) -> Any | None:
+        raw = self._read(key)
+        return None if raw is None else decode(raw)
+
+    def put(self, key: str, value: Any) -> None:
+        raise ReadOnlyError(f"write of {key!r} through a read-only view")
+
+    def delete(self, key: str) -> None:
+        raise ReadOnlyError(f"delete of {key!r} through a read-only view")
+
+
+class Overlay:
+    """Staged writes over a parent view; :meth:`merge_into_parent` publishes them."""
+
+    __slots__ = ("_parent", "writes")
+
+    def __init__(self, parent: ReadOnly | Overlay) -> None:
+        self._parent = parent
+        self.writes: dict[str, bytes | None] = {}
+
+    def get_raw(self, key: str) -> bytes | None:
+        if key in self.writes:
+            return self.writes[key]
+        return self._parent.get_raw(key)
+
+    def get(self, key: str) -> Any | None:
+        raw = self.get_raw(key)
+        return None if raw is None else decode(raw)
+
+    def put(self, key: str, value: Any) -> None:
+        self.writes[key] = encode(value)
+
+    def delete(self, key: str) -> None:
+        self.writes[key] = _DELETED
+
+    def child(self) -> Overlay:
+        return Overlay(self)
+
+    def merge_into_parent(self) -> None:
+        parent = self._parent
+        if not isinstance(parent, Overlay):
+            raise ReadOnlyError("cannot merge into a read-only view")
+        parent.writes.update(self.writes)

@@ -1,0 +1,129 @@
+"""The Store interface: everything a node keeps on disk.
+
+A store holds blocks (header, carried certificate, this height's own certificate),
+transactions by id with their results, the current state values, the sparse Merkle tree's
+nodes (addressed by integer id, see :mod:`medledger.merkle.sparse`) and a few named meta
+values. :meth:`Store.commit_block` writes one block and everything it changed as one atomic
+transaction: after a crash the store is at the previous height or at this one, never between.
+
+Errors::
+
+    StoreError             the store cannot be opened or read
+    └── StoreMismatch      the store belongs to another chain or has an unknown layout
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+__all__ = ["BlockRecord", "StoreError", "StoreMismatch", "Store", "StoredBlock", "StoredTx"]
+
+
+class StoreError(Exception):
+    """The store cannot be opened or read."""
+
+
+class StoreMismatch(StoreError):
+    """The store belongs to another chain or was written by an incompatible version."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTx:
+    """A committed transaction as stored: where it sits, its bytes and its result."""
+
+    tx_id: bytes
+    height: int
+    index: int
+    raw: bytes
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBlock:
+    """A committed block's stored parts (bytes as written, not re-encoded)."""
+
+    height: int
+    block_hash: bytes
+    header: bytes
+    last_commit: bytes | None
+    certificate: bytes
+    state_root_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class BlockRecord:
+    """Everything one block commit writes, in one atomic transaction."""
+
+    height: int
+    block_hash: bytes
+    header: bytes
+    last_commit: bytes | None
+    certificate: bytes
+    state_root_id: int
+    txs: list[tuple[bytes, bytes, str, str]]  # (tx_id, raw, code, message), block order
+    state_writes: dict[str, bytes | None]  # key -> canonical value bytes, None deletes
+    nodes: list[tuple[int, bytes]]  # new sparse Merkle tree nodes
+    history: list[bytes] = field(default_factory=list)  # log-tree frontier after this block
+
+
+class Store(ABC):
+    """What a node keeps. Implementations: :class:`medledger.store.sqlite.SQLiteStore`."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    # meta -----------------------------------------------------------------------------
+    @abstractmethod
+    def get_meta(self, name: str) -> bytes | None: ...
+
+    @abstractmethod
+    def put_meta(self, name: str, value: bytes) -> None: ...
+
+    # blocks and transactions ------------------------------------------------------------
+    @abstractmethod
+    def latest_height(self) -> int:
+        """The height of the last committed block, 0 when there is none."""
+
+    @abstractmethod
+    def get_block(self, height: int) -> StoredBlock | None: ...
+
+    @abstractmethod
+    def get_block_txs(self, height: int) -> list[StoredTx]: ...
+
+    @abstractmethod
+    def count_txs(self) -> int:
+        """How many transactions all committed blocks hold."""
+
+    @abstractmethod
+    def get_tx(self, tx_id: bytes) -> StoredTx | None: ...
+
+    @abstractmethod
+    def get_history(self) -> list[bytes]:
+        """The log-tree frontier over all committed block hashes."""
+
+    @abstractmethod
+    def block_hashes(self, first: int, last: int) -> list[bytes]:
+        """Hashes of blocks ``first..last`` inclusive, in order."""
+
+    # state ------------------------------------------------------------------------------
+    @abstractmethod
+    def get_value(self, key: str) -> bytes | None: ...
+
+    @abstractmethod
+    def iter_values(self) -> Iterator[tuple[str, bytes]]:
+        """Every current state entry, in key order."""
+
+    @abstractmethod
+    def get_node(self, node_id: int) -> bytes:
+        """A sparse Merkle tree node's bytes; KeyError when absent."""
+
+    @abstractmethod
+    def next_node_id(self) -> int: ...
+
+    # the one write ------------------------------------------------------------------------
+    @abstractmethod
+    def commit_block(self, record: BlockRecord) -> None:
+        """Write ``record`` atomically and durably; it must be at ``latest_height() + 1``."""

@@ -1,0 +1,203 @@
+"""The SQLite store: one database file per node, WAL journal, ``synchronous=FULL``.
+
+One block commit is one SQLite transaction (one fsync per block, never per transaction).
+Sparse Merkle tree nodes live in a table keyed by an integer id, so that appending them is
+cheap; transactions are found by id through an index on the first 8 bytes of the id.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from medledger.store.base import (
+    BlockRecord,
+    Store,
+    StoredBlock,
+    StoredTx,
+    StoreError,
+    StoreMismatch,
+)
+
+__all__ = ["SQLiteStore"]
+
+SCHEMA_VERSION = b"1"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS blocks (
+    height INTEGER PRIMARY KEY, hash BLOB NOT NULL, header BLOB NOT NULL,
+    last_commit BLOB, certificate BLOB NOT NULL, state_root_id INTEGER NOT NULL,
+    history BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS txs (
+    height INTEGER NOT NULL, idx INTEGER NOT NULL, id_prefix INTEGER NOT NULL,
+    tx_id BLOB NOT NULL, raw BLOB NOT NULL, code TEXT NOT NULL, message TEXT NOT NULL,
+    PRIMARY KEY (height, idx)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS txs_by_id ON txs (id_prefix);
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS smt_nodes (id INTEGER PRIMARY KEY, data BLOB NOT NULL);
+"""
+
+
+def _prefix(tx_id: bytes) -> int:
+    return int.from_bytes(tx_id[:8], "big", signed=True)
+
+
+def _join(hashes: list[bytes]) -> bytes:
+    return b"".join(hashes)
+
+
+def _split(blob: bytes) -> list[bytes]:
+    return [blob[i : i + 32] for i in range(0, len(blob), 32)]
+
+
+class SQLiteStore(Store):
+    """A :class:`Store` in one SQLite file. Safe to share between threads (one lock)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self._db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA cache_size=-65536")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"cannot open store {self.path}: {e}") from e
+        self._lock = threading.RLock()
+        version = self.get_meta("schema")
+        if version is None:
+            self.put_meta("schema", SCHEMA_VERSION)
+        elif version != SCHEMA_VERSION:
+            raise StoreMismatch(f"store {self.path} has schema {version!r}, expected {SCHEMA_VERSION!r}")
+        self._next_node = self._query_next_node()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _one(self, sql: str, args: tuple[object, ...] = ()) -> tuple | None:  # type: ignore[type-arg]
+        with self._lock:
+            try:
+                return self._db.execute(sql, args).fetchone()  # type: ignore[no-any-return]
+            except sqlite3.DatabaseError as e:
+                raise StoreError(f"store {self.path}: {e}") from e
+
+    def _all(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple]:  # type: ignore[type-arg]
+        with self._lock:
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.DatabaseError as e:
+                raise StoreError(f"store {self.path}: {e}") from e
+
+    def _query_next_node(self) -> int:
+        row = self._one("SELECT MAX(id) FROM smt_nodes")
+        return (row[0] or 0) + 1 if row else 1
+
+    # meta -------------------------------------------------------------------------------
+    def get_meta(self, name: str) -> bytes | None:
+        row = self._one("SELECT value FROM meta WHERE name = ?", (name,))
+        return bytes(row[0]) if row else None
+
+    def put_meta(self, name: str, value: bytes) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
+
+    # blocks -----------------------------------------------------------------------------
+    def latest_height(self) -> int:
+        row = self._one("SELECT MAX(height) FROM blocks")
+        return row[0] or 0 if row else 0
+
+    def get_block(self, height: int) -> StoredBlock | None:
+        row = self._one(
+            "SELECT height, hash, header, last_commit, certificate, state_root_id "
+            "FROM blocks WHERE height = ?", (height,))
+        if row is None:
+            return None
+        return StoredBlock(row[0], bytes(row[1]), bytes(row[2]),
+                           None if row[3] is None else bytes(row[3]), bytes(row[4]), row[5])
+
+    def get_block_txs(self, height: int) -> list[StoredTx]:
+        rows = self._all(
+            "SELECT tx_id, height, idx, raw, code, message FROM txs WHERE height = ? ORDER BY idx",
+            (height,))
+        return [StoredTx(bytes(r[0]), r[1], r[2], bytes(r[3]), r[4], r[5]) for r in rows]
+
+    def count_txs(self) -> int:
+        row = self._one("SELECT COUNT(*) FROM txs")
+        return int(row[0]) if row else 0
+
+    def get_tx(self, tx_id: bytes) -> StoredTx | None:
+        rows = self._all(
+            "SELECT tx_id, height, idx, raw, code, message FROM txs WHERE id_prefix = ?",
+            (_prefix(tx_id),))
+        for r in rows:
+            if bytes(r[0]) == tx_id:
+                return StoredTx(bytes(r[0]), r[1], r[2], bytes(r[3]), r[4], r[5])
+        return None
+
+    def get_history(self) -> list[bytes]:
+        row = self._one("SELECT history FROM blocks ORDER BY height DESC LIMIT 1")
+        return _split(bytes(row[0])) if row else []
+
+    def block_hashes(self, first: int, last: int) -> list[bytes]:
+        rows = self._all(
+            "SELECT hash FROM blocks WHERE height BETWEEN ? AND ? ORDER BY height", (first, last))
+        return [bytes(r[0]) for r in rows]
+
+    # state ------------------------------------------------------------------------------
+    def get_value(self, key: str) -> bytes | None:
+        row = self._one("SELECT value FROM state WHERE key = ?", (key,))
+        return bytes(row[0]) if row else None
+
+    def iter_values(self) -> Iterator[tuple[str, bytes]]:
+        with self._lock:
+            cursor = self._db.execute("SELECT key, value FROM state ORDER BY key")
+            rows = cursor.fetchmany(10_000)
+        while rows:
+            for key, value in rows:
+                yield key, bytes(value)
+            with self._lock:
+                rows = cursor.fetchmany(10_000)
+
+    def get_node(self, node_id: int) -> bytes:
+        row = self._one("SELECT data FROM smt_nodes WHERE id = ?", (node_id,))
+        if row is None:
+            raise KeyError(node_id)
+        return bytes(row[0])
+
+    def next_node_id(self) -> int:
+        return self._next_node
+
+    # the one write ------------------------------------------------------------------------
+    def commit_block(self, record: BlockRecord) -> None:
+        with self._lock:
+            expected = self.latest_height() + 1
+            if record.height != expected:
+                raise StoreError(f"commit of height {record.height}, expected {expected}")
+            db = self._db
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                db.executemany("INSERT INTO smt_nodes VALUES (?, ?)", record.nodes)
+                writes = [(k, v) for k, v in record.state_writes.items() if v is not None]
+                deletes = [(k,) for k, v in record.state_writes.items() if v is None]
+                db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?)", writes)
+                db.executemany("DELETE FROM state WHERE key = ?", deletes)
+                db.executemany(
+                    "INSERT INTO txs VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(record.height, i, _prefix(t[0]), t[0], t[1], t[2], t[3])
+                     for i, t in enumerate(record.txs)])
+                db.execute(
+                    "INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (record.height, record.block_hash, record.header, record.last_commit,
+                     record.certificate, record.state_root_id, _join(record.history)))
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            if record.nodes:
+                self._next_node = max(self._next_node, max(n for n, _ in record.nodes) + 1)
