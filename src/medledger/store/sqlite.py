@@ -44,6 +44,15 @@ def _prefix(tx_id: bytes) -> int:
     return int.from_bytes(tx_id[:8], "big", signed=True)
 
 
+def _blob(value: object) -> bytes:
+    """Column value as bytes: a tampered row may hold TEXT where BLOB belongs."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    raise StoreError(f"expected bytes in the store, found {type(value).__name__}")
+
+
 def _join(hashes: list[bytes]) -> bytes:
     return b"".join(hashes)
 
@@ -61,6 +70,8 @@ class SQLiteStore(Store):
             self._db = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=30
             )
+            # A tampered row may hold TEXT that is not UTF-8: read it back byte for byte.
+            self._db.text_factory = lambda b: b.decode("utf-8", "surrogateescape")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA cache_size=-65536")
@@ -100,7 +111,7 @@ class SQLiteStore(Store):
     # meta -------------------------------------------------------------------------------
     def get_meta(self, name: str) -> bytes | None:
         row = self._one("SELECT value FROM meta WHERE name = ?", (name,))
-        return bytes(row[0]) if row else None
+        return _blob(row[0]) if row else None
 
     def put_meta(self, name: str, value: bytes) -> None:
         with self._lock:
@@ -117,14 +128,14 @@ class SQLiteStore(Store):
             "FROM blocks WHERE height = ?", (height,))
         if row is None:
             return None
-        return StoredBlock(row[0], bytes(row[1]), bytes(row[2]),
-                           None if row[3] is None else bytes(row[3]), bytes(row[4]), row[5])
+        return StoredBlock(row[0], _blob(row[1]), _blob(row[2]),
+                           None if row[3] is None else _blob(row[3]), _blob(row[4]), row[5])
 
     def get_block_txs(self, height: int) -> list[StoredTx]:
         rows = self._all(
             "SELECT tx_id, height, idx, raw, code, message FROM txs WHERE height = ? ORDER BY idx",
             (height,))
-        return [StoredTx(bytes(r[0]), r[1], r[2], bytes(r[3]), r[4], r[5]) for r in rows]
+        return [StoredTx(_blob(r[0]), r[1], r[2], _blob(r[3]), str(r[4]), str(r[5])) for r in rows]
 
     def count_txs(self) -> int:
         row = self._one("SELECT COUNT(*) FROM txs")
@@ -135,23 +146,23 @@ class SQLiteStore(Store):
             "SELECT tx_id, height, idx, raw, code, message FROM txs WHERE id_prefix = ?",
             (_prefix(tx_id),))
         for r in rows:
-            if bytes(r[0]) == tx_id:
-                return StoredTx(bytes(r[0]), r[1], r[2], bytes(r[3]), r[4], r[5])
+            if _blob(r[0]) == tx_id:
+                return StoredTx(_blob(r[0]), r[1], r[2], _blob(r[3]), str(r[4]), str(r[5]))
         return None
 
     def get_history(self) -> list[bytes]:
         row = self._one("SELECT history FROM blocks ORDER BY height DESC LIMIT 1")
-        return _split(bytes(row[0])) if row else []
+        return _split(_blob(row[0])) if row else []
 
     def block_hashes(self, first: int, last: int) -> list[bytes]:
         rows = self._all(
             "SELECT hash FROM blocks WHERE height BETWEEN ? AND ? ORDER BY height", (first, last))
-        return [bytes(r[0]) for r in rows]
+        return [_blob(r[0]) for r in rows]
 
     # state ------------------------------------------------------------------------------
     def get_value(self, key: str) -> bytes | None:
         row = self._one("SELECT value FROM state WHERE key = ?", (key,))
-        return bytes(row[0]) if row else None
+        return _blob(row[0]) if row else None
 
     def iter_values(self) -> Iterator[tuple[str, bytes]]:
         with self._lock:
@@ -159,7 +170,7 @@ class SQLiteStore(Store):
             rows = cursor.fetchmany(10_000)
         while rows:
             for key, value in rows:
-                yield key, bytes(value)
+                yield key, _blob(value)
             with self._lock:
                 rows = cursor.fetchmany(10_000)
 
@@ -167,7 +178,7 @@ class SQLiteStore(Store):
         row = self._one("SELECT data FROM smt_nodes WHERE id = ?", (node_id,))
         if row is None:
             raise KeyError(node_id)
-        return bytes(row[0])
+        return _blob(row[0])
 
     def next_node_id(self) -> int:
         return self._next_node

@@ -1,0 +1,271 @@
+"""The chain executor: admission, execution, determinism, and the store it commits to."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from medledger.apps import default_registry
+from medledger.codec import decode, encode
+from medledger.crypto import EncryptionKey, SigningKey
+from medledger.ledger import Transaction, Validator, ValidatorSet
+from medledger.node import Chain, Genesis, Node, NodeConfig
+from medledger.node.verify import verify_store
+from medledger.ledger import IntegrityError
+from medledger.store import SQLiteStore, StoreError, StoreMismatch
+
+VALIDATOR = SigningKey.from_seed(b"\x01" * 32)
+ADMIN = SigningKey.from_seed(b"\x02" * 32)
+OTHER_ADMIN = SigningKey.from_seed(b"\x03" * 32)
+CHAIN = "test-chain"
+
+
+def genesis(time: int = 1_700_000_000_000) -> Genesis:
+    return Genesis(
+        chain_id=CHAIN, genesis_time=time,
+        validators=ValidatorSet.of([Validator(VALIDATOR.public_key, 10, "v0")]),
+        organisations=(
+            {"id": "st-mary", "name": "St Mary's", "role": "hospital",
+             "admins": [ADMIN.public_key.hex()]},
+            {"id": "carewell", "name": "Carewell", "role": "insurer",
+             "admins": [OTHER_ADMIN.public_key.hex()]},
+        ))
+
+
+def make_node(path: Path, clock_start: int = 1_700_000_000_000) -> Node:
+    ticks = iter(range(clock_start, clock_start + 10**9, 1000))
+    return Node(SQLiteStore(path), genesis(), VALIDATOR, NodeConfig(), clock=lambda: next(ticks))
+
+
+def anchor(key: SigningKey, nonce: int, digest: int, chain: str = CHAIN) -> Transaction:
+    return Transaction.create(key, chain, "ledger.anchor", nonce,
+                              {"digest": digest.to_bytes(32, "big").hex(), "label": f"d{digest}"})
+
+
+def tx(key: SigningKey, nonce: int, type_: str, body: dict[str, object]) -> Transaction:
+    return Transaction.create(key, CHAIN, type_, nonce, body)
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Node:
+    n = make_node(tmp_path / "chain.db")
+    yield n
+    n.close()
+
+
+def state(node: Node, key: str) -> object:
+    raw = node.chain.committed_value(key)
+    return None if raw is None else decode(raw)
+
+
+def test_admission_codes_and_no_state_change(node: Node) -> None:
+    assert node.submit(anchor(ADMIN, 1, 1)).accepted
+    node.produce_block()
+    root, height = node.chain.state_root, node.chain.height
+    stranger = SigningKey.generate()
+    bad_sig = anchor(ADMIN, 5, 9).to_dict()
+    bad_sig["signature"] = "00" * 64
+    cases = {
+        "replayed nonce": (anchor(ADMIN, 1, 2), "nonce"),
+        "other chain": (anchor(ADMIN, 2, 3, chain="other"), "chain_id"),
+        "bad signature": (Transaction.from_dict(bad_sig), "signature"),
+        "unknown sender": (anchor(stranger, 1, 4), "unknown_sender"),
+        "digest anchored twice": (anchor(ADMIN, 2, 1), "exists"),
+        "unknown type": (tx(ADMIN, 2, "ledger.nothing", {}), "unknown_type"),
+        "malformed body": (tx(ADMIN, 2, "ledger.anchor", {"digest": "zz"}), "malformed"),
+    }
+    for name, (t, code) in cases.items():
+        assert node.submit(t).code == code, name
+    assert len(node.mempool) == 0
+    assert node.produce_block() is None
+    assert (node.chain.state_root, node.chain.height) == (root, height)
+
+
+def test_duplicate_in_mempool_and_pending_nonce(node: Node) -> None:
+    t1 = anchor(ADMIN, 1, 1)
+    assert node.submit(t1).accepted
+    assert node.submit(t1).code == "duplicate"
+    assert node.submit(anchor(ADMIN, 1, 2)).code == "nonce"  # nonce 1 is pending
+    assert node.submit(anchor(ADMIN, 2, 2)).accepted
+    committed = node.produce_block()
+    assert committed is not None and [r.code for r in committed.block.results] == ["ok", "ok"]
+    assert state(node, f"nonce/{ADMIN.public_key.hex()}") == 2
+
+
+def test_conflict_inside_a_block_is_recorded_and_leaves_no_writes(node: Node) -> None:
+    # two senders anchor the same digest in one block: the second fails at execution
+    assert node.submit(anchor(ADMIN, 1, 7)).accepted
+    assert node.submit(anchor(OTHER_ADMIN, 1, 7)).accepted
+    committed = node.produce_block()
+    assert committed is not None
+    assert [r.code for r in committed.block.results] == ["ok", "exists"]
+    entry = state(node, f"anchor/{(7).to_bytes(32, 'big').hex()}")
+    assert entry["sender"] == ADMIN.public_key.hex()  # type: ignore[index]
+    # the failed transaction still used its nonce: it can never be replayed
+    assert state(node, f"nonce/{OTHER_ADMIN.public_key.hex()}") == 1
+
+
+def member_body(key: SigningKey, org: str = "st-mary", role: str = "clinician") -> dict[str, object]:
+    return {"org": org, "key": key.public_key.hex(), "role": role, "name": "Dr Who",
+            "enc_key": EncryptionKey.generate("x25519").public_bytes().hex(), "enc_suite": "x25519"}
+
+
+def run(node: Node, t: Transaction) -> str:
+    submitted = node.submit(t)
+    if not submitted.accepted:
+        return submitted.code
+    committed = node.produce_block()
+    assert committed is not None
+    return committed.block.results[-1].code
+
+
+def test_identity_lifecycle(node: Node) -> None:
+    member, new_member = SigningKey.generate(), SigningKey.generate()
+    enc = EncryptionKey.generate("x25519").public_bytes().hex()
+    steps = [
+        ("admin registers a clinician", tx(ADMIN, 1, "identity.member.register", member_body(member)), "ok"),
+        ("registering the same key again", tx(ADMIN, 2, "identity.member.register", member_body(member)), "exists"),
+        ("another org's admin cannot register here",
+         tx(OTHER_ADMIN, 1, "identity.member.register", member_body(SigningKey.generate())), "unauthorized"),
+        ("a clinician cannot register members",
+         tx(member, 1, "identity.member.register", member_body(SigningKey.generate())), "unauthorized"),
+        ("the clinician anchors", anchor(member, 2, 100), "ok"),
+        ("the member rotates their own key",
+         tx(member, 3, "identity.member.rotate", {"org": "st-mary", "key": member.public_key.hex(),
+            "new_key": new_member.public_key.hex(), "enc_key": enc, "enc_suite": "x25519"}), "ok"),
+        ("the rotated key can no longer sign", anchor(member, 4, 101), "key_rotated"),
+        ("the new key signs", anchor(new_member, 1, 102), "ok"),
+        ("admin suspends the new key",
+         tx(ADMIN, 3, "identity.member.suspend", {"org": "st-mary", "key": new_member.public_key.hex()}), "ok"),
+        ("the suspended key can no longer sign", anchor(new_member, 2, 103), "key_suspended"),
+        ("suspending twice", tx(ADMIN, 4, "identity.member.suspend",
+                                {"org": "st-mary", "key": new_member.public_key.hex()}), "key_suspended"),
+        ("bad role", tx(ADMIN, 5, "identity.member.register", member_body(SigningKey.generate(), role="king")), "malformed"),
+        ("bad encryption key length", tx(ADMIN, 5, "identity.member.register",
+                                         {**member_body(SigningKey.generate()), "enc_key": "ab" * 5}), "malformed"),
+    ]
+    for name, t, code in steps:
+        assert run(node, t) == code, name
+    entry = state(node, f"identity/key/{member.public_key.hex()}")
+    assert entry["status"] == "rotated" and entry["replaced_by"] == new_member.public_key.hex()  # type: ignore[index]
+
+
+def test_patient_registers_under_a_pseudonym(node: Node) -> None:
+    from medledger.apps.identity import pseudonym_of
+
+    patient = SigningKey.generate()
+    enc = EncryptionKey.generate()  # the post-quantum hybrid suite is the default
+    body = {"enc_key": enc.public_bytes().hex(), "enc_suite": enc.suite}
+    assert run(node, tx(patient, 1, "identity.patient.register", body)) == "ok"
+    assert run(node, tx(patient, 2, "identity.patient.register", body)) == "exists"
+    record = state(node, f"identity/patient/{pseudonym_of(patient.public_key)}")
+    assert record["key"] == patient.public_key.hex()  # type: ignore[index]
+    assert run(node, anchor(patient, 3, 55)) == "ok"
+
+
+def feed(node: Node, blocks: list[list[Transaction]]) -> list[tuple[bytes, bytes]]:
+    out = []
+    for txs in blocks:
+        for t in txs:
+            assert node.submit(t).accepted
+        committed = node.produce_block()
+        assert committed is not None
+        out.append((committed.block_hash, committed.block.header.state_root))
+    return out
+
+
+def test_replay_on_another_node_gives_identical_blocks_and_roots(tmp_path: Path) -> None:
+    blocks = [[anchor(ADMIN, n, n) for n in range(k * 50 + 1, k * 50 + 51)] for k in range(4)]
+    a = make_node(tmp_path / "a.db")
+    b = make_node(tmp_path / "b.db")
+    assert feed(a, blocks) == feed(b, blocks)
+    assert verify_store(a.store, a.chain.genesis).transactions == 200
+    a.close(), b.close()
+
+
+def test_bft_time_never_goes_backwards(tmp_path: Path) -> None:
+    n = make_node(tmp_path / "t.db", clock_start=1)  # a validator clock far behind genesis
+    feed(n, [[anchor(ADMIN, i, i)] for i in range(1, 5)])
+    times = [decode(n.store.get_block(h).header)["time"] for h in range(1, 5)]  # type: ignore[union-attr]
+    assert times == sorted(set(times)) and times[0] == genesis().genesis_time
+    n.close()
+
+
+def test_store_refuses_another_genesis(tmp_path: Path) -> None:
+    n = make_node(tmp_path / "g.db")
+    feed(n, [[anchor(ADMIN, 1, 1)]])
+    n.close()
+    with pytest.raises(StoreMismatch, match="another genesis"):
+        Chain(SQLiteStore(tmp_path / "g.db"), genesis(time=5), default_registry())
+
+
+def test_store_commit_is_all_or_nothing(tmp_path: Path) -> None:
+    n = make_node(tmp_path / "s.db")
+    feed(n, [[anchor(ADMIN, 1, 1)]])
+    block, record = n.chain.build_block([anchor(ADMIN, 2, 2)], VALIDATOR.public_key)
+    broken = type(record)(**{**{f: getattr(record, f) for f in record.__dataclass_fields__},
+                             "txs": [*record.txs, record.txs[0]]})  # duplicate (height, idx)? no: same id
+    with pytest.raises((sqlite3.DatabaseError, StoreError)):
+        n.store.commit_block(type(record)(**{**{f: getattr(record, f) for f in record.__dataclass_fields__},
+                                             "height": 5}))
+    # a failure in the middle of the write leaves nothing behind
+    bad_nodes = [*record.nodes, record.nodes[0]]  # duplicate primary key: fails after some inserts
+    with pytest.raises(sqlite3.IntegrityError):
+        n.store.commit_block(type(record)(**{**{f: getattr(record, f) for f in record.__dataclass_fields__},
+                                             "nodes": bad_nodes, "certificate": b"{}"}))
+    assert n.store.latest_height() == 1
+    assert n.store.get_value(f"anchor/{(2).to_bytes(32, 'big').hex()}") is None
+    verify_store(n.store, n.chain.genesis)
+    del broken, block
+    n.close()
+
+
+def tamper(db: Path, sql: str) -> None:
+    con = sqlite3.connect(db)
+    with con:
+        assert con.execute(sql).rowcount >= 1
+    con.close()
+
+
+TAMPER = {
+    "transaction bytes": ("UPDATE txs SET raw = replace(raw, 'd3', 'd4') WHERE height = 3 AND idx = 0",
+                          3, "bytes do not match"),
+    "transaction result": ("UPDATE txs SET code = 'exists' WHERE height = 2", 2, "results"),
+    "transaction dropped": ("DELETE FROM txs WHERE height = 4", 4, "tx root"),
+    "header": ("UPDATE blocks SET header = replace(header, '\"tx_count\":1', '\"tx_count\":2') "
+               "WHERE height = 2", 2, "block hash"),
+    "certificate": ("UPDATE blocks SET certificate = replace(certificate, '\"round\":0', "
+                    "'\"round\":1') WHERE height = 3", 3, "commit signature"),
+    "state value": ("UPDATE state SET value = '{\"tampered\":true}' WHERE key LIKE 'anchor/%' "
+                    "AND rowid IN (SELECT rowid FROM state WHERE key LIKE 'anchor/%' LIMIT 1)",
+                    4, "does not match the state root"),
+    "state node": ("UPDATE smt_nodes SET data = substr(data, 1, 10) || x'ff' || substr(data, 12) "
+                   "WHERE id = (SELECT MAX(id) FROM smt_nodes) - 1", 4, "state tree node"),
+    "extra state entry": ("INSERT INTO state VALUES ('anchor/ff', '{}')", 4, "state"),
+}
+
+
+@pytest.mark.parametrize("sql,height,what", TAMPER.values(), ids=TAMPER.keys())
+def test_tampering_is_caught_at_the_first_bad_height(tmp_path: Path, sql: str, height: int,
+                                                     what: str) -> None:
+    db = tmp_path / "v.db"
+    n = make_node(db)
+    feed(n, [[anchor(ADMIN, i, i)] for i in range(1, 5)])
+    verify_store(n.store, n.chain.genesis)
+    n.close()
+    if "WITHOUT" in sql:
+        pass
+    tamper(db, sql.replace("rowid IN (SELECT rowid FROM state WHERE key LIKE 'anchor/%' LIMIT 1)",
+                           "key = (SELECT MIN(key) FROM state WHERE key LIKE 'anchor/%')"))
+    store = SQLiteStore(db)
+    with pytest.raises(IntegrityError) as info:
+        verify_store(store, genesis())
+    assert info.value.height == height
+    assert what in str(info.value)
+    store.close()
+
+
+def test_encode_of_nonce_is_plain_integer() -> None:
+    assert encode(3) == b"3"

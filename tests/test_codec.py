@@ -1,0 +1,108 @@
+"""Canonical JSON (RFC 8785, restricted) and tagged hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from medledger.codec import MAX_SAFE_INT, CodecError, Tag, decode, encode, is_canonical, tagged_hash
+
+# RFC 8785 section 3.2.2 / appendix examples, restricted to our value types.
+CANONICAL = {
+    "key order": ({"b": 1, "a": 2, "aa": 3, "A": 4}, b'{"A":4,"a":2,"aa":3,"b":1}'),
+    "nested": ({"z": [3, {"y": None, "x": True}], "a": False}, b'{"a":false,"z":[3,{"x":true,"y":null}]}'),
+    "control escapes": ({"s": "\b\t\n\f\r\x01\x1f"}, b'{"s":"\\b\\t\\n\\f\\r\\u0001\\u001f"}'),
+    "quote and backslash": ({"s": 'a"b\\c'}, b'{"s":"a\\"b\\\\c"}'),
+    "non-ASCII raw UTF-8": ({"s": "\u20ac\U0001f600é"}, '{"s":"\u20ac\U0001f600é"}'.encode()),
+    "DEL and slash unescaped": ({"s": "\x7f/"}, b'{"s":"\x7f/"}'),
+    "largest safe integers": ([MAX_SAFE_INT, -MAX_SAFE_INT, 0], b"[9007199254740991,-9007199254740991,0]"),
+    "empty containers": ({"a": {}, "b": []}, b'{"a":{},"b":[]}'),
+}
+
+
+@pytest.mark.parametrize("value,expected", CANONICAL.values(), ids=CANONICAL.keys())
+def test_canonical_bytes(value: object, expected: bytes) -> None:
+    assert encode(value) == expected
+    assert decode(expected) == value
+    assert is_canonical(expected)
+
+
+REFUSED_VALUES = {
+    "float": 1.5,
+    "float in list": [1, 2.0],
+    "integer above 2^53": MAX_SAFE_INT + 1,
+    "integer below -2^53": -(MAX_SAFE_INT + 1),
+    "non-ASCII key": {"é": 1},
+    "non-string key": {1: 2},
+    "bytes": b"x",
+    "set": {1},
+    "lone surrogate": "\ud800",
+}
+
+
+@pytest.mark.parametrize("value", REFUSED_VALUES.values(), ids=REFUSED_VALUES.keys())
+def test_encode_refuses(value: object) -> None:
+    with pytest.raises(CodecError):
+        encode(value)
+
+
+REFUSED_BYTES = {
+    "duplicate keys": b'{"a":1,"a":2}',
+    "float": b'{"a":1.0}',
+    "exponent": b"1e3",
+    "big integer": b"9007199254740992",
+    "NaN": b"NaN",
+    "Infinity": b"[Infinity]",
+    "non-UTF-8": b'"\xff"',
+    "non-ASCII key": '{"é":1}'.encode(),
+    "truncated": b'{"a":',
+    "trailing garbage": b"{} x",
+    "deep nesting": b"[" * 100 + b"]" * 100,
+}
+
+
+@pytest.mark.parametrize("data", REFUSED_BYTES.values(), ids=REFUSED_BYTES.keys())
+def test_decode_refuses_with_clear_error(data: bytes) -> None:
+    with pytest.raises(CodecError) as info:
+        decode(data)
+    assert info.value.reason
+
+
+def test_non_canonical_input_is_detected() -> None:
+    assert not is_canonical(b'{"b":1, "a":2}')
+    assert is_canonical(b'{"a":2,"b":1}')
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-MAX_SAFE_INT, MAX_SAFE_INT) | st.text(),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(alphabet=st.characters(max_codepoint=127), max_size=8), children,
+                      max_size=4),
+    max_leaves=20,
+)
+
+
+@given(json_values)
+def test_round_trip_and_agreement_with_json(value: object) -> None:
+    data = encode(value)
+    assert decode(data) == value
+    assert encode(decode(data)) == data
+    assert json.loads(data) == value
+
+
+@given(json_values)
+def test_reencoding_any_formatting_gives_the_same_bytes(value: object) -> None:
+    pretty = json.dumps(value, indent=2, ensure_ascii=True).encode()
+    assert encode(decode(pretty)) == encode(value)
+
+
+def test_tagged_hashes_are_domain_separated() -> None:
+    data = b"same bytes"
+    digests = {tagged_hash(tag, data) for tag in Tag}
+    assert len(digests) == len(Tag)
+    assert hashlib.sha256(data).digest() not in digests
+    assert tagged_hash(Tag.TX, data) == hashlib.sha256(b"medledger:tx\x00" + data).digest()

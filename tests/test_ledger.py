@@ -1,0 +1,158 @@
+"""Transactions, headers and commit certificates."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from medledger.codec import encode
+from medledger.crypto import SigningKey
+from medledger.ledger import (
+    Certificate,
+    CommitSig,
+    Header,
+    IntegrityError,
+    MalformedError,
+    Transaction,
+    Validator,
+    ValidatorSet,
+)
+
+KEY = SigningKey.from_seed(bytes(range(32)))
+
+
+def anchor(nonce: int = 1, chain: str = "c1") -> Transaction:
+    return Transaction.create(KEY, chain, "ledger.anchor", nonce,
+                              {"digest": "ab" * 32, "label": "x"})
+
+
+def test_signed_transaction_verifies_and_round_trips() -> None:
+    tx = anchor()
+    assert tx.signature_valid()
+    again = Transaction.decode(tx.raw)
+    assert again == tx
+    assert again.tx_id == tx.tx_id
+    assert Transaction.decode(b" " + tx.raw + b"\n").tx_id == tx.tx_id  # whitespace is not identity
+
+
+@pytest.mark.parametrize("field,value", [
+    ("nonce", 2), ("chain_id", "c2"), ("type", "ledger.other"),
+    ("body", {"digest": "cd" * 32, "label": "x"}), ("sender", SigningKey.generate().public_key.hex()),
+])
+def test_any_changed_field_breaks_the_signature(field: str, value: object) -> None:
+    data = anchor().to_dict()
+    data[field] = value
+    assert not Transaction.from_dict(data).signature_valid()
+
+
+def test_signature_is_bound_to_chain_id_by_sign_bytes() -> None:
+    assert anchor(chain="c1").sign_bytes() != anchor(chain="c2").sign_bytes()
+    assert anchor().sign_bytes().startswith(b"medledger:tx-sign\x00")
+
+
+MALFORMED = {
+    "missing signature": lambda d: d.pop("signature"),
+    "extra field": lambda d: d.update(extra=1),
+    "nonce zero": lambda d: d.update(nonce=0),
+    "nonce string": lambda d: d.update(nonce="1"),
+    "upper-case hex": lambda d: d.update(sender=d["sender"].upper()),
+    "short sender": lambda d: d.update(sender="ab"),
+    "body not object": lambda d: d.update(body=[1]),
+    "bad type": lambda d: d.update(type="Anchor"),
+    "bad chain id": lambda d: d.update(chain_id="a b"),
+    "float in body": lambda d: d.update(body={"x": 1.5}),
+}
+
+
+@pytest.mark.parametrize("mutate", MALFORMED.values(), ids=MALFORMED.keys())
+def test_malformed_envelopes_are_refused(mutate: object) -> None:
+    data = anchor().to_dict()
+    mutate(data)  # type: ignore[operator]
+    with pytest.raises(MalformedError):
+        Transaction.from_dict(data)
+
+
+def test_oversized_transaction_is_refused() -> None:
+    data = anchor().to_dict()
+    data["body"] = {"label": "x" * 70_000}
+    with pytest.raises(MalformedError, match="larger than"):
+        Transaction.from_dict(data)
+
+
+@given(st.binary(max_size=300))
+@settings(max_examples=200)
+def test_decode_never_raises_anything_but_malformed(data: bytes) -> None:
+    try:
+        Transaction.decode(data)
+    except MalformedError:
+        pass
+
+
+def header(**changes: object) -> Header:
+    fields = dict(chain_id="c1", height=3, time=1000, prev_hash=b"\x01" * 32, tx_root=b"\x02" * 32,
+                  tx_count=2, results_root=b"\x03" * 32, state_root=b"\x04" * 32,
+                  history_root=b"\x05" * 32, validators_hash=b"\x06" * 32,
+                  last_commit_hash=b"\x07" * 32, proposer=b"\x08" * 32)
+    fields.update(changes)
+    return Header(**fields)  # type: ignore[arg-type]
+
+
+def test_header_hash_commits_to_every_field() -> None:
+    base = header()
+    assert Header.from_dict(base.to_dict()) == base
+    changed = [header(height=4), header(time=1001), header(prev_hash=b"\x09" * 32),
+               header(tx_root=b"\x09" * 32), header(tx_count=3), header(state_root=b"\x09" * 32),
+               header(history_root=b"\x09" * 32), header(validators_hash=b"\x09" * 32),
+               header(last_commit_hash=b"\x09" * 32), header(results_root=b"\x09" * 32),
+               header(proposer=b"\x09" * 32), header(chain_id="c2")]
+    hashes = {h.hash() for h in changed}
+    assert len(hashes) == len(changed) and base.hash() not in hashes
+
+
+KEYS = [SigningKey.from_seed(bytes([i]) * 32) for i in range(4)]
+VSET = ValidatorSet.of([Validator(k.public_key, 10, f"v{i}") for i, k in enumerate(KEYS)])
+BLOCK = b"\xbb" * 32
+
+
+@pytest.mark.parametrize("signers,ok", [(4, True), (3, True), (2, False), (1, False)])
+def test_certificate_needs_more_than_two_thirds(signers: int, ok: bool) -> None:
+    cert = Certificate.sign(KEYS[:signers], "c1", 5, BLOCK, 1000)
+    if ok:
+        cert.verify("c1", VSET)
+    else:
+        with pytest.raises(IntegrityError, match="2/3"):
+            cert.verify("c1", VSET)
+
+
+def test_certificate_refuses_outsiders_duplicates_and_other_chains() -> None:
+    outsider = SigningKey.generate()
+    with pytest.raises(IntegrityError, match="non-validator"):
+        Certificate.sign([*KEYS[:3], outsider], "c1", 5, BLOCK, 1000).verify("c1", VSET)
+    cert = Certificate.sign(KEYS[:3], "c1", 5, BLOCK, 1000)
+    dup = Certificate(5, 0, BLOCK, (*cert.signatures, cert.signatures[0]))
+    with pytest.raises(IntegrityError, match="twice"):
+        dup.verify("c1", VSET)
+    with pytest.raises(IntegrityError, match="bad commit signature"):
+        cert.verify("c2", VSET)
+    moved = Certificate(6, 0, BLOCK, cert.signatures)
+    with pytest.raises(IntegrityError, match="bad commit signature"):
+        moved.verify("c1", VSET)
+    assert Certificate.from_dict(cert.to_dict()) == cert
+
+
+def test_bft_time_is_the_weighted_median() -> None:
+    sigs = tuple(CommitSig(k.public_key, t, b"\x00" * 64) for k, t in zip(KEYS, [5, 100, 7, 6]))
+    cert = Certificate(1, 0, BLOCK, sigs)
+    assert cert.bft_time(VSET) == 6  # one fast clock (100) cannot drag the time
+    heavy = ValidatorSet.of([Validator(k.public_key, p, "v") for k, p in zip(KEYS, [1, 100, 1, 1])])
+    assert cert.bft_time(heavy) == 100
+
+
+def test_validator_set_hash_is_order_independent_and_power_sensitive() -> None:
+    reordered = ValidatorSet.of(list(reversed(VSET.validators)))
+    assert reordered.hash() == VSET.hash()
+    changed = ValidatorSet.of([Validator(v.public_key, v.power + (i == 0), v.name)
+                               for i, v in enumerate(VSET.validators)])
+    assert changed.hash() != VSET.hash()
+    assert encode(VSET.to_list())
