@@ -188,6 +188,16 @@ def test_signing_key_value_semantics_and_repr_hides_the_seed() -> None:
         key.extra = 1  # type: ignore[attr-defined]
 
 
+def test_verify_many_gives_one_verdict_per_item() -> None:
+    from medledger.crypto import verify_many
+
+    key = SigningKey.from_seed(bytes(32))
+    good = (key.public_key, b"m", key.sign(b"m"))
+    bad = (key.public_key, b"n", key.sign(b"m"))
+    assert verify_many([good, bad, good]) == b"\x01\x00\x01"
+    assert verify_many([]) == b""
+
+
 def test_verify_rate_measures_a_positive_rate() -> None:
     rate = verify_rate(0.05)
     assert 1_000 < rate < 10_000_000
@@ -219,6 +229,7 @@ def test_public_surface() -> None:
             "save_keystore",
             "seal",
             "verify",
+            "verify_many",
             "verify_rate",
         ]
     )

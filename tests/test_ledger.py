@@ -156,3 +156,15 @@ def test_validator_set_hash_is_order_independent_and_power_sensitive() -> None:
                                for i, v in enumerate(VSET.validators)])
     assert changed.hash() != VSET.hash()
     assert encode(VSET.to_list())
+
+
+@given(st.dictionaries(st.text(alphabet="abcsignature\"", max_size=10),
+                       st.text(max_size=20) | st.integers(0, 10**6), max_size=5),
+       st.integers(1, 10**9))
+@settings(max_examples=200)
+def test_sign_bytes_cut_from_raw_equal_a_fresh_encoding(body: dict[str, object], nonce: int) -> None:
+    from medledger.ledger import tx_sign_bytes
+
+    t = Transaction.create(KEY, "c1", "ledger.anchor", nonce, body)
+    assert t.sign_bytes() == tx_sign_bytes("c1", "ledger.anchor", KEY.public_key, nonce, body)
+    assert t.signature_valid()

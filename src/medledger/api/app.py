@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,8 +20,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import medledger
 from medledger.api.schemas import ENVELOPE, ERROR, tx_body
-from medledger.codec import CodecError, decode
-from medledger.ledger import MAX_TX_BYTES
+from medledger.codec import CodecError, decode, encode
+from medledger.ledger import MAX_TX_BYTES, TxResult
 from medledger.merkle import log
 from medledger.node import Node, Submitted
 from medledger.store import StoredTx
@@ -116,11 +117,12 @@ def create_app(node: Node, *, run_producer: bool = True) -> FastAPI:
     async def submit(request: Request, wait: bool = False, timeout: float = 30.0) -> Any:
         """Admit a transaction to the mempool and return its id. With ``wait=true``, answer
         once it is committed (its height and result), or 202 if ``timeout`` passes first."""
-        result = node.submit_dict(await read_json(request, MAX_TX_BYTES))
+        result = node.submit_dict(await read_json(request, MAX_TX_BYTES), checked=True)
         if not result.accepted or result.tx_id is None:
             raise refused(result)
         if wait:
-            stored = await node.wait_committed(result.tx_id, min(max(timeout, 0.0), 120.0))
+            seconds = min(max(timeout, 0.0), 120.0) if not math.isnan(timeout) else 0.0
+            stored = await node.wait_committed(result.tx_id, seconds)
             if stored is not None:
                 return JSONResponse({**_stored_tx_dict(stored), "status": "committed"})
         return JSONResponse({"tx_id": result.tx_id.hex(), "status": "pending"}, status_code=202)
@@ -134,7 +136,7 @@ def create_app(node: Node, *, run_producer: bool = True) -> FastAPI:
         if type(items) is not list or len(items) > MAX_BATCH:
             raise ApiError(400, "malformed", f"body must be a list of at most {MAX_BATCH} "
                                              "transactions")
-        results = [node.submit_dict(item) for item in items]
+        results = await node.submit_batch(items, checked=True)
         return {"accepted": sum(r.accepted for r in results),
                 "results": [r.to_dict() for r in results]}
 
@@ -153,7 +155,7 @@ def create_app(node: Node, *, run_producer: bool = True) -> FastAPI:
                 "total_power": vs.total_power}
 
     def certified(height: int) -> dict[str, Any]:
-        stored = node.store.get_block(height)
+        stored = node.store.get_block(height) if height <= node.chain.height else None
         if stored is None:
             raise ApiError(404, "not_found", f"no block at height {height} "
                                              f"(the chain is at {node.chain.height})")
@@ -177,12 +179,16 @@ def create_app(node: Node, *, run_producer: bool = True) -> FastAPI:
         stored = node.store.get_tx(_parse_hex(tx_id, 32, "tx_id"))
         if stored is None:
             raise ApiError(404, "not_found", f"no committed transaction {tx_id}")
-        ids = [r.tx_id for r in node.store.get_block_txs(stored.height)]
-        path = log.inclusion_proof([log.leaf_hash(i) for i in ids], stored.index)
+        rows = node.store.get_block_txs(stored.height)
+        path = log.inclusion_proof([log.leaf_hash(r.tx_id) for r in rows], stored.index)
+        result_path = log.inclusion_proof(
+            [log.leaf_hash(encode(TxResult(r.code, r.message).to_dict())) for r in rows],
+            stored.index)
         return {**certified(stored.height), **_stored_tx_dict(stored),
                 "tx": decode(stored.raw),
-                "proof": {"leaf_index": stored.index, "tree_size": len(ids),
-                          "audit_path": [h.hex() for h in path]}}
+                "proof": {"leaf_index": stored.index, "tree_size": len(rows),
+                          "audit_path": [h.hex() for h in path],
+                          "result_audit_path": [h.hex() for h in result_path]}}
 
     @app.get("/v1/state/{key:path}", responses=_ERRORS,
              summary="A state entry with its membership or non-membership proof")

@@ -103,6 +103,7 @@ def up(home: HomeOpt, api: Annotated[str | None, typer.Option(
     from medledger.api import create_app
 
     node = Node.open(Home(home), api=api)
+    node.verifier.start()
     config = node.config
     out.print(f"medledger node: chain [bold]{node.chain.chain_id}[/] at height "
               f"{node.chain.height}, API http://{config.api}", highlight=False)
@@ -232,6 +233,9 @@ def tx_show(
         return
     try:
         checked = verify_tx_answer(answer, *trusted)
+        if checked.tx.tx_id.hex() != tx_id.lower():
+            raise VerificationFailed("the node answered with another transaction than the one "
+                                     "asked for")
     except VerificationFailed as e:
         err.print(f"[bold red]NOT VERIFIED[/]: {e.reason}", highlight=False)
         raise typer.Exit(2) from None
@@ -259,6 +263,8 @@ def state_show(
         return
     try:
         checked = verify_state_answer(answer, *trusted)
+        if checked.key != key:
+            raise VerificationFailed("the node answered for another key than the one asked for")
     except VerificationFailed as e:
         err.print(f"[bold red]NOT VERIFIED[/]: {e.reason}", highlight=False)
         raise typer.Exit(2) from None

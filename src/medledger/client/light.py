@@ -3,8 +3,9 @@
 Trust starts from a validator set (the genesis file's, which every member holds). A header
 is believed when a certificate of precommits from more than 2/3 of that set's power signs
 its hash and the header names that set; a transaction is believed when its inclusion proof
-leads to the header's transaction root; a state entry (or its absence) when its sparse
-Merkle proof leads to the header's state root. Nothing here trusts the node that answered.
+leads to the header's transaction root (and its result's proof to the results root); a
+state entry (or its absence) when its sparse Merkle proof leads to the header's state root.
+Nothing here trusts the node that answered.
 
 Errors::
 
@@ -61,7 +62,7 @@ def verify_header(answer: dict[str, Any], trusted: ValidatorSet) -> Header:
     try:
         header = Header.from_dict(answer["header"])
         cert = Certificate.from_dict(answer["certificate"])
-    except (KeyError, LedgerError) as e:
+    except (KeyError, TypeError, LedgerError) as e:
         raise VerificationFailed(f"the header or certificate is malformed: {e}") from e
     if header.validators_hash != trusted.hash():
         raise VerificationFailed("the header names a validator set other than the trusted one")
@@ -84,8 +85,10 @@ def verify_tx_answer(answer: dict[str, Any], trusted: ValidatorSet, chain_id: st
         proof = answer["proof"]
         index, size = proof["leaf_index"], proof["tree_size"]
         path = [bytes.fromhex(h) for h in proof["audit_path"]]
+        result_path = [bytes.fromhex(h) for h in proof["result_audit_path"]]
         result = TxResult(answer["code"], answer["message"])
-    except (KeyError, TypeError, ValueError, LedgerError) as e:
+        result_leaf = log.leaf_hash(encode(result.to_dict()))
+    except (KeyError, TypeError, ValueError, CodecError, LedgerError) as e:
         raise VerificationFailed(f"the transaction or its proof is malformed: {e}") from e
     if answer.get("tx_id") != tx.tx_id.hex():
         raise VerificationFailed("the transaction's bytes do not hash to the id asked for")
@@ -94,6 +97,8 @@ def verify_tx_answer(answer: dict[str, Any], trusted: ValidatorSet, chain_id: st
     if size != header.tx_count or not log.verify_inclusion(
             log.leaf_hash(tx.tx_id), index, size, path, header.tx_root):
         raise VerificationFailed("the inclusion proof does not lead to the header's tx root")
+    if not log.verify_inclusion(result_leaf, index, size, result_path, header.results_root):
+        raise VerificationFailed("the result's proof does not lead to the header's results root")
     return VerifiedTx(tx, header, index, result)
 
 
@@ -105,6 +110,8 @@ def verify_state_answer(answer: dict[str, Any], trusted: ValidatorSet, chain_id:
         raise VerificationFailed(f"the header is of chain {header.chain_id!r}, not {chain_id!r}")
     try:
         key = answer["key"]
+        if type(key) is not str:
+            raise TypeError("the key must be a string")
         value = answer["value"]
         raw = None if value is None else encode(value)
         proof = SparseProof.from_dict(answer["proof"])

@@ -1,6 +1,17 @@
 """Canonical bytes (RFC 8785, restricted) and domain-separated SHA-256 hashes."""
 
-from medledger.codec.canonical import MAX_SAFE_INT, CodecError, decode, encode, is_canonical
+from medledger.codec.canonical import (
+    MAX_SAFE_INT,
+    CodecError,
+    decode,
+    decode_trusted,
+    encode,
+    is_canonical,
+    validate,
+)
 from medledger.codec.hashing import Tag, tagged_hash
 
-__all__ = ["MAX_SAFE_INT", "CodecError", "Tag", "decode", "encode", "is_canonical", "tagged_hash"]
+__all__ = [
+    "MAX_SAFE_INT", "CodecError", "Tag", "decode", "decode_trusted", "encode", "is_canonical",
+    "tagged_hash", "validate",
+]

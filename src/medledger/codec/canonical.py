@@ -20,7 +20,8 @@ MAX_SAFE_INT = 2**53 - 1
 _MAX_INT_DIGITS = len(str(MAX_SAFE_INT))
 MAX_DEPTH = 64
 
-__all__ = ["CodecError", "MAX_SAFE_INT", "decode", "encode", "is_canonical"]
+__all__ = ["CodecError", "MAX_SAFE_INT", "decode", "decode_trusted", "encode", "is_canonical",
+           "validate"]
 
 
 class CodecError(ValueError):
@@ -35,18 +36,56 @@ class CodecError(ValueError):
         self.path = path
 
 
+def _valid(value: Any, depth: int = 0) -> bool:
+    """Fast check with no error reporting; :func:`_check` explains a failure."""
+    kind = type(value)
+    if kind is str:
+        return value.isascii() or _utf8_ok(value)
+    if kind is int:
+        return -MAX_SAFE_INT <= value <= MAX_SAFE_INT
+    if kind is dict:
+        if depth >= MAX_DEPTH:
+            return False
+        for key, item in value.items():
+            if type(key) is not str or not key.isascii():
+                return False
+            kind = type(item)
+            if kind is str:
+                if not item.isascii() and not _utf8_ok(item):
+                    return False
+            elif kind is int:
+                if not -MAX_SAFE_INT <= item <= MAX_SAFE_INT:
+                    return False
+            elif not (kind is bool or item is None or _valid(item, depth + 1)):
+                return False
+        return True
+    if kind is list or kind is tuple:
+        if depth >= MAX_DEPTH:
+            return False
+        return all(_valid(item, depth + 1) for item in value)
+    return kind is bool or value is None
+
+
+def _utf8_ok(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _check(value: Any, path: str, depth: int) -> None:
     if depth > MAX_DEPTH:
         raise CodecError(f"nesting deeper than {MAX_DEPTH}", path)
     kind = type(value)
     if kind is str:
-        _check_str(value, path)
+        if not _utf8_ok(value):
+            raise CodecError("string holds a lone surrogate", path)
     elif kind is bool or value is None:
         return
     elif kind is int:
-        if -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
-            return
-        raise CodecError("integer outside +/-(2^53-1)", path)
+        if not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
+            raise CodecError("integer outside +/-(2^53-1)", path)
     elif kind is dict:
         for key, item in value.items():
             if type(key) is not str:
@@ -63,30 +102,34 @@ def _check(value: Any, path: str, depth: int) -> None:
         raise CodecError(f"type {kind.__name__} cannot be encoded", path)
 
 
-def _check_str(value: str, path: str) -> None:
-    if value.isascii():
-        return
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise CodecError("string holds a lone surrogate", path) from e
+def validate(value: Any) -> None:
+    """Raise :class:`CodecError` (naming where) unless ``value`` has canonical bytes."""
+    if not _valid(value):
+        _check(value, "$", 0)
+        raise CodecError("value cannot be encoded")
 
 
-def encode(value: Any) -> bytes:
-    """Return the canonical bytes of ``value``; raise :class:`CodecError` if it has none."""
-    _check(value, "$", 0)
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
-    return text.encode("utf-8")
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
+
+
+def encode(value: Any, *, checked: bool = False) -> bytes:
+    """Return the canonical bytes of ``value``; raise :class:`CodecError` if it has none.
+
+    ``checked=True`` skips validation for a value that just came out of :func:`decode`.
+    """
+    if not checked and not _valid(value):
+        validate(value)
+    return _dumps(value).encode("utf-8")
 
 
 def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, item in pairs:
-        if not key.isascii():
-            raise CodecError(f"object key {key!r} is not ASCII")
-        if key in out:
-            raise CodecError(f"duplicate object key {key!r}")
-        out[key] = item
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise CodecError(f"duplicate object key {key!r}")
+            seen.add(key)
     return out
 
 
@@ -125,8 +168,15 @@ def decode(data: bytes | bytearray | memoryview) -> Any:
         raise CodecError("nesting too deep") from e
     except json.JSONDecodeError as e:
         raise CodecError(f"invalid JSON: {e.msg} (line {e.lineno}, column {e.colno})") from e
-    _check(value, "$", 0)
+    if not _valid(value):
+        validate(value)
     return value
+
+
+def decode_trusted(data: bytes) -> Any:
+    """Parse bytes that this process encoded itself, or that were verified against a root
+    (state values, stored records): no strictness checks, C speed."""
+    return json.loads(data)
 
 
 def is_canonical(data: bytes) -> bool:

@@ -52,6 +52,7 @@ from medledger.crypto.signing import (
     InvalidKey,
     SigningKey,
     verify,
+    verify_many,
     verify_rate,
 )
 
@@ -79,5 +80,6 @@ __all__ = [
     "save_keystore",
     "seal",
     "verify",
+    "verify_many",
     "verify_rate",
 ]

@@ -15,6 +15,8 @@ This module also holds the root of the crypto error tree (:class:`CryptoError`) 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import os
 import time
 
@@ -28,6 +30,7 @@ __all__ = [
     "InvalidKey",
     "SigningKey",
     "verify",
+    "verify_many",
     "verify_rate",
 ]
 
@@ -137,6 +140,14 @@ def verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
     except Exception:  # BadSignatureError, TypeError for non-bytes: all mean False
         return False
     return True
+
+
+def verify_many(items: Sequence[tuple[bytes, bytes, bytes]]) -> bytes:
+    """Verify ``(public_key, message, signature)`` triples; one byte per item, 1 if valid.
+
+    Made for a verification worker process: one call, one small answer.
+    """
+    return bytes(verify(pk, msg, sig) for pk, msg, sig in items)
 
 
 def verify_rate(seconds: float = 1.0) -> float:

@@ -27,6 +27,7 @@ _HEADER_FIELDS = frozenset({
     "results_root", "state_root", "time", "tx_count", "tx_root", "validators_hash",
 })
 _RESULT_FIELDS = frozenset({"code", "message"})
+_OK_LEAF = log.leaf_hash(encode({"code": "ok", "message": ""}))
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,9 +55,15 @@ def tx_root(tx_ids: list[bytes]) -> bytes:
     return log.root([log.leaf_hash(t) for t in tx_ids])
 
 
+def _result_leaf(result: TxResult) -> bytes:
+    if result.code == "ok" and not result.message:
+        return _OK_LEAF
+    return log.leaf_hash(encode(result.to_dict()))
+
+
 def results_root(results: list[TxResult]) -> bytes:
     """RFC 9162 root over the canonical bytes of each result."""
-    return log.root([log.leaf_hash(encode(r.to_dict())) for r in results])
+    return log.root([_result_leaf(r) for r in results])
 
 
 @dataclass(frozen=True, slots=True)

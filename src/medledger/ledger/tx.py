@@ -79,11 +79,15 @@ class Transaction:
             value = decode(data)
         except CodecError as e:
             raise MalformedError("transaction", str(e)) from e
-        return cls.from_dict(value)
+        return cls.from_dict(value, checked=True)
 
     @classmethod
-    def from_dict(cls, data: Any) -> Transaction:
-        """Check the envelope's shape and build a transaction (the signature is not checked)."""
+    def from_dict(cls, data: Any, *, checked: bool = False) -> Transaction:
+        """Check the envelope's shape and build a transaction (the signature is not checked).
+
+        ``checked=True`` says ``data`` came from :func:`medledger.codec.decode`, which
+        already refused what has no canonical bytes.
+        """
         data = require_keys(data, "transaction", _FIELDS)
         chain_id = read_str(data, "chain_id", 64)
         if not CHAIN_ID.fullmatch(chain_id):
@@ -95,7 +99,7 @@ class Transaction:
         if type(body) is not dict:
             raise MalformedError("body", "must be a JSON object")
         try:
-            raw = encode(data)
+            raw = encode(data, checked=checked)
         except CodecError as e:
             raise MalformedError("transaction", str(e)) from e
         if len(raw) > MAX_TX_BYTES:
@@ -123,8 +127,15 @@ class Transaction:
         }
 
     def sign_bytes(self) -> bytes:
-        """The bytes the signature covers."""
-        return tx_sign_bytes(self.chain_id, self.type, self.sender, self.nonce, self.body)
+        """The bytes the signature covers.
+
+        The canonical envelope ends with ``,"signature":"<hex>","type":"<type>"}`` (keys
+        sort that way and neither value needs escaping), so the unsigned envelope is ``raw``
+        with that signature member cut out: no second encoding.
+        """
+        kept = f',"type":"{self.type}"}}'.encode()
+        cut = len(self.signature) * 2 + 15  # ,"signature":"<hex>"
+        return _SIGN_PREFIX + self.raw[: -(len(kept) + cut)] + kept
 
     def signature_valid(self) -> bool:
         """Check the Ed25519 signature (costs ~50 us: callers remember the answer)."""

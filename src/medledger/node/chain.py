@@ -34,6 +34,8 @@ from medledger.store import BlockRecord, Store, StoreMismatch
 
 __all__ = ["Chain", "CommittedBlock", "nonce_key"]
 
+CACHE_ENTRIES = 200_000
+
 
 def nonce_key(sender: bytes) -> str:
     """The state key holding the last nonce a sender used."""
@@ -60,6 +62,7 @@ class Chain:
         self.validators = genesis.validators
         self.tree = StateTree(store)
         self._genesis_writes = genesis.state_writes()
+        self._cache: dict[str, bytes | None] = {}  # committed values, written through on commit
         self._check_genesis()
         self._load_tip()
 
@@ -96,14 +99,22 @@ class Chain:
         """A state value's canonical bytes at the tip (genesis state before block 1)."""
         if self.height == 0:
             return self._genesis_writes.get(key)
-        return self.store.get_value(key)
+        try:
+            return self._cache[key]
+        except KeyError:
+            pass
+        value = self.store.get_value(key)
+        if len(self._cache) >= CACHE_ENTRIES:
+            self._cache.clear()
+        self._cache[key] = value
+        return value
 
     def view(self) -> ReadOnly:
         return ReadOnly(self.committed_value)
 
     def last_nonce(self, sender: bytes) -> int:
         raw = self.committed_value(nonce_key(sender))
-        return 0 if raw is None else int(decode(raw))
+        return 0 if raw is None else int(raw)
 
     def next_context(self) -> BlockContext:
         return BlockContext(self.chain_id, self.height + 1, self.next_time())
@@ -128,26 +139,31 @@ class Chain:
 
     # executing --------------------------------------------------------------------------
     def execute(
-        self, txs: list[Transaction], ctx: BlockContext
+        self, txs: list[Transaction], ctx: BlockContext, *, prechecked: bool = False
     ) -> tuple[list[TxResult], dict[str, bytes | None]]:
-        """Run ``txs`` in order on top of committed state; return results and the writes."""
+        """Run ``txs`` in order on top of committed state; return results and the writes.
+
+        ``prechecked``: the transactions passed the stateless check at admission here.
+        """
         block_view = Overlay(self.view())
         if ctx.height == 1:
             block_view.writes.update(self._genesis_writes)
-        results = [self._execute_one(block_view, tx, ctx) for tx in txs]
+        results = [self._execute_one(block_view, tx, ctx, prechecked) for tx in txs]
         return results, block_view.writes
 
-    def _execute_one(self, block_view: Overlay, tx: Transaction, ctx: BlockContext) -> TxResult:
+    def _execute_one(self, block_view: Overlay, tx: Transaction, ctx: BlockContext,
+                     prechecked: bool) -> TxResult:
         key = nonce_key(tx.sender)
         raw = block_view.get_raw(key)
-        last = 0 if raw is None else int(decode(raw))
+        last = 0 if raw is None else int(raw)
         if tx.chain_id != self.chain_id:
             return TxResult("chain_id", f"signed for chain {tx.chain_id!r}")
         if tx.nonce <= last:
             return TxResult("nonce", f"nonce {tx.nonce} already used; next must exceed {last}")
         tx_view = block_view.child()
         try:
-            self.registry.check_stateless(tx)
+            if not prechecked:
+                self.registry.check_stateless(tx)
             self.registry.apply(tx_view, tx, ctx)
         except Rejected as e:
             block_view.writes[key] = encode(tx.nonce)
@@ -156,10 +172,11 @@ class Chain:
         tx_view.merge_into_parent()
         return TxResult("ok", "")
 
-    def build_block(self, txs: list[Transaction], proposer: bytes) -> tuple[Block, BlockRecord]:
+    def build_block(self, txs: list[Transaction], proposer: bytes, *, prechecked: bool = False
+                    ) -> tuple[Block, BlockRecord]:
         """Execute ``txs`` as the next block; return it and the record that would commit it."""
         ctx = self.next_context()
-        results, writes = self.execute(txs, ctx)
+        results, writes = self.execute(txs, ctx, prechecked=prechecked)
         new_root, nodes = self.tree.update(self.state_root, writes)
         history = Frontier.from_list(self.height, self.store.get_history())
         header = Header(
@@ -201,6 +218,9 @@ class Chain:
         certificate.verify(self.chain_id, self.validators)
         final = BlockRecord(**{**_fields(record), "certificate": encode(certificate.to_dict())})
         self.store.commit_block(final)
+        if len(self._cache) + len(record.state_writes) >= CACHE_ENTRIES:
+            self._cache.clear()
+        self._cache.update(record.state_writes)
         self.height = record.height
         self.total_txs += len(record.txs)
         self.tip_hash = block_hash
@@ -209,9 +229,10 @@ class Chain:
         self.state_root = NodeRef(record.state_root_id, block.header.state_root)
         return CommittedBlock(block, block_hash, certificate)
 
-    def commit_next(self, txs: list[Transaction], key: SigningKey, now_ms: int) -> CommittedBlock:
+    def commit_next(self, txs: list[Transaction], key: SigningKey, now_ms: int, *,
+                    prechecked: bool = False) -> CommittedBlock:
         """Single-validator path: build, sign the commit at ``now_ms`` and commit."""
-        block, record = self.build_block(txs, key.public_key)
+        block, record = self.build_block(txs, key.public_key, prechecked=prechecked)
         sign_time = max(now_ms, block.header.time + 1)
         cert = Certificate.sign([key], self.chain_id, record.height, record.block_hash, sign_time)
         return self.commit(block, record, cert)

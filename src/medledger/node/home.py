@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from medledger.crypto import KdfParams, Keystore, SigningKey
-from medledger.ledger import Validator, ValidatorSet
+from medledger.ledger import CHAIN_ID, Validator, ValidatorSet
 from medledger.node.config import ConfigError, NodeConfig
 from medledger.node.genesis import Genesis
 
@@ -105,8 +105,12 @@ class Home:
     ) -> Home:
         """Lay out a new single-validator home; refuse to overwrite an existing one."""
         home = cls(path)
-        if home.exists() or home.store_path.exists():
+        if any(p.exists() for p in (home.config_path, home.genesis_path,
+                                    home.validator_key_path, home.store_path)):
             raise ConfigError(f"{home.path} already holds a node; choose another --home")
+        if not CHAIN_ID.fullmatch(chain_id):
+            raise ConfigError(f"chain id {chain_id!r}: use 1-64 of A-Z a-z 0-9 . _ -")
+        config = NodeConfig().with_api(api)  # checked before anything is written
         (home.path / "keys").mkdir(parents=True, exist_ok=True)
         (home.path / "data").mkdir(exist_ok=True)
         passphrase = os.environ.get(PASSPHRASE_ENV) or home._write_passphrase()
@@ -127,7 +131,7 @@ class Home:
             organisations=tuple(organisations),
         )
         genesis.save(home.genesis_path)
-        NodeConfig().with_api(api).save(home.path)
+        config.save(home.path)
         return home
 
     def _write_passphrase(self) -> str:

@@ -22,6 +22,7 @@ from medledger.node.config import NodeConfig
 from medledger.node.genesis import Genesis
 from medledger.node.home import Home
 from medledger.node.mempool import Mempool
+from medledger.node.verifier import SignatureVerifier
 from medledger.node.verify import verify_store
 from medledger.store import SQLiteStore, Store, StoredTx
 
@@ -72,6 +73,7 @@ class Node:
         self._waiters: dict[bytes, list[asyncio.Future[StoredTx]]] = {}
         self._wake: asyncio.Event | None = None
         self._stopping = False
+        self.verifier = SignatureVerifier()
         self.last_block_time = 0.0
         if genesis.validators.power_of(key.public_key) == 0:
             log.warning("this node's key is not a validator: it cannot commit blocks")
@@ -97,24 +99,43 @@ class Node:
             return Submitted(None, "malformed", str(e))
         return self.submit(tx)
 
-    def submit_dict(self, data: Any) -> Submitted:
+    def submit_dict(self, data: Any, *, checked: bool = False) -> Submitted:
+        """Admit a transaction given as a decoded dict (``checked``: it came from our
+        strict decoder)."""
         try:
-            tx = Transaction.from_dict(data)
+            tx = Transaction.from_dict(data, checked=checked)
         except MalformedError as e:
             return Submitted(None, "malformed", str(e))
         return self.submit(tx)
 
-    def submit(self, tx: Transaction) -> Submitted:
-        """Admit a decoded transaction to the mempool after every check."""
+    def submit(self, tx: Transaction, signature_ok: bool | None = None) -> Submitted:
+        """Admit a decoded transaction to the mempool after every check.
+
+        ``signature_ok`` passes on a verification already done (see :meth:`submit_batch`).
+        """
         try:
-            self._admit(tx)
+            self._admit(tx, signature_ok)
         except Rejected as e:
             return Submitted(tx.tx_id, e.code, e.message)
         if self._wake is not None:
             self._wake.set()
         return Submitted(tx.tx_id, "ok", "")
 
-    def _admit(self, tx: Transaction) -> None:
+    async def submit_batch(self, items: list[Any], *, checked: bool = False) -> list[Submitted]:
+        """Admit many transactions in order; their signatures are verified in parallel
+        threads (libsodium runs without the GIL), off the event loop."""
+        decoded: list[Transaction | Submitted] = []
+        for item in items:
+            try:
+                decoded.append(Transaction.from_dict(item, checked=checked))
+            except MalformedError as e:
+                decoded.append(Submitted(None, "malformed", str(e)))
+        txs = [t for t in decoded if isinstance(t, Transaction)]
+        verdicts = iter(await self.verifier.verify(txs))
+        return [d if isinstance(d, Submitted) else self.submit(d, next(verdicts))
+                for d in decoded]
+
+    def _admit(self, tx: Transaction, signature_ok: bool | None = None) -> None:
         if tx.chain_id != self.chain.chain_id:
             raise Rejected("chain_id", f"signed for chain {tx.chain_id!r}, "
                                        f"this is {self.chain.chain_id!r}")
@@ -122,7 +143,7 @@ class Node:
             raise Rejected("duplicate", "this transaction is already waiting in the mempool")
         if self.mempool.full_for(tx):
             raise Rejected("mempool_full", "the mempool is full; retry later")
-        if not tx.signature_valid():
+        if not (tx.signature_valid() if signature_ok is None else signature_ok):
             raise Rejected("signature", "the signature does not verify for the sender key")
         self.chain.check(tx, self.mempool.pending_nonce(tx.sender))
         self.mempool.add(tx)
@@ -133,7 +154,7 @@ class Node:
         txs = self.mempool.take(self.config.max_block_txs, self.config.max_block_bytes)
         if not txs:
             return None
-        committed = self.chain.commit_next(txs, self.key, self.clock())
+        committed = self.chain.commit_next(txs, self.key, self.clock(), prechecked=True)
         self.mempool.remove(txs)
         self.last_block_time = time.monotonic()
         self._notify(committed)
@@ -191,6 +212,7 @@ class Node:
 
     def close(self) -> None:
         self.stop()
+        self.verifier.close()
         self.store.close()
 
     def status(self) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """State views: what apps read and write.
 
-Apps see a :class:`StateView`: ``get`` returns a decoded value (a fresh copy each time),
+Apps see a :class:`StateView`: ``get`` returns a decoded value (a fresh copy each time;
+state values are bytes the node encoded itself, so they are parsed without re-checking),
 ``put``/``delete`` stage writes. Views stack: a block's view sits on the committed state,
 and each transaction gets its own view on the block's, merged only when it succeeds, so
 that a rejected transaction leaves no trace.
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from medledger.codec import decode, encode
+from medledger.codec import decode_trusted, encode
 
 __all__ = ["Overlay", "ReadOnly", "StateView", "ValueReader"]
 
@@ -47,7 +48,7 @@ class ReadOnly:
 
     def get(self, key: str) -> Any | None:
         raw = self._read(key)
-        return None if raw is None else decode(raw)
+        return None if raw is None else decode_trusted(raw)
 
     def put(self, key: str, value: Any) -> None:
         raise ReadOnlyError(f"write of {key!r} through a read-only view")
@@ -72,7 +73,7 @@ class Overlay:
 
     def get(self, key: str) -> Any | None:
         raw = self.get_raw(key)
-        return None if raw is None else decode(raw)
+        return None if raw is None else decode_trusted(raw)
 
     def put(self, key: str, value: Any) -> None:
         self.writes[key] = encode(value)

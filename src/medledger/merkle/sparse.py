@@ -1,0 +1,771 @@
+"""A sparse Merkle tree over 256-bit keys, with leaves placed where they first stand alone.
+
+The tree is the binary trie of the keys' bits (most significant bit of byte 0 first) with
+the Diem/Aptos compression: a subtree that holds one leaf *is* that leaf, wherever it
+stands; an empty subtree is the 32 zero bytes :data:`ZERO`; every other subtree is an
+internal node. An internal node never has one leaf child and one empty child (the leaf
+moves up), so a key set has exactly one root, whatever the order of inserts and deletes.
+
+- leaf hash ``tagged_hash(SMT_LEAF, key || value_hash)``;
+- internal node hash ``tagged_hash(SMT_NODE, left || right)``, an empty child as ``ZERO``.
+
+Storage. Nodes have integer ids allocated by the tree and live in a :class:`NodeStore` as
+bytes: a kind byte, then for a leaf ``key(32) || value_hash(32)`` (65 bytes), for an internal
+node ``left_hash(32) || right_hash(32) || left_id(8) || right_id(8)``, ids big-endian, 0 for
+an empty child (81 bytes). A version of the tree is a :class:`NodeRef` ``(node_id, hash)``
+of its root, :data:`EMPTY_ROOT` for the empty tree. The tree never writes: :meth:`update`
+returns the new rows for the caller to store in one transaction, and old nodes stay
+untouched, so every old root remains readable. Each node read is checked against the hash
+its parent (or the caller's root) commits to.
+
+Errors::
+
+    SparseMerkleError            anything this module raises about a tree or a proof
+    +-- TamperedNode             stored bytes do not hash to what the parent commits to
+    +-- MissingNode              the store has no node under an id the tree refers to
+    +-- MalformedTree            hashes check out but the shape breaks an invariant
+    +-- ProofFormatError         a proof (or its dict) is not well formed; also a ValueError
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from bisect import bisect_left, insort
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
+
+from medledger.codec import Tag
+
+__all__ = [
+    "EMPTY_ROOT",
+    "ZERO",
+    "MalformedTree",
+    "MemoryNodeStore",
+    "MissingNode",
+    "NodeRef",
+    "NodeStore",
+    "ProofFormatError",
+    "ProofLeaf",
+    "SparseMerkleError",
+    "SparseMerkleTree",
+    "SparseProof",
+    "TamperedNode",
+    "UpdateResult",
+    "leaf_hash",
+    "node_hash",
+    "verify_proof",
+]
+
+KEY_BITS = 256
+ZERO = bytes(32)
+LEAF_KIND = 1
+NODE_KIND = 2
+LEAF_SIZE = 65
+NODE_SIZE = 81
+
+_sha256 = hashlib.sha256
+_LEAF_PREFIX = Tag.SMT_LEAF.prefix
+_NODE_PREFIX = Tag.SMT_NODE.prefix
+_LEAF_BYTE = bytes([LEAF_KIND])
+_NODE_PACK = struct.Struct(">B32s32sQQ")
+_MASKS = [1 << (KEY_BITS - 1 - depth) for depth in range(KEY_BITS)]
+
+# Decoded nodes on the hot path are plain tuples: a leaf (key, value_hash), an internal node
+# (left_hash, right_hash, left_id, right_id). A reference in flight is (id, hash, is_leaf)
+# with is_leaf None when not known without a read.
+_Node = tuple[Any, ...]
+_Ref = tuple[int, bytes, bool | None]
+_EMPTY: _Ref = (0, ZERO, False)
+
+
+class SparseMerkleError(Exception):
+    """Base of the errors of this module (see the tree in the module docstring)."""
+
+
+class TamperedNode(SparseMerkleError):
+    """Node ``node_id`` is not what its parent commits to.
+
+    ``got`` is the hash of the stored bytes, ``None`` when they do not even decode.
+    """
+
+    def __init__(
+        self, node_id: int, expected: bytes, got: bytes | None, reason: str = "hash mismatch"
+    ) -> None:
+        got_text = got.hex() if got is not None else "undecodable bytes"
+        super().__init__(
+            f"state tree node {node_id} is tampered ({reason}): "
+            f"expected hash {expected.hex()}, got {got_text}"
+        )
+        self.node_id = node_id
+        self.expected = expected
+        self.got = got
+        self.reason = reason
+
+
+class MissingNode(SparseMerkleError):
+    """The store has no node ``node_id``, though a parent or a root refers to it."""
+
+    def __init__(self, node_id: int) -> None:
+        super().__init__(f"state tree node {node_id} is missing from the store")
+        self.node_id = node_id
+
+
+class MalformedTree(SparseMerkleError):
+    """Node ``node_id`` hashes correctly but breaks a shape invariant (``reason``)."""
+
+    def __init__(self, node_id: int, reason: str) -> None:
+        super().__init__(f"state tree node {node_id} is malformed: {reason}")
+        self.node_id = node_id
+        self.reason = reason
+
+
+class ProofFormatError(SparseMerkleError, ValueError):
+    """A sparse proof, or the dict it was read from, is not well formed (``reason``)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"malformed sparse Merkle proof: {reason}")
+        self.reason = reason
+
+
+class NodeRef(NamedTuple):
+    """The id and hash of a node; a version's root. ``(0, ZERO)`` is the empty tree."""
+
+    node_id: int
+    hash: bytes
+
+
+EMPTY_ROOT = NodeRef(0, ZERO)
+
+
+class NodeStore(Protocol):
+    """Where nodes are read from. Writing is the caller's business (see ``update``)."""
+
+    def get_node(self, node_id: int) -> bytes:
+        """The stored bytes of ``node_id``; raises :class:`KeyError` if absent."""
+        ...
+
+    def next_node_id(self) -> int:
+        """The first id not yet used (at least 1)."""
+        ...
+
+
+class MemoryNodeStore:
+    """A :class:`NodeStore` in a dict, for tests and tools. Rows are write-once."""
+
+    def __init__(self) -> None:
+        self._nodes: dict[int, bytes] = {}
+        self._next = 1
+
+    def get_node(self, node_id: int) -> bytes:
+        """The stored bytes of ``node_id``; raises :class:`KeyError` if absent."""
+        return self._nodes[node_id]
+
+    def next_node_id(self) -> int:
+        """The first id not yet used."""
+        return self._next
+
+    def put_nodes(self, rows: Iterable[tuple[int, bytes]]) -> None:
+        """Store new rows; an id already present or below 1 raises :class:`ValueError`."""
+        nodes = self._nodes
+        for node_id, raw in rows:
+            if node_id < 1 or node_id in nodes:
+                raise ValueError(f"node id {node_id} is taken or invalid")
+            nodes[node_id] = bytes(raw)
+            if node_id >= self._next:
+                self._next = node_id + 1
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateResult:
+    """The new root of a batch and the rows to store for it, children before parents."""
+
+    root: NodeRef
+    rows: tuple[tuple[int, bytes], ...]
+
+
+def leaf_hash(key: bytes, value_hash: bytes) -> bytes:
+    """The hash of a leaf: ``tagged_hash(SMT_LEAF, key || value_hash)``."""
+    return _sha256(_LEAF_PREFIX + key + value_hash).digest()
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    """The hash of an internal node: ``tagged_hash(SMT_NODE, left || right)``."""
+    return _sha256(_NODE_PREFIX + left + right).digest()
+
+
+def _is_hash(value: object) -> bool:
+    return type(value) is bytes and len(value) == 32
+
+
+def _decode(node_id: int, raw: bytes, expected: bytes) -> _Node:
+    """Decode stored bytes and check them against ``expected``; raise :class:`TamperedNode`."""
+    if len(raw) == LEAF_SIZE and raw[0] == LEAF_KIND:
+        got = _sha256(_LEAF_PREFIX + raw[1:]).digest()
+        node: _Node = (raw[1:33], raw[33:])
+    elif len(raw) == NODE_SIZE and raw[0] == NODE_KIND:
+        got = _sha256(_NODE_PREFIX + raw[1:65]).digest()
+        node = _NODE_PACK.unpack(raw)[1:]
+        if (node[2] == 0) != (node[0] == ZERO) or (node[3] == 0) != (node[1] == ZERO):
+            raise TamperedNode(node_id, expected, got, "child id and hash disagree on emptiness")
+    else:
+        raise TamperedNode(node_id, expected, None, "not a node encoding")
+    if got != expected:
+        raise TamperedNode(node_id, expected, got)
+    return node
+
+
+def _check_root(root: tuple[int, bytes]) -> NodeRef:
+    node_id, root_hash = root
+    if type(node_id) is not int or node_id < 0 or not _is_hash(root_hash):
+        raise ValueError("a root is (node id >= 0, 32-byte hash)")
+    if (node_id == 0) != (root_hash == ZERO):
+        raise ValueError("only node id 0 has the empty hash")
+    return NodeRef(node_id, root_hash)
+
+
+def _check_key(key: bytes) -> int:
+    if not _is_hash(key):
+        raise ValueError("a state tree key is 32 bytes")
+    return int.from_bytes(key, "big")
+
+
+class SparseMerkleTree:
+    """Reads, proves and updates versions of the tree kept in ``store``.
+
+    Keeps at most ``cache_size`` decoded nodes (least recently used goes first), so hot
+    upper levels are not read and hashed again on every block.
+    """
+
+    def __init__(self, store: NodeStore, cache_size: int = 100_000) -> None:
+        if cache_size < 0:
+            raise ValueError("cache_size must be >= 0")
+        self._store = store
+        self._cache_size = cache_size
+        self._cache: OrderedDict[int, tuple[bytes, _Node]] = OrderedDict()
+
+    @property
+    def cache_len(self) -> int:
+        """How many decoded nodes the cache holds now (never above ``cache_size``)."""
+        return len(self._cache)
+
+    def _read(self, node_id: int, expected: bytes) -> _Node:
+        try:
+            raw = self._store.get_node(node_id)
+        except KeyError as e:
+            raise MissingNode(node_id) from e
+        return _decode(node_id, raw, expected)
+
+    def _remember(self, node_id: int, node_hash: bytes, node: _Node) -> None:
+        cache = self._cache
+        cache[node_id] = (node_hash, node)
+        if len(cache) > self._cache_size:
+            cache.popitem(last=False)
+
+    def _load(self, node_id: int, expected: bytes) -> _Node:
+        """The decoded node ``node_id``, checked against ``expected`` (cached or read)."""
+        hit = self._cache.get(node_id)
+        if hit is not None and hit[0] == expected:
+            self._cache.move_to_end(node_id)
+            return hit[1]
+        node = self._read(node_id, expected)
+        self._remember(node_id, expected, node)
+        return node
+
+    # -- reading ---------------------------------------------------------------------
+
+    def get(self, root: tuple[int, bytes], key: bytes) -> bytes | None:
+        """The value hash under ``key`` in version ``root``, or ``None`` if absent."""
+        node_id, expected = _check_root(root)
+        k = _check_key(key)
+        load, depth = self._load, 0
+        while node_id:
+            node = load(node_id, expected)
+            if len(node) == 2:
+                return node[1] if node[0] == key else None
+            if k & _MASKS[depth]:
+                expected, node_id = node[1], node[3]
+            else:
+                expected, node_id = node[0], node[2]
+            depth += 1
+        return None
+
+    def prove(self, root: tuple[int, bytes], key: bytes) -> SparseProof:
+        """A proof of what ``key`` holds in version ``root``: a value, or nothing."""
+        node_id, expected = _check_root(root)
+        k = _check_key(key)
+        path: list[bytes] = []  # sibling hashes, root level first
+        leaf = None
+        while node_id:
+            node = self._load(node_id, expected)
+            if len(node) == 2:
+                leaf = ProofLeaf(node[0], node[1])
+                break
+            if k & _MASKS[len(path)]:
+                path.append(node[0])
+                expected, node_id = node[1], node[3]
+            else:
+                path.append(node[1])
+                expected, node_id = node[0], node[2]
+        return SparseProof(
+            depth=len(path),
+            bitmap=_bitmap(path),
+            siblings=tuple(s for s in reversed(path) if s != ZERO),
+            leaf=leaf,
+        )
+
+    def iter_leaves(self, root: tuple[int, bytes]) -> Iterator[tuple[bytes, bytes]]:
+        """Every ``(key, value_hash)`` of version ``root``, in key order."""
+        node_id, expected = _check_root(root)
+        stack: list[tuple[int, bytes]] = [(node_id, expected)]
+        while stack:
+            node_id, expected = stack.pop()
+            if not node_id:
+                continue
+            node = self._load(node_id, expected)
+            if len(node) == 2:
+                yield node[0], node[1]
+            else:
+                stack.append((node[3], node[1]))
+                stack.append((node[2], node[0]))
+
+    def count_leaves(self, root: tuple[int, bytes]) -> int:
+        """How many keys version ``root`` holds (walks the tree)."""
+        return sum(1 for _ in self.iter_leaves(root))
+
+    def verify_tree(self, root: tuple[int, bytes]) -> int:
+        """Read every node of version ``root`` from the store (not the cache) and check it.
+
+        Checks every hash and the shape (no internal node with a lone leaf or two empty
+        children, every leaf on its key's path); returns the number of leaves. Raises
+        :class:`TamperedNode`, :class:`MissingNode` or :class:`MalformedTree` on the first
+        bad node.
+        """
+        node_id, expected = _check_root(root)
+        stack = [(node_id, expected, 0, 0, False)]
+        leaves = 0
+        while stack:
+            node_id, expected, depth, base, sibling_empty = stack.pop()
+            if not node_id:
+                continue
+            node = self._read(node_id, expected)
+            if len(node) == 2:
+                _check_leaf_place(node_id, node[0], depth, base, sibling_empty)
+                leaves += 1
+                continue
+            if depth == KEY_BITS or (node[2] == 0 and node[3] == 0):
+                raise MalformedTree(node_id, "internal node at depth 256 or with no children")
+            right_base = base | _MASKS[depth]
+            stack.append((node[3], node[1], depth + 1, right_base, node[2] == 0))
+            stack.append((node[2], node[0], depth + 1, base, node[3] == 0))
+        return leaves
+
+    # -- writing ---------------------------------------------------------------------
+
+    def update(
+        self, root: tuple[int, bytes], changes: Mapping[bytes, bytes | None]
+    ) -> UpdateResult:
+        """Apply ``changes`` (key to value hash, ``None`` deletes) to version ``root``.
+
+        Returns the new root and the new rows, ids from ``store.next_node_id()`` upwards,
+        children before parents. Nothing is written and no existing node changes.
+        """
+        start = _check_root(root)
+        items = sorted(_check_change(key, value) for key, value in changes.items())
+        if not items:
+            return UpdateResult(start, ())
+        batch = _Batch(self, items, self._store.next_node_id())
+        node_id, new_hash, _ = batch.apply(start.node_id, start.hash, 0, 0, 0, len(items))
+        return UpdateResult(NodeRef(node_id, new_hash), tuple(batch.rows))
+
+
+def _check_change(key: bytes, value: bytes | None) -> tuple[bytes, bytes | None]:
+    _check_key(key)
+    if value is not None and not _is_hash(value):
+        raise ValueError("a state tree value hash is 32 bytes (or None to delete)")
+    return key, value
+
+
+def _check_leaf_place(node_id: int, key: bytes, depth: int, base: int, sibling_empty: bool) -> None:
+    if depth and sibling_empty:
+        raise MalformedTree(node_id, "a leaf beside an empty subtree should have moved up")
+    if depth and (int.from_bytes(key, "big") ^ base) >> (KEY_BITS - depth):
+        raise MalformedTree(node_id, "a leaf off its key's path")
+
+
+class _Batch:
+    """One :meth:`SparseMerkleTree.update`: the sorted changes, new rows and next id.
+
+    The changes are split by key bit at each internal node (one bisect), so every node on
+    the union of the changed paths is read and rebuilt once.
+    """
+
+    __slots__ = (
+        "cached",
+        "ints",
+        "keys",
+        "load",
+        "next_id",
+        "remember",
+        "rows",
+        "to_end",
+        "values",
+    )
+
+    def __init__(
+        self, tree: SparseMerkleTree, items: list[tuple[bytes, bytes | None]], next_id: int
+    ) -> None:
+        self.keys = [k for k, _ in items]
+        self.values = [v for _, v in items]
+        self.ints = [int.from_bytes(k, "big") for k in self.keys]
+        self.rows: list[tuple[int, bytes]] = []
+        self.next_id = max(next_id, 1)
+        self.load = tree._load
+        self.remember = tree._remember
+        self.cached = tree._cache.get
+        self.to_end = tree._cache.move_to_end
+
+    def apply(self, node_id: int, expected: bytes, depth: int, base: int, lo: int, hi: int) -> _Ref:
+        """The subtree at (``depth``, ``base``) after changes ``[lo, hi)``."""
+        if not node_id:
+            entries = self.inserts(lo, hi)
+            return self.build(entries, 0, len(entries), depth, base)
+        if hi - lo == 1:
+            return self.apply_one(node_id, expected, depth, lo)
+        node = self.load(node_id, expected)
+        if len(node) == 2:
+            return self.merge_leaf(node_id, expected, node, depth, base, lo, hi)
+        left_hash, right_hash, left_id, right_id = node
+        right_base = base | _MASKS[depth]
+        mid = bisect_left(self.ints, right_base, lo, hi)
+        left: _Ref = (left_id, left_hash, None)
+        right: _Ref = (right_id, right_hash, None)
+        if lo < mid:
+            left = self.apply(left_id, left_hash, depth + 1, base, lo, mid)
+        if mid < hi:
+            right = self.apply(right_id, right_hash, depth + 1, right_base, mid, hi)
+        if left[1] == left_hash and right[1] == right_hash:
+            return (node_id, expected, False)
+        return self.join(left, right)
+
+    def apply_one(self, node_id: int, expected: bytes, depth: int, i: int) -> _Ref:
+        """The subtree at ``depth`` after the one change ``i``: walk down, fix, hash up.
+
+        The common case below the top levels of a batch, done in loops, not recursion.
+        """
+        k, key, value = self.ints[i], self.keys[i], self.values[i]
+        path, end_id, end_hash, end = self.descend(node_id, expected, depth, k)
+        bottom = depth + len(path)
+        if not end_id:  # an empty slot
+            if value is None:
+                return (node_id, expected, None)
+            current = self.new_leaf(key, value)
+        elif end[0] == key:
+            if value == end[1]:
+                return (node_id, expected, None)
+            current = _EMPTY if value is None else self.new_leaf(key, value)
+        elif value is None:  # deleting a key that is absent
+            return (node_id, expected, None)
+        else:
+            current = self.split_leaf(end_id, end_hash, end, bottom, i)
+        return self.ascend(path, current, bottom, k)
+
+    def descend(
+        self, node_id: int, expected: bytes, depth: int, k: int
+    ) -> tuple[list[_Node], int, bytes, _Node]:
+        """The internal nodes down ``k``'s path, then where it ends: (id, hash, leaf or ())."""
+        cached, to_end, load, masks = self.cached, self.to_end, self.load, _MASKS
+        path: list[_Node] = []
+        node: _Node = ()
+        while node_id:
+            hit = cached(node_id)
+            if hit is not None and hit[0] == expected:
+                to_end(node_id)
+                node = hit[1]
+            else:
+                node = load(node_id, expected)
+            if len(node) == 2:
+                break
+            path.append(node)
+            if k & masks[depth]:
+                expected, node_id = node[1], node[3]
+            else:
+                expected, node_id = node[0], node[2]
+            depth += 1
+        return path, node_id, expected, node
+
+    def ascend(self, path: list[_Node], current: _Ref, depth: int, k: int) -> _Ref:
+        """Rebuild the internal nodes of ``path`` above the new ``current`` at ``depth``."""
+        masks, sha, prefix, pack = _MASKS, _sha256, _NODE_PREFIX, _NODE_PACK.pack
+        rows, remember = self.rows, self.remember
+        for left_hash, right_hash, left_id, right_id in reversed(path):
+            depth -= 1
+            node_id, node_hash, _ = current
+            if k & masks[depth]:
+                if not (node_id and left_id):
+                    current = self.join((left_id, left_hash, None), current)
+                    continue
+                right_hash, right_id = node_hash, node_id
+            else:
+                if not (node_id and right_id):
+                    current = self.join(current, (right_id, right_hash, None))
+                    continue
+                left_hash, left_id = node_hash, node_id
+            node_id = self.next_id
+            self.next_id = node_id + 1
+            node_hash = sha(prefix + left_hash + right_hash).digest()
+            rows.append((node_id, pack(NODE_KIND, left_hash, right_hash, left_id, right_id)))
+            remember(node_id, node_hash, (left_hash, right_hash, left_id, right_id))
+            current = (node_id, node_hash, False)
+        return current
+
+    def split_leaf(self, node_id: int, expected: bytes, leaf: _Node, depth: int, i: int) -> _Ref:
+        """The subtree at ``depth`` holding leaf ``leaf`` and the new key ``i`` beside it."""
+        k = self.ints[i]
+        mine = (k, self.keys[i], self.values[i], None)
+        leaf_int = int.from_bytes(leaf[0], "big")
+        theirs = (leaf_int, leaf[0], leaf[1], (node_id, expected))
+        entries = [mine, theirs] if k < leaf_int else [theirs, mine]
+        shift = KEY_BITS - depth
+        return self.build(entries, 0, 2, depth, (k >> shift) << shift)
+
+    def join(self, left: _Ref, right: _Ref) -> _Ref:
+        """The parent of two changed subtrees, collapsing a lone leaf upwards."""
+        if left[0] and right[0]:
+            return self.new_node(left, right)
+        if not left[0]:
+            if not right[0]:
+                return _EMPTY
+            if self.is_leaf(right):
+                return (right[0], right[1], True)
+        elif not right[0] and self.is_leaf(left):
+            return (left[0], left[1], True)
+        return self.new_node(left, right)
+
+    def is_leaf(self, ref: _Ref) -> bool:
+        if ref[2] is not None:
+            return ref[2]
+        return len(self.load(ref[0], ref[1])) == 2
+
+    def merge_leaf(
+        self, node_id: int, expected: bytes, leaf: _Node, depth: int, base: int, lo: int, hi: int
+    ) -> _Ref:
+        """The subtree that was the single leaf ``leaf``, after changes ``[lo, hi)``."""
+        ints, values = self.ints, self.values
+        leaf_key, leaf_value = leaf
+        leaf_int = int.from_bytes(leaf_key, "big")
+        entries = self.inserts(lo, hi)
+        at = bisect_left(ints, leaf_int, lo, hi)
+        if at == hi or ints[at] != leaf_int:
+            insort(entries, (leaf_int, leaf_key, leaf_value, (node_id, expected)))
+        elif values[at] == leaf_value:
+            pos = bisect_left(entries, (leaf_int,))
+            entries[pos] = (leaf_int, leaf_key, leaf_value, (node_id, expected))
+        return self.build(entries, 0, len(entries), depth, base)
+
+    def inserts(self, lo: int, hi: int) -> list[Any]:
+        """The changes ``[lo, hi)`` that set a value, as entries ``(int, key, value, None)``."""
+        ints, keys, values = self.ints, self.keys, self.values
+        return [(ints[i], keys[i], values[i], None) for i in range(lo, hi) if values[i] is not None]
+
+    def build(self, entries: list[Any], lo: int, hi: int, depth: int, base: int) -> _Ref:
+        """A fresh subtree at (``depth``, ``base``) over sorted ``(int, key, value, ref)``."""
+        count = hi - lo
+        if count == 0:
+            return _EMPTY
+        if count == 1:
+            _, key, value, ref = entries[lo]
+            if ref is not None:
+                return (ref[0], ref[1], True)
+            return self.new_leaf(key, value)
+        right_base = base | _MASKS[depth]
+        mid = bisect_left(entries, (right_base,), lo, hi)
+        left = self.build(entries, lo, mid, depth + 1, base)
+        right = self.build(entries, mid, hi, depth + 1, right_base)
+        return self.new_node(left, right)
+
+    def new_leaf(self, key: bytes, value: bytes) -> _Ref:
+        node_id = self.next_id
+        self.next_id = node_id + 1
+        self.rows.append((node_id, _LEAF_BYTE + key + value))
+        return (node_id, _sha256(_LEAF_PREFIX + key + value).digest(), True)
+
+    def new_node(self, left: _Ref, right: _Ref) -> _Ref:
+        node_id = self.next_id
+        self.next_id = node_id + 1
+        left_id, left_hash, _ = left
+        right_id, right_hash, _ = right
+        self.rows.append(
+            (node_id, _NODE_PACK.pack(NODE_KIND, left_hash, right_hash, left_id, right_id))
+        )
+        new_hash = _sha256(_NODE_PREFIX + left_hash + right_hash).digest()
+        self.remember(node_id, new_hash, (left_hash, right_hash, left_id, right_id))
+        return (node_id, new_hash, False)
+
+
+# -- proofs --------------------------------------------------------------------------
+
+
+def _bitmap(path: list[bytes]) -> bytes:
+    """Bit ``d`` (most significant first) set when the sibling at depth ``d`` is not empty."""
+    bits = bytearray((len(path) + 7) // 8)
+    for depth, sibling in enumerate(path):
+        if sibling != ZERO:
+            bits[depth >> 3] |= 0x80 >> (depth & 7)
+    return bytes(bits)
+
+
+def _bit(bitmap: bytes, depth: int) -> bool:
+    return bool(bitmap[depth >> 3] & (0x80 >> (depth & 7)))
+
+
+@dataclass(frozen=True, slots=True)
+class ProofLeaf:
+    """The leaf a proof path ends at: the key itself, or another key on its path."""
+
+    key: bytes
+    value_hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SparseProof:
+    """What a key holds in one version of the tree, provable against its root hash.
+
+    The path from the root runs ``depth`` levels down the key's bits and ends at ``leaf``
+    (the key's own leaf, or another key's leaf that stands alone on the path) or, when
+    ``leaf`` is ``None``, at an empty subtree. ``bitmap`` has ``ceil(depth / 8)`` bytes; bit
+    ``d`` (most significant first) says the sibling at depth ``d`` is not empty.
+    ``siblings`` lists only those non-empty siblings, deepest first.
+    """
+
+    depth: int
+    bitmap: bytes
+    siblings: tuple[bytes, ...]
+    leaf: ProofLeaf | None
+
+    def validate(self) -> None:
+        """Raise :class:`ProofFormatError` unless the fields are consistent and canonical."""
+        depth, bitmap = self.depth, self.bitmap
+        if type(depth) is not int or not 0 <= depth <= KEY_BITS:
+            raise ProofFormatError("depth must be an integer in 0..256")
+        if type(bitmap) is not bytes or len(bitmap) != (depth + 7) // 8:
+            raise ProofFormatError("bitmap must be ceil(depth / 8) bytes")
+        if depth % 8 and bitmap[-1] & (0xFF >> (depth % 8)):
+            raise ProofFormatError("bitmap has bits set beyond depth")
+        if not isinstance(self.siblings, tuple) or not all(_is_hash(s) for s in self.siblings):
+            raise ProofFormatError("siblings must be a tuple of 32-byte hashes")
+        if ZERO in self.siblings:
+            raise ProofFormatError("empty siblings are left out, not listed")
+        if sum(bin(b).count("1") for b in bitmap) != len(self.siblings):
+            raise ProofFormatError("bitmap and siblings disagree on the count")
+        leaf = self.leaf
+        if leaf is not None and not (
+            isinstance(leaf, ProofLeaf) and _is_hash(leaf.key) and _is_hash(leaf.value_hash)
+        ):
+            raise ProofFormatError("leaf must hold a 32-byte key and a 32-byte value hash")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict: hex strings, lower case (see :meth:`from_dict`)."""
+        leaf = self.leaf
+        return {
+            "depth": self.depth,
+            "bitmap": self.bitmap.hex(),
+            "siblings": [s.hex() for s in self.siblings],
+            "leaf": None
+            if leaf is None
+            else {"key": leaf.key.hex(), "value_hash": leaf.value_hash.hex()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SparseProof:
+        """Read :meth:`to_dict` output strictly; raise :class:`ProofFormatError`."""
+        if not isinstance(data, Mapping) or set(data) != {"depth", "bitmap", "siblings", "leaf"}:
+            raise ProofFormatError("expected exactly the fields depth, bitmap, siblings, leaf")
+        siblings = data["siblings"]
+        if not isinstance(siblings, list):
+            raise ProofFormatError("siblings must be a list")
+        proof = cls(
+            depth=data["depth"],
+            bitmap=_unhex(data["bitmap"], "bitmap"),
+            siblings=tuple(_unhex(s, "sibling") for s in siblings),
+            leaf=_leaf_from_dict(data["leaf"]),
+        )
+        proof.validate()
+        return proof
+
+
+def _unhex(text: object, what: str) -> bytes:
+    if not isinstance(text, str):
+        raise ProofFormatError(f"{what} must be a hex string")
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError as e:
+        raise ProofFormatError(f"{what} is not hex") from e
+    if raw.hex() != text:
+        raise ProofFormatError(f"{what} must be lower-case hex without spaces")
+    return raw
+
+
+def _leaf_from_dict(data: object) -> ProofLeaf | None:
+    if data is None:
+        return None
+    if not isinstance(data, Mapping) or set(data) != {"key", "value_hash"}:
+        raise ProofFormatError("leaf must be null or exactly {key, value_hash}")
+    return ProofLeaf(_unhex(data["key"], "leaf key"), _unhex(data["value_hash"], "value hash"))
+
+
+def verify_proof(
+    root_hash: bytes, key: bytes, value_hash: bytes | None, proof: SparseProof
+) -> bool:
+    """Does ``proof`` show that ``key`` holds ``value_hash`` under ``root_hash``?
+
+    ``value_hash`` ``None`` asks whether the key is absent.
+
+    Never raises: anything malformed, altered or inconsistent gives ``False``.
+    """
+    try:
+        return _verify(root_hash, key, value_hash, proof)
+    except Exception:  # a verifier answers no; it does not crash on hostile input
+        return False
+
+
+def _verify(root_hash: bytes, key: bytes, value_hash: bytes | None, proof: SparseProof) -> bool:
+    if not (_is_hash(root_hash) and _is_hash(key) and isinstance(proof, SparseProof)):
+        return False
+    if value_hash is not None and not _is_hash(value_hash):
+        return False
+    proof.validate()
+    if not _claim_matches(key, value_hash, proof):
+        return False
+    depth, bitmap = proof.depth, proof.bitmap
+    if depth and not _bit(bitmap, depth - 1):
+        return False  # a leaf or an empty slot beside an empty sibling cannot exist
+    k = int.from_bytes(key, "big")
+    leaf = proof.leaf
+    current = ZERO if leaf is None else leaf_hash(leaf.key, leaf.value_hash)
+    siblings = iter(proof.siblings)
+    for d in range(depth - 1, -1, -1):
+        sibling = next(siblings) if _bit(bitmap, d) else ZERO
+        if k & _MASKS[d]:
+            current = _sha256(_NODE_PREFIX + sibling + current).digest()
+        else:
+            current = _sha256(_NODE_PREFIX + current + sibling).digest()
+    return current == root_hash
+
+
+def _claim_matches(key: bytes, value_hash: bytes | None, proof: SparseProof) -> bool:
+    """The proof's end point fits the claim: the key's own leaf, or absence on its path."""
+    leaf = proof.leaf
+    if value_hash is not None:
+        return leaf is not None and leaf.key == key and leaf.value_hash == value_hash
+    if leaf is None:
+        return True
+    if leaf.key == key:
+        return False
+    shift = KEY_BITS - proof.depth
+    return (int.from_bytes(leaf.key, "big") ^ int.from_bytes(key, "big")) >> shift == 0

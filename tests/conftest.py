@@ -1,0 +1,37 @@
+"""Shared fixtures. Each block says what it makes; add yours in a block of its own."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from medledger.crypto import ScryptParams, SigningKey
+from medledger.node import Home, Node
+
+# A fresh demo home, its node and its admin key (API, light-client and CLI tests) ------------
+DEMO_CHAIN_ID = "test-chain"
+DEMO_GENESIS_TIME = 1_700_000_000_000
+FAST_KDF = ScryptParams(n=2**10, r=8, p=1)
+
+
+@pytest.fixture
+def demo_home(tmp_path: Path) -> Home:
+    """``tmp_path/node``: one validator, the local org and the demo organisations."""
+    return Home.init(tmp_path / "node", DEMO_CHAIN_ID, kdf_params=FAST_KDF, demo=True,
+                     genesis_time=DEMO_GENESIS_TIME)
+
+
+@pytest.fixture
+def demo_node(demo_home: Home) -> Iterator[Node]:
+    """The node of :func:`demo_home`, opened; closed after the test."""
+    node = Node.open(demo_home)
+    yield node
+    node.close()
+
+
+@pytest.fixture
+def demo_admin_key(demo_home: Home) -> SigningKey:
+    """The signing key of the local organisation's genesis admin."""
+    return demo_home.member_keys("admin").signing
