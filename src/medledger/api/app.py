@@ -23,7 +23,7 @@ from medledger.api.schemas import ENVELOPE, ERROR, tx_body
 from medledger.codec import CodecError, decode, encode
 from medledger.ledger import MAX_TX_BYTES, TxResult
 from medledger.merkle import log
-from medledger.node import Node, Submitted
+from medledger.node import BatchRefused, Node, Submitted
 from medledger.store import StoredTx
 
 __all__ = ["STATUS_OF_CODE", "ApiError", "create_app"]
@@ -35,6 +35,7 @@ STATUS_OF_CODE = {
     "mempool_full": 429,
 }
 MAX_BATCH = 10_000
+MAX_BATCH_BYTES = 64 * 1024 * 1024
 _ERRORS = {str(s): {"description": "refused", "content": {"application/json": {"schema": ERROR}}}
            for s in (400, 403, 404, 409, 413, 422, 429)}
 
@@ -132,11 +133,13 @@ def create_app(node: Node, *, run_producer: bool = True) -> FastAPI:
               summary="Submit many signed transactions at once")
     async def submit_batch(request: Request) -> Any:
         """Each item is checked on its own; the answer lists a result per item, in order."""
-        items = await read_json(request, MAX_BATCH * MAX_TX_BYTES)
-        if type(items) is not list or len(items) > MAX_BATCH:
-            raise ApiError(400, "malformed", f"body must be a list of at most {MAX_BATCH} "
-                                             "transactions")
-        results = await node.submit_batch(items, checked=True)
+        body = await request.body()
+        if len(body) > MAX_BATCH_BYTES:
+            raise ApiError(413, "too_large", f"request body larger than {MAX_BATCH_BYTES} bytes")
+        try:
+            results = await node.submit_batch_bytes(body, MAX_BATCH)
+        except BatchRefused as e:
+            raise ApiError(400, "malformed", str(e)) from e
         return {"accepted": sum(r.accepted for r in results),
                 "results": [r.to_dict() for r in results]}
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from medledger.apps.base import AppRegistry, BlockContext, Handler, Rejected
 from medledger.apps.fields import body_keys, hex_field, str_field
-from medledger.codec import Tag, tagged_hash
+from medledger.codec import Tag, decode_trusted, tagged_hash
 from medledger.crypto import SUITES, public_key_size
 from medledger.ledger import Transaction
 from medledger.state import StateView
@@ -61,16 +61,31 @@ def _check_enc_key(body: dict[str, Any], key_field: str, suite_field: str) -> No
     hex_field(body, key_field, public_key_size(suite))
 
 
+_STATUS_MEMO: dict[bytes, str] = {}
+
+
+def _status(raw: bytes) -> str:
+    """The ``status`` of a key entry, memoised by the entry's bytes (a pure function)."""
+    status = _STATUS_MEMO.get(raw)
+    if status is None:
+        status = decode_trusted(raw)["status"]
+        if len(_STATUS_MEMO) >= 10_000:
+            _STATUS_MEMO.clear()
+        _STATUS_MEMO[raw] = status
+    return status
+
+
 def authorize(view: StateView, tx: Transaction) -> None:
     """Refuse a transaction whose sender is unknown, suspended or rotated."""
     if tx.type == PATIENT:
         return
-    entry = key_entry(view, tx.sender)
-    if entry is None:
+    raw = view.get_raw(f"identity/key/{tx.sender.hex()}")
+    if raw is None:
         raise Rejected("unknown_sender", "the sending key is not registered")
-    if entry["status"] == "suspended":
+    status = _status(raw)
+    if status == "suspended":
         raise Rejected("key_suspended", "the sending key is suspended")
-    if entry["status"] == "rotated":
+    if status == "rotated":
         raise Rejected("key_rotated", "the sending key was rotated and can no longer sign")
 
 

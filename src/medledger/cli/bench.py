@@ -45,7 +45,7 @@ def _prepare_home(root: Path, senders: list[SigningKey], block_txs: int) -> Home
     orgs[0]["admins"] = [*orgs[0]["admins"], *(k.public_key.hex() for k in senders)]
     Genesis(genesis.chain_id, genesis.genesis_time, genesis.validators,
             tuple(orgs)).save(home.genesis_path)
-    config = NodeConfig(api=f"127.0.0.1:{_free_port()}", block_interval_ms=100,
+    config = NodeConfig(api=f"127.0.0.1:{_free_port()}", block_interval_ms=500,
                         max_block_txs=block_txs, mempool_max_txs=max(100_000, 4 * block_txs))
     config.save(home.path)
     return home

@@ -176,7 +176,7 @@ def decode(data: bytes | bytearray | memoryview) -> Any:
 def decode_trusted(data: bytes) -> Any:
     """Parse bytes that this process encoded itself, or that were verified against a root
     (state values, stored records): no strictness checks, C speed."""
-    return json.loads(data)
+    return json.loads(data.decode("utf-8"))
 
 
 def is_canonical(data: bytes) -> bool:

@@ -6,11 +6,11 @@ from medledger.node.config import ConfigError, NodeConfig, parse_hostport
 from medledger.node.genesis import Genesis, GenesisError
 from medledger.node.home import DEMO_ORGANISATIONS, PASSPHRASE_ENV, Home
 from medledger.node.mempool import Mempool
-from medledger.node.node import Node, Submitted
+from medledger.node.node import BatchRefused, Node, Submitted
 from medledger.node.verify import VerifyReport, verify_store
 
 __all__ = [
-    "DEMO_ORGANISATIONS", "PASSPHRASE_ENV", "Chain", "CommittedBlock", "ConfigError", "Genesis",
+    "DEMO_ORGANISATIONS", "PASSPHRASE_ENV", "BatchRefused", "Chain", "CommittedBlock", "ConfigError", "Genesis",
     "GenesisError", "Home", "Mempool", "Node", "NodeConfig", "Submitted", "VerifyReport",
     "nonce_key", "parse_hostport", "verify_store",
 ]

@@ -127,11 +127,13 @@ class Chain:
         return max(median, self.tip_header.time + 1)
 
     # checking ---------------------------------------------------------------------------
-    def check(self, tx: Transaction, pending_nonce: int = 0) -> None:
+    def check(self, tx: Transaction, pending_nonce: int = 0, *,
+              stateless_done: bool = False) -> None:
         """Admission check against committed state (signature already verified)."""
         if tx.chain_id != self.chain_id:
             raise Rejected("chain_id", f"signed for chain {tx.chain_id!r}, this is {self.chain_id!r}")
-        self.registry.check_stateless(tx)
+        if not stateless_done:
+            self.registry.check_stateless(tx)
         last = max(self.last_nonce(tx.sender), pending_nonce)
         if tx.nonce <= last:
             raise Rejected("nonce", f"nonce {tx.nonce} already used; next must exceed {last}")
@@ -166,9 +168,9 @@ class Chain:
                 self.registry.check_stateless(tx)
             self.registry.apply(tx_view, tx, ctx)
         except Rejected as e:
-            block_view.writes[key] = encode(tx.nonce)
+            block_view.writes[key] = b"%d" % tx.nonce
             return TxResult(e.code, e.message)
-        tx_view.writes[key] = encode(tx.nonce)
+        tx_view.writes[key] = b"%d" % tx.nonce  # canonical bytes of an integer
         tx_view.merge_into_parent()
         return TxResult("ok", "")
 

@@ -22,11 +22,11 @@ from medledger.node.config import NodeConfig
 from medledger.node.genesis import Genesis
 from medledger.node.home import Home
 from medledger.node.mempool import Mempool
-from medledger.node.verifier import SignatureVerifier
+from medledger.node.verifier import BatchRefused, SignatureVerifier
 from medledger.node.verify import verify_store
 from medledger.store import SQLiteStore, Store, StoredTx
 
-__all__ = ["Node", "Submitted"]
+__all__ = ["BatchRefused", "Node", "Submitted"]
 
 log = logging.getLogger("medledger.node")
 
@@ -108,34 +108,36 @@ class Node:
             return Submitted(None, "malformed", str(e))
         return self.submit(tx)
 
-    def submit(self, tx: Transaction, signature_ok: bool | None = None) -> Submitted:
+    def submit(self, tx: Transaction, signature_ok: bool | None = None,
+               stateless: tuple[str, str] | bool | None = None) -> Submitted:
         """Admit a decoded transaction to the mempool after every check.
 
-        ``signature_ok`` passes on a verification already done (see :meth:`submit_batch`).
+        ``signature_ok`` and ``stateless`` pass on checks already done by a worker (see
+        :meth:`submit_batch_bytes`): the verdict, and False or the ``(code, message)``
+        refusal of the app's stateless check.
         """
         try:
-            self._admit(tx, signature_ok)
+            self._admit(tx, signature_ok, stateless)
         except Rejected as e:
             return Submitted(tx.tx_id, e.code, e.message)
         if self._wake is not None:
             self._wake.set()
         return Submitted(tx.tx_id, "ok", "")
 
-    async def submit_batch(self, items: list[Any], *, checked: bool = False) -> list[Submitted]:
-        """Admit many transactions in order; their signatures are verified in parallel
-        threads (libsodium runs without the GIL), off the event loop."""
-        decoded: list[Transaction | Submitted] = []
-        for item in items:
-            try:
-                decoded.append(Transaction.from_dict(item, checked=checked))
-            except MalformedError as e:
-                decoded.append(Submitted(None, "malformed", str(e)))
-        txs = [t for t in decoded if isinstance(t, Transaction)]
-        verdicts = iter(await self.verifier.verify(txs))
-        return [d if isinstance(d, Submitted) else self.submit(d, next(verdicts))
-                for d in decoded]
+    async def submit_batch_bytes(self, body: bytes, max_items: int) -> list[Submitted]:
+        """Admit a JSON list of transactions. Decoding, shape checks and signatures run in a
+        worker process; admission checks then run here, in order. Raises BatchRefused."""
+        out = []
+        for raw, verdict, stateless in await self.verifier.prepare(body, max_items):
+            if raw is None:
+                out.append(Submitted(None, "malformed", str(verdict)))
+            else:
+                out.append(self.submit(Transaction.from_canonical(raw), bool(verdict),
+                                       stateless or False))
+        return out
 
-    def _admit(self, tx: Transaction, signature_ok: bool | None = None) -> None:
+    def _admit(self, tx: Transaction, signature_ok: bool | None = None,
+               stateless: tuple[str, str] | bool | None = None) -> None:
         if tx.chain_id != self.chain.chain_id:
             raise Rejected("chain_id", f"signed for chain {tx.chain_id!r}, "
                                        f"this is {self.chain.chain_id!r}")
@@ -145,7 +147,10 @@ class Node:
             raise Rejected("mempool_full", "the mempool is full; retry later")
         if not (tx.signature_valid() if signature_ok is None else signature_ok):
             raise Rejected("signature", "the signature does not verify for the sender key")
-        self.chain.check(tx, self.mempool.pending_nonce(tx.sender))
+        if isinstance(stateless, tuple):
+            raise Rejected(*stateless)
+        self.chain.check(tx, self.mempool.pending_nonce(tx.sender),
+                         stateless_done=stateless is False)
         self.mempool.add(tx)
 
     # blocks -----------------------------------------------------------------------------
@@ -190,20 +195,25 @@ class Node:
                     del self._waiters[tx_id]
 
     async def run(self) -> None:
-        """Produce blocks while there are transactions, at most one per block interval."""
+        """Produce a block once the block interval has passed since the last one, or at
+        once when a full block is waiting; sleep while the mempool is empty."""
         self._wake = asyncio.Event()
         interval = self.config.block_interval_ms / 1000
+        full = self.config.max_block_txs
         while not self._stopping:
-            await self._wake.wait()
-            self._wake.clear()
-            wait = self.last_block_time + interval - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            while len(self.mempool) and not self._stopping:
+            if not len(self.mempool):
+                await self._wake.wait()
+                self._wake.clear()
+                continue
+            deadline = self.last_block_time + interval
+            while not self._stopping and len(self.mempool) < full:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                await asyncio.sleep(min(left, 0.01))
+            if not self._stopping:
                 self.produce_block()
-                await asyncio.sleep(0)
-                if len(self.mempool):
-                    await asyncio.sleep(interval)
+            await asyncio.sleep(0)
 
     def stop(self) -> None:
         self._stopping = True

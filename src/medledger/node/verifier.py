@@ -11,15 +11,73 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
+from medledger.apps import AppRegistry, Rejected, default_registry
+from medledger.codec import CodecError, decode
 from medledger.crypto import verify_many
-from medledger.ledger import Transaction
+from medledger.ledger import MalformedError, Transaction
 
-__all__ = ["SignatureVerifier"]
+__all__ = ["BatchRefused", "Prepared", "SignatureVerifier", "prepare_batch"]
 
-INLINE_BELOW = 32
+INLINE_BODY_BELOW = 16 * 1024
+
+# One prepared item: (canonical bytes, signature valid, stateless refusal or None),
+# or (None, why it is malformed, None).
+Prepared = tuple[bytes | None, bool | str, tuple[str, str] | None]
+_REGISTRY: list[AppRegistry] = []
+
+
+def _stateless(tx: Transaction) -> tuple[str, str] | None:
+    if not _REGISTRY:
+        _REGISTRY.append(default_registry())
+    try:
+        _REGISTRY[0].check_stateless(tx)
+    except Rejected as e:
+        return (e.code, e.message)
+    return None
+
+
+class BatchRefused(ValueError):
+    """A batch body that is not a JSON list of transactions at all."""
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Worker initialiser: end this worker as soon as the node process is gone (even after
+    SIGKILL, when nobody is left to shut the pool down)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
+def prepare_batch(body: bytes, max_items: int) -> list[Prepared] | str:
+    """Decode a batch body strictly, check each envelope's shape, verify its signature and
+    run its app's stateless check (all pure functions of the transaction).
+
+    Runs in a worker process; returns a refusal sentence for a body that is not a list.
+    """
+    try:
+        items = decode(body)
+    except CodecError as e:
+        return f"request body: {e}"
+    if type(items) is not list or len(items) > max_items:
+        return f"body must be a list of at most {max_items} transactions"
+    out: list[Prepared] = []
+    for item in items:
+        try:
+            tx = Transaction.from_dict(item, checked=True)
+        except MalformedError as e:
+            out.append((None, str(e), None))
+            continue
+        out.append((tx.raw, tx.signature_valid(), _stateless(tx)))
+    return out
 
 
 class SignatureVerifier:
@@ -32,8 +90,9 @@ class SignatureVerifier:
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.workers,
-                                             mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(
+                self.workers, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_exit_with_parent, initargs=(os.getpid(),))
         return self._pool
 
     def start(self) -> None:
@@ -41,17 +100,16 @@ class SignatureVerifier:
         if self.workers:
             self._executor().submit(verify_many, []).result()
 
-    async def verify(self, txs: list[Transaction]) -> list[bool]:
-        """One verdict per transaction, in order."""
-        if len(txs) < INLINE_BELOW or not self.workers:
-            return [t.signature_valid() for t in txs]
-        loop = asyncio.get_running_loop()
-        size = -(-len(txs) // self.workers)
-        parts: list[Any] = []
-        for i in range(0, len(txs), size):
-            items = [(t.sender, t.sign_bytes(), t.signature) for t in txs[i:i + size]]
-            parts.append(loop.run_in_executor(self._executor(), verify_many, items))
-        return [bool(b) for part in await asyncio.gather(*parts) for b in part]
+    async def prepare(self, body: bytes, max_items: int) -> list[Prepared]:
+        """:func:`prepare_batch` in a worker (inline for small bodies); raises BatchRefused."""
+        if len(body) < INLINE_BODY_BELOW or not self.workers:
+            result = prepare_batch(body, max_items)
+        else:
+            loop = asyncio.get_running_loop()
+            result = await loop.run_in_executor(self._executor(), prepare_batch, body, max_items)
+        if isinstance(result, str):
+            raise BatchRefused(result)
+        return result
 
     def close(self) -> None:
         if self._pool is not None:
