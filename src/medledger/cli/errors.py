@@ -17,7 +17,7 @@ from medledger.store import StoreError
 
 __all__ = ["err", "friendly"]
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 P = ParamSpec("P")
 R = TypeVar("R")
 

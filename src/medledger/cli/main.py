@@ -28,7 +28,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(anchor_app, name="anchor")
 app.add_typer(tx_app, name="tx")
 app.add_typer(state_app, name="state")
-out = Console()
+out = Console(soft_wrap=True)
 
 HomeOpt = Annotated[Path, typer.Option("--home", help="The node's home directory.")]
 ApiOpt = Annotated[str | None, typer.Option(
