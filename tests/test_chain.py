@@ -210,11 +210,13 @@ def test_store_commit_is_all_or_nothing(tmp_path: Path) -> None:
     with pytest.raises((sqlite3.DatabaseError, StoreError)):
         n.store.commit_block(type(record)(**{**{f: getattr(record, f) for f in record.__dataclass_fields__},
                                              "height": 5}))
-    # a failure in the middle of the write leaves nothing behind
-    bad_nodes = [*record.nodes, record.nodes[0]]  # duplicate primary key: fails after some inserts
+    # a failure at the last insert (the block row: NOT NULL header) leaves nothing behind
     with pytest.raises(sqlite3.IntegrityError):
         n.store.commit_block(type(record)(**{**{f: getattr(record, f) for f in record.__dataclass_fields__},
-                                             "nodes": bad_nodes, "certificate": b"{}"}))
+                                             "header": None, "certificate": b"{}"}))
+    with pytest.raises(StoreError, match="twice"):
+        n.store.commit_block(type(record)(**{**{f: getattr(record, f) for f in record.__dataclass_fields__},
+                                             "nodes": [*record.nodes, record.nodes[0]]}))
     assert n.store.latest_height() == 1
     assert n.store.get_value(f"anchor/{(2).to_bytes(32, 'big').hex()}") is None
     verify_store(n.store, n.chain.genesis)
@@ -241,8 +243,8 @@ TAMPER = {
     "state value": ("UPDATE state SET value = '{\"tampered\":true}' WHERE key LIKE 'anchor/%' "
                     "AND rowid IN (SELECT rowid FROM state WHERE key LIKE 'anchor/%' LIMIT 1)",
                     4, "does not match the state root"),
-    "state node": ("UPDATE smt_nodes SET data = substr(data, 1, 10) || x'ff' || substr(data, 12) "
-                   "WHERE id = (SELECT MAX(id) FROM smt_nodes) - 1", 4, "state tree node"),
+    "state node": ("UPDATE smt_pages SET data = substr(data, 1, 10) || x'ff' || substr(data, 12) "
+                   "WHERE page = (SELECT MAX(page) FROM smt_pages)", 4, "state tree node"),
     "extra state entry": ("INSERT INTO state VALUES ('anchor/ff', '{}')", 4, "state"),
 }
 

@@ -1,8 +1,11 @@
 """The SQLite store: one database file per node, WAL journal, ``synchronous=FULL``.
 
 One block commit is one SQLite transaction (one fsync per block, never per transaction).
-Sparse Merkle tree nodes live in a table keyed by an integer id, so that appending them is
-cheap; transactions are found by id through an index on the first 8 bytes of the id.
+Sparse Merkle tree nodes are addressed by integer ids and stored 64 to a row ("pages" of
+fixed slots: a length byte, then the node's bytes), so that a block's thousands of new nodes
+cost a few dozen row inserts; each block's nodes start on a fresh page, so a page is written
+once and never changed. Transactions are found by id through an index on the first 8 bytes
+of the id.
 """
 
 from __future__ import annotations
@@ -35,9 +38,29 @@ CREATE TABLE IF NOT EXISTS txs (
     tx_id BLOB NOT NULL, raw BLOB NOT NULL, code TEXT NOT NULL, message TEXT NOT NULL,
     PRIMARY KEY (height, idx)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS txs_by_id ON txs (id_prefix);
-CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS smt_nodes (id INTEGER PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS smt_pages (page INTEGER PRIMARY KEY, data BLOB NOT NULL);
 """
+
+
+PAGE_NODES = 64
+SLOT = 82  # one length byte + up to 81 bytes of node
+_PAGE_CACHE = 4096
+
+
+def _pack_pages(nodes: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+    """Pack nodes with consecutive ids (starting on a page boundary) into page rows."""
+    pages: dict[int, bytearray] = {}
+    for node_id, data in nodes:
+        if len(data) >= SLOT:
+            raise StoreError(f"state tree node {node_id} is {len(data)} bytes; at most {SLOT - 1}")
+        page = pages.setdefault(node_id // PAGE_NODES, bytearray(SLOT * PAGE_NODES))
+        offset = (node_id % PAGE_NODES) * SLOT
+        if page[offset]:
+            raise StoreError(f"state tree node {node_id} written twice in one block")
+        page[offset] = len(data)
+        page[offset + 1 : offset + 1 + len(data)] = data
+    return [(number, bytes(data)) for number, data in sorted(pages.items())]
 
 
 def _prefix(tx_id: bytes) -> int:
@@ -85,6 +108,7 @@ class SQLiteStore(Store):
         elif version != SCHEMA_VERSION:
             raise StoreMismatch(f"store {self.path} has schema {version!r}, expected {SCHEMA_VERSION!r}")
         self._next_node = self._query_next_node()
+        self._pages: dict[int, bytes] = {}
 
     def close(self) -> None:
         with self._lock:
@@ -105,8 +129,9 @@ class SQLiteStore(Store):
                 raise StoreError(f"store {self.path}: {e}") from e
 
     def _query_next_node(self) -> int:
-        row = self._one("SELECT MAX(id) FROM smt_nodes")
-        return (row[0] or 0) + 1 if row else 1
+        row = self._one("SELECT MAX(page) FROM smt_pages")
+        last = row[0] if row and row[0] is not None else 0
+        return (last + 1) * PAGE_NODES
 
     # meta -------------------------------------------------------------------------------
     def get_meta(self, name: str) -> bytes | None:
@@ -175,10 +200,21 @@ class SQLiteStore(Store):
                 rows = cursor.fetchmany(10_000)
 
     def get_node(self, node_id: int) -> bytes:
-        row = self._one("SELECT data FROM smt_nodes WHERE id = ?", (node_id,))
-        if row is None:
+        number = node_id // PAGE_NODES
+        page = self._pages.get(number)
+        if page is None:
+            row = self._one("SELECT data FROM smt_pages WHERE page = ?", (number,))
+            if row is None:
+                raise KeyError(node_id)
+            page = _blob(row[0])
+            if len(self._pages) >= _PAGE_CACHE:
+                self._pages.clear()
+            self._pages[number] = page
+        offset = (node_id % PAGE_NODES) * SLOT
+        size = page[offset] if offset < len(page) else 0
+        if not size:
             raise KeyError(node_id)
-        return _blob(row[0])
+        return page[offset + 1 : offset + 1 + size]
 
     def next_node_id(self) -> int:
         return self._next_node
@@ -192,7 +228,7 @@ class SQLiteStore(Store):
             db = self._db
             try:
                 db.execute("BEGIN IMMEDIATE")
-                db.executemany("INSERT INTO smt_nodes VALUES (?, ?)", record.nodes)
+                db.executemany("INSERT INTO smt_pages VALUES (?, ?)", _pack_pages(record.nodes))
                 writes = [(k, v) for k, v in record.state_writes.items() if v is not None]
                 deletes = [(k,) for k, v in record.state_writes.items() if v is None]
                 db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?)", writes)
@@ -211,4 +247,5 @@ class SQLiteStore(Store):
                     db.execute("ROLLBACK")
                 raise
             if record.nodes:
-                self._next_node = max(self._next_node, max(n for n, _ in record.nodes) + 1)
+                last = max(n for n, _ in record.nodes)
+                self._next_node = max(self._next_node, (last // PAGE_NODES + 1) * PAGE_NODES)
