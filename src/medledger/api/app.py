@@ -18,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-import medledger
+from importlib.metadata import PackageNotFoundError, version
 from medledger.api.schemas import ENVELOPE, ERROR, tx_body
 from medledger.codec import CodecError, decode, encode
 from medledger.ledger import MAX_TX_BYTES, TxResult
@@ -67,6 +67,13 @@ def _stored_tx_dict(stored: StoredTx) -> dict[str, Any]:
             "code": stored.code, "message": stored.message}
 
 
+def _version() -> str:
+    try:
+        return version("medledger")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
 def create_app(node: Node, *, run_producer: bool = True) -> FastAPI:
     """Build the API over ``node``; with ``run_producer`` its lifespan runs block production."""
 
@@ -82,7 +89,7 @@ def create_app(node: Node, *, run_producer: bool = True) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
-    app = FastAPI(title="medledger", version=medledger.__version__, lifespan=lifespan,
+    app = FastAPI(title="medledger", version=_version(), lifespan=lifespan,
                   description="Submit signed transactions; read blocks, transactions and "
                               "state with proofs that a client checks on its own.")
 

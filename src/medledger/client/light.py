@@ -44,6 +44,8 @@ class VerificationFailed(Exception):
 
 @dataclass(frozen=True, slots=True)
 class VerifiedTx:
+    """A transaction proven to sit at ``index`` in the certified block ``header``."""
+
     tx: Transaction
     header: Header
     index: int
@@ -52,6 +54,8 @@ class VerifiedTx:
 
 @dataclass(frozen=True, slots=True)
 class VerifiedState:
+    """A state entry (``value`` None: proven absent) at the certified ``header``."""
+
     key: str
     value: Any
     header: Header

@@ -25,10 +25,12 @@ __all__ = ["StateProof", "StateTree", "key_hash", "value_hash", "verify_state_pr
 
 
 def key_hash(key: str) -> bytes:
+    """The sparse Merkle tree key of a state key: ``tagged_hash(STATE_KEY, key)``."""
     return tagged_hash(Tag.STATE_KEY, key.encode("utf-8"))
 
 
 def value_hash(value: bytes) -> bytes:
+    """What the tree holds for a value's canonical bytes: ``tagged_hash(STATE_VALUE, value)``."""
     return tagged_hash(Tag.STATE_VALUE, value)
 
 
