@@ -276,8 +276,8 @@ def state_show(
 @friendly
 def bench(
     validators: Annotated[int, typer.Option(help="Validators in the measured chain.")] = 1,
-    txs: Annotated[int, typer.Option(help="Pre-signed anchor transactions to commit.")] = 20_000,
-    clients: Annotated[int, typer.Option(help="Client processes submitting.")] = 1,
+    txs: Annotated[int, typer.Option(help="Pre-signed anchor transactions to commit.")] = 50_000,
+    clients: Annotated[int, typer.Option(help="Client processes submitting.")] = 2,
     batch: Annotated[int, typer.Option(help="Transactions per request.")] = 500,
 ) -> None:
     """Measure verify rate and committed tx/s in one run; print JSON."""

@@ -85,7 +85,7 @@ class SignatureVerifier:
 
     def __init__(self, workers: int | None = None) -> None:
         cores = os.cpu_count() or 2
-        self.workers = workers if workers is not None else max(1, cores - 1)
+        self.workers = workers if workers is not None else cores
         self._pool: ProcessPoolExecutor | None = None
 
     def _executor(self) -> ProcessPoolExecutor:
