@@ -120,7 +120,7 @@ def up(home: HomeOpt, api: Annotated[str | None, typer.Option(
 @friendly
 def verify(home: HomeOpt, signatures: Annotated[bool, typer.Option(
         help="Also re-verify every transaction signature.")] = True) -> None:
-    """Re-verify every block, transaction, link and root on disk (exit 1 on any fault)."""
+    """Re-verify every block, transaction, link and root on disk (exit 2 on tampering, 1 on other errors)."""
     from rich.progress import Progress
 
     from medledger.ledger import IntegrityError

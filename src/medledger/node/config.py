@@ -2,7 +2,7 @@
 
 ::
 
-    HOME/config.json       {"api": "127.0.0.1:26657", "block_interval_ms": 200, ...}
+    HOME/config.json       {"api": "127.0.0.1:26657", "block_interval_ms": 500, ...}
     HOME/genesis.json      the chain's genesis (the same on every node)
     HOME/validator.key     the validator's signing key, in a passphrase-protected keystore
     HOME/passphrase        the keystore passphrase (local chains only; in production set

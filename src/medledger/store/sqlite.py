@@ -26,7 +26,7 @@ from medledger.store.base import (
 
 __all__ = ["SQLiteStore"]
 
-SCHEMA_VERSION = b"1"
+SCHEMA_VERSION = b"2"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS blocks (
