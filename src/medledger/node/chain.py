@@ -62,6 +62,7 @@ class Chain:
         self.validators = genesis.validators
         self.tree = StateTree(store)
         self._genesis_writes = genesis.state_writes()
+        self._next_ctx: BlockContext | None = None
         self._cache: dict[str, bytes | None] = {}  # committed values, written through on commit
         self._check_genesis()
         self._load_tip()
@@ -117,7 +118,11 @@ class Chain:
         return 0 if raw is None else int(raw)
 
     def next_context(self) -> BlockContext:
-        return BlockContext(self.chain_id, self.height + 1, self.next_time())
+        """The context of the block after the tip (computed once per tip)."""
+        ctx = self._next_ctx
+        if ctx is None or ctx.height != self.height + 1:
+            ctx = self._next_ctx = BlockContext(self.chain_id, self.height + 1, self.next_time())
+        return ctx
 
     def next_time(self) -> int:
         """BFT time of the next block: the weighted median of the tip's precommit times."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -74,6 +75,8 @@ class Node:
         self._wake: asyncio.Event | None = None
         self._stopping = False
         self.verifier = SignatureVerifier()
+        self._mempool_lock = threading.Lock()
+        self._produce_lock = threading.Lock()
         self.last_block_time = 0.0
         if genesis.validators.power_of(key.public_key) == 0:
             log.warning("this node's key is not a validator: it cannot commit blocks")
@@ -149,21 +152,33 @@ class Node:
             raise Rejected("signature", "the signature does not verify for the sender key")
         if isinstance(stateless, tuple):
             raise Rejected(*stateless)
-        self.chain.check(tx, self.mempool.pending_nonce(tx.sender),
-                         stateless_done=stateless is False)
-        self.mempool.add(tx)
+        with self._mempool_lock:  # the block producer runs in another thread
+            if tx.tx_id in self.mempool:
+                raise Rejected("duplicate", "this transaction is already waiting in the mempool")
+            self.chain.check(tx, self.mempool.pending_nonce(tx.sender),
+                             stateless_done=stateless is False)
+            self.mempool.add(tx)
 
     # blocks -----------------------------------------------------------------------------
     def produce_block(self) -> CommittedBlock | None:
         """Commit the next block from the mempool (None when it is empty)."""
-        txs = self.mempool.take(self.config.max_block_txs, self.config.max_block_bytes)
-        if not txs:
-            return None
-        committed = self.chain.commit_next(txs, self.key, self.clock(), prechecked=True)
-        self.mempool.remove(txs)
-        self.last_block_time = time.monotonic()
-        self._notify(committed)
+        committed = self._produce()
+        if committed is not None:
+            self._notify(committed)
         return committed
+
+    def _produce(self) -> CommittedBlock | None:
+        """Build and commit a block; safe to run in a thread beside admission."""
+        with self._produce_lock:
+            with self._mempool_lock:
+                txs = self.mempool.take(self.config.max_block_txs, self.config.max_block_bytes)
+            if not txs:
+                return None
+            committed = self.chain.commit_next(txs, self.key, self.clock(), prechecked=True)
+            with self._mempool_lock:
+                self.mempool.remove(txs)
+            self.last_block_time = time.monotonic()
+            return committed
 
     def _notify(self, committed: CommittedBlock) -> None:
         if not self._waiters:
@@ -212,7 +227,10 @@ class Node:
                     break
                 await asyncio.sleep(min(left, 0.01))
             if not self._stopping:
-                self.produce_block()
+                # in a thread: intake, which mostly waits on worker processes, goes on
+                committed = await asyncio.to_thread(self._produce)
+                if committed is not None:
+                    self._notify(committed)
             await asyncio.sleep(0)
 
     def stop(self) -> None:

@@ -85,23 +85,18 @@ def _split(blob: bytes) -> list[bytes]:
 
 
 class SQLiteStore(Store):
-    """A :class:`Store` in one SQLite file. Safe to share between threads (one lock)."""
+    """A :class:`Store` in one SQLite file, safe to share between threads: each thread reads
+    through its own connection (WAL readers never wait for the writer); writes take a lock."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._lock = threading.RLock()
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
         try:
-            self._db = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=30
-            )
-            # A tampered row may hold TEXT that is not UTF-8: read it back byte for byte.
-            self._db.text_factory = lambda b: b.decode("utf-8", "surrogateescape")
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA cache_size=-65536")
-            self._db.executescript(_SCHEMA)
+            self._conn().executescript(_SCHEMA)
         except sqlite3.DatabaseError as e:
             raise StoreError(f"cannot open store {self.path}: {e}") from e
-        self._lock = threading.RLock()
         version = self.get_meta("schema")
         if version is None:
             self.put_meta("schema", SCHEMA_VERSION)
@@ -110,23 +105,43 @@ class SQLiteStore(Store):
         self._next_node = self._query_next_node()
         self._pages: dict[int, bytes] = {}
 
+    def _conn(self) -> sqlite3.Connection:
+        """This thread's connection, opened on first use."""
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            try:
+                db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                     timeout=30)
+                # A tampered row may hold TEXT that is not UTF-8: read it back byte for byte.
+                db.text_factory = lambda b: b.decode("utf-8", "surrogateescape")
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=FULL")
+                db.execute("PRAGMA cache_size=-65536")
+            except sqlite3.DatabaseError as e:
+                raise StoreError(f"cannot open store {self.path}: {e}") from e
+            self._local.db = db
+            with self._lock:
+                self._connections.append(db)
+        return db
+
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            for db in self._connections:
+                db.close()
+            self._connections.clear()
+            self._local = threading.local()
 
     def _one(self, sql: str, args: tuple[object, ...] = ()) -> tuple | None:  # type: ignore[type-arg]
-        with self._lock:
-            try:
-                return self._db.execute(sql, args).fetchone()  # type: ignore[no-any-return]
-            except sqlite3.DatabaseError as e:
-                raise StoreError(f"store {self.path}: {e}") from e
+        try:
+            return self._conn().execute(sql, args).fetchone()  # type: ignore[no-any-return]
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"store {self.path}: {e}") from e
 
     def _all(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple]:  # type: ignore[type-arg]
-        with self._lock:
-            try:
-                return self._db.execute(sql, args).fetchall()
-            except sqlite3.DatabaseError as e:
-                raise StoreError(f"store {self.path}: {e}") from e
+        try:
+            return self._conn().execute(sql, args).fetchall()
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"store {self.path}: {e}") from e
 
     def _query_next_node(self) -> int:
         row = self._one("SELECT MAX(page) FROM smt_pages")
@@ -140,7 +155,7 @@ class SQLiteStore(Store):
 
     def put_meta(self, name: str, value: bytes) -> None:
         with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
+            self._conn().execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
 
     # blocks -----------------------------------------------------------------------------
     def latest_height(self) -> int:
@@ -190,14 +205,12 @@ class SQLiteStore(Store):
         return _blob(row[0]) if row else None
 
     def iter_values(self) -> Iterator[tuple[str, bytes]]:
-        with self._lock:
-            cursor = self._db.execute("SELECT key, value FROM state ORDER BY key")
-            rows = cursor.fetchmany(10_000)
+        cursor = self._conn().execute("SELECT key, value FROM state ORDER BY key")
+        rows = cursor.fetchmany(10_000)
         while rows:
             for key, value in rows:
                 yield key, _blob(value)
-            with self._lock:
-                rows = cursor.fetchmany(10_000)
+            rows = cursor.fetchmany(10_000)
 
     def get_node(self, node_id: int) -> bytes:
         number = node_id // PAGE_NODES
@@ -225,7 +238,7 @@ class SQLiteStore(Store):
             expected = self.latest_height() + 1
             if record.height != expected:
                 raise StoreError(f"commit of height {record.height}, expected {expected}")
-            db = self._db
+            db = self._conn()
             try:
                 db.execute("BEGIN IMMEDIATE")
                 db.executemany("INSERT INTO smt_pages VALUES (?, ?)", _pack_pages(record.nodes))
