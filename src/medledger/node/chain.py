@@ -42,6 +42,16 @@ def nonce_key(sender: bytes) -> str:
     return f"nonce/{sender.hex()}"
 
 
+def check_store_genesis(store: Store, genesis: Genesis) -> None:
+    """Raise StoreMismatch when ``store`` was made from another genesis."""
+    stored = store.get_meta("genesis_hash")
+    expected = genesis.hash()
+    if stored is not None and stored != expected:
+        raise StoreMismatch(
+            f"the store was made from another genesis (hash {stored.hex()[:16]}..., "
+            f"this genesis {expected.hex()[:16]}...)")
+
+
 @dataclass(frozen=True, slots=True)
 class CommittedBlock:
     """What :meth:`Chain.commit_next` made: the block, its hash and its certificate."""
@@ -69,15 +79,10 @@ class Chain:
 
     # opening ----------------------------------------------------------------------------
     def _check_genesis(self) -> None:
-        stored = self.store.get_meta("genesis_hash")
-        expected = self.genesis.hash()
-        if stored is None:
-            self.store.put_meta("genesis_hash", expected)
+        check_store_genesis(self.store, self.genesis)
+        if self.store.get_meta("genesis_hash") is None:
+            self.store.put_meta("genesis_hash", self.genesis.hash())
             self.store.put_meta("chain_id", self.chain_id.encode())
-        elif stored != expected:
-            raise StoreMismatch(
-                f"the store was made from another genesis (hash {stored.hex()[:16]}..., "
-                f"this genesis {expected.hex()[:16]}...)")
 
     def _load_tip(self) -> None:
         self.height = self.store.latest_height()

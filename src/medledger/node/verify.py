@@ -23,6 +23,7 @@ from medledger.ledger import (
 )
 from medledger.merkle.log import Frontier
 from medledger.merkle.sparse import NodeRef, SparseMerkleError
+from medledger.node.chain import check_store_genesis
 from medledger.node.genesis import Genesis
 from medledger.state import StateTree, value_hash
 from medledger.store import Store, StoredBlock
@@ -139,7 +140,9 @@ def _check_state(store: Store, stored: StoredBlock, header: Header) -> int:
 
 def verify_store(store: Store, genesis: Genesis, *, signatures: bool = True,
                  progress: Progress | None = None) -> VerifyReport:
-    """Check the whole store against ``genesis``; raise IntegrityError at the first fault."""
+    """Check the whole store against ``genesis``; raise IntegrityError at the first fault
+    (StoreMismatch first, if the store was made from another genesis)."""
+    check_store_genesis(store, genesis)
     latest = store.latest_height()
     history = Frontier()
     prev_header: Header | None = None

@@ -1,0 +1,74 @@
+"""A node refuses to start on a tampered store, or on another chain's store, and says where."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from medledger.crypto import SigningKey
+from medledger.ledger import Transaction
+from medledger.node import Node
+from tests.nodeproc import make_home
+
+pytestmark = pytest.mark.processes
+
+
+def commit_blocks(home_path: Path, count: int) -> None:
+    from medledger.node import Home
+
+    home = Home(home_path)
+    node = Node.open(home)
+    key: SigningKey = home.member_keys("admin").signing
+    for nonce in range(1, count + 1):
+        tx = Transaction.create(key, "proc-chain", "ledger.anchor", nonce,
+                                {"digest": nonce.to_bytes(32, "big").hex(), "label": "x"})
+        assert node.submit(tx).accepted
+        assert node.produce_block() is not None
+    node.close()
+
+
+def start(home_path: Path, passphrase: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "medledger", "up", "--home", str(home_path)],
+        env={**os.environ, "MEDLEDGER_PASSPHRASE": passphrase}, capture_output=True,
+        text=True, timeout=60)
+
+
+TAMPER = {
+    "a transaction's bytes": ("UPDATE txs SET raw = CAST(replace(CAST(raw AS TEXT), '\"x\"', "
+                              "'\"y\"') AS BLOB) WHERE height = 2", "height 2"),
+    "a block header": ("UPDATE blocks SET header = CAST(replace(CAST(header AS TEXT), "
+                       "'\"tx_count\":1', '\"tx_count\":0') AS BLOB) WHERE height = 3", "height 3"),
+    "a state value": ("UPDATE state SET value = CAST('{\"label\":\"forged\"}' AS BLOB) WHERE key = "
+                      "(SELECT MIN(key) FROM state WHERE key LIKE 'anchor/%')", "height 3"),
+}
+
+
+@pytest.mark.parametrize("sql,where", TAMPER.values(), ids=TAMPER.keys())
+def test_up_refuses_a_tampered_store(tmp_path: Path, sql: str, where: str) -> None:
+    home = make_home(tmp_path / "node")
+    commit_blocks(home.path, 3)
+    con = sqlite3.connect(home.store_path)
+    with con:
+        assert con.execute(sql).rowcount == 1
+    con.close()
+    result = start(home.path, home.passphrase())
+    assert result.returncode == 1
+    assert where in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_up_refuses_a_store_of_another_genesis(tmp_path: Path) -> None:
+    home = make_home(tmp_path / "node")
+    commit_blocks(home.path, 1)
+    other = make_home(tmp_path / "other")
+    os.replace(home.store_path, other.store_path)
+    result = start(other.path, other.passphrase())
+    assert result.returncode == 1
+    assert "another genesis" in result.stderr
+    assert "Traceback" not in result.stderr
