@@ -103,6 +103,7 @@ def up(home: HomeOpt, api: Annotated[str | None, typer.Option(
 
     from medledger.api import create_app
 
+    err.print(f"verifying the store in {home} before start...", highlight=False)
     node = Node.open(Home(home), api=api)
     node.verifier.start()
     # Fewer, cheaper cyclic-GC passes: what is loaded by now lives as long as the node, and
