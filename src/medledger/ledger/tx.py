@@ -11,7 +11,6 @@ transaction id is ``tagged_hash(Tag.TX, canonical bytes of the whole envelope)``
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -70,22 +69,6 @@ class Transaction:
             "type": type_,
         }
         return cls.from_dict(envelope)
-
-    @classmethod
-    def from_canonical(cls, raw: bytes) -> Transaction:
-        """Rebuild a transaction from canonical bytes that :meth:`from_dict` already
-        accepted (in this process or a worker of it): no checks repeated."""
-        data = json.loads(raw)
-        return cls(
-            chain_id=data["chain_id"],
-            type=data["type"],
-            sender=bytes.fromhex(data["sender"]),
-            nonce=data["nonce"],
-            body=data["body"],
-            signature=bytes.fromhex(data["signature"]),
-            raw=raw,
-            tx_id=tagged_hash(Tag.TX, raw),
-        )
 
     @classmethod
     def decode(cls, data: bytes) -> Transaction:

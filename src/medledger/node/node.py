@@ -131,12 +131,11 @@ class Node:
         """Admit a JSON list of transactions. Decoding, shape checks and signatures run in a
         worker process; admission checks then run here, in order. Raises BatchRefused."""
         out = []
-        for raw, verdict, stateless in await self.verifier.prepare(body, max_items):
-            if raw is None:
+        for tx, verdict, stateless in await self.verifier.prepare(body, max_items):
+            if tx is None:
                 out.append(Submitted(None, "malformed", str(verdict)))
             else:
-                out.append(self.submit(Transaction.from_canonical(raw), bool(verdict),
-                                       stateless or False))
+                out.append(self.submit(tx, bool(verdict), stateless or False))
         return out
 
     def _admit(self, tx: Transaction, signature_ok: bool | None = None,
