@@ -110,6 +110,9 @@ def up(home: HomeOpt, api: Annotated[str | None, typer.Option(
     # the hot path allocates many small acyclic objects (transactions, tree nodes).
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
+    # The block producer thread and intake share the GIL; a short switch interval keeps
+    # intake from queueing behind a whole block's Python work after each SQLite read.
+    sys.setswitchinterval(0.0005)
     config = node.config
     out.print(f"medledger node: chain [bold]{node.chain.chain_id}[/] at height "
               f"{node.chain.height}, API http://{config.api}", highlight=False)
