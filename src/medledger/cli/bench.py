@@ -109,7 +109,7 @@ def run_bench(*, validators: int, n_txs: int, clients: int, batch: int,
     console.print(f"pre-signing {per_client * clients} anchor transactions...")
     work = [_sign_batches(k, per_client, batch, i) for i, k in enumerate(senders)]
     with tempfile.TemporaryDirectory(prefix="medledger-bench-") as tmp:
-        home = _prepare_home(Path(tmp), senders, block_txs=max(batch, 5000))
+        home = _prepare_home(Path(tmp), senders, block_txs=max(batch, NodeConfig().max_block_txs))
         url = f"http://{home.config().api}"
         env = {**os.environ, "MEDLEDGER_PASSPHRASE": home.passphrase()}
         proc = subprocess.Popen([sys.executable, "-m", "medledger", "up", "--home", str(home.path)],

@@ -41,7 +41,7 @@ class NodeConfig:
 
     api: str = "127.0.0.1:26657"
     block_interval_ms: int = 500
-    max_block_txs: int = 5000
+    max_block_txs: int = 10_000
     max_block_bytes: int = 8 * 1024 * 1024
     mempool_max_txs: int = 100_000
     verify_on_start: bool = True
