@@ -65,10 +65,6 @@ class Client:
         return self._call("POST", "/v1/txs", content=tx.raw,  # type: ignore[no-any-return]
                           params=params, headers={"content-type": "application/json"})
 
-    def submit_raw_batch(self, body: bytes) -> dict[str, Any]:
-        return self._call("POST", "/v1/txs/batch", content=body,  # type: ignore[no-any-return]
-                          headers={"content-type": "application/json"})
-
     def tx(self, tx_id: str) -> dict[str, Any]:
         return self._call("GET", f"/v1/txs/{tx_id}")  # type: ignore[no-any-return]
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from medledger.apps import AppRegistry, Rejected, default_registry
 from medledger.crypto import SigningKey
-from medledger.ledger import MAX_TX_BYTES, MalformedError, Transaction
+from medledger.ledger import MalformedError, Transaction
 from medledger.node.chain import Chain, CommittedBlock
 from medledger.node.config import NodeConfig
 from medledger.node.genesis import Genesis
@@ -92,16 +92,6 @@ class Node:
         return cls(store, genesis, home.validator_key(), config)
 
     # admission --------------------------------------------------------------------------
-    def submit_bytes(self, data: bytes) -> Submitted:
-        """Decode, check and admit one transaction; never raises for bad input."""
-        if len(data) > MAX_TX_BYTES:
-            return Submitted(None, "too_large", f"a transaction is at most {MAX_TX_BYTES} bytes")
-        try:
-            tx = Transaction.decode(data)
-        except MalformedError as e:
-            return Submitted(None, "malformed", str(e))
-        return self.submit(tx)
-
     def submit_dict(self, data: Any, *, checked: bool = False) -> Submitted:
         """Admit a transaction given as a decoded dict (``checked``: it came from our
         strict decoder)."""

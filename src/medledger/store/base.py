@@ -104,10 +104,6 @@ class Store(ABC):
     def get_history(self) -> list[bytes]:
         """The log-tree frontier over all committed block hashes."""
 
-    @abstractmethod
-    def block_hashes(self, first: int, last: int) -> list[bytes]:
-        """Hashes of blocks ``first..last`` inclusive, in order."""
-
     # state ------------------------------------------------------------------------------
     @abstractmethod
     def get_value(self, key: str) -> bytes | None: ...

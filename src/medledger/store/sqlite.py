@@ -194,11 +194,6 @@ class SQLiteStore(Store):
         row = self._one("SELECT history FROM blocks ORDER BY height DESC LIMIT 1")
         return _split(_blob(row[0])) if row else []
 
-    def block_hashes(self, first: int, last: int) -> list[bytes]:
-        rows = self._all(
-            "SELECT hash FROM blocks WHERE height BETWEEN ? AND ? ORDER BY height", (first, last))
-        return [_blob(r[0]) for r in rows]
-
     # state ------------------------------------------------------------------------------
     def get_value(self, key: str) -> bytes | None:
         row = self._one("SELECT value FROM state WHERE key = ?", (key,))
