@@ -222,6 +222,73 @@ def test_store_commit_is_all_or_nothing(tmp_path: Path) -> None:
     n.close()
 
 
+def test_store_reads_many_values_as_one_by_one(tmp_path: Path) -> None:
+    n = make_node(tmp_path / "m.db")
+    # 600 anchors: more rows than one multi-row INSERT statement carries
+    feed(n, [[anchor(ADMIN, i, i) for i in range(1, 601)]])
+    keys = [f"anchor/{i.to_bytes(32, 'big').hex()}" for i in range(590, 620)] + ["nope"]
+    found = n.store.get_values(keys)
+    assert found == {k: v for k in keys if (v := n.store.get_value(k)) is not None}
+    assert len(found) == 11
+    assert n.store.count_txs() == 600
+    verify_store(n.store, n.chain.genesis)
+    n.close()
+
+
+def test_schema_2_store_is_migrated_with_its_state(tmp_path: Path) -> None:
+    n = make_node(tmp_path / "old.db")
+    feed(n, [[anchor(ADMIN, 1, 1), anchor(ADMIN, 2, 2)]])
+    root = n.chain.state_root
+    n.close()
+    with sqlite3.connect(tmp_path / "old.db") as db:  # lay it out as schema 2 had it
+        db.execute("CREATE TABLE state_2 (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
+        db.execute("INSERT INTO state_2 SELECT key, value FROM state")
+        db.execute("DROP TABLE state")
+        db.execute("ALTER TABLE state_2 RENAME TO state")
+        db.execute("UPDATE meta SET value = x'32' WHERE name = 'schema'")
+    store = SQLiteStore(tmp_path / "old.db")
+    assert store.get_meta("schema") == b"3"
+    chain = Chain(store, genesis(), default_registry())
+    assert chain.state_root == root
+    assert chain.committed_value(f"anchor/{(2).to_bytes(32, 'big').hex()}") is not None
+    verify_store(store, genesis())
+    with sqlite3.connect(tmp_path / "old.db") as db:
+        sql = db.execute("SELECT sql FROM sqlite_master WHERE name = 'state'").fetchone()[0]
+    assert "WITHOUT ROWID" in sql
+    store.close()
+
+
+def test_a_read_that_straddles_a_commit_is_not_cached(tmp_path: Path) -> None:
+    """Admission reads state in one thread while a block commits in another: a value read
+    before the commit must not outlive it in the cache."""
+    n = make_node(tmp_path / "r.db")
+    feed(n, [[anchor(ADMIN, 1, 1)]])
+    key = f"anchor/{(2).to_bytes(32, 'big').hex()}"
+    store = n.store
+    real = store.get_values
+
+    def read_then_commit(keys: list[str]) -> dict[str, bytes]:
+        found = real(keys)  # read: the key is absent
+        store.get_values = real  # type: ignore[method-assign]
+        feed(n, [[anchor(ADMIN, 2, 2)]])  # meanwhile a block writes it
+        return found
+
+    store.get_values = read_then_commit  # type: ignore[method-assign]
+    n.chain.prefetch([key])
+    assert n.chain.committed_value(key) is not None
+    # and the nonce the block used is not replayable through a stale cache entry
+    assert n.submit(anchor(ADMIN, 2, 3)).code == "nonce"
+    n.close()
+
+
+def test_transactions_survive_pickling() -> None:
+    import pickle
+
+    t = anchor(ADMIN, 7, 7)
+    back = pickle.loads(pickle.dumps(t))
+    assert back == t and back.raw == t.raw and back.signature_valid()
+
+
 def tamper(db: Path, sql: str) -> None:
     con = sqlite3.connect(db)
     with con:

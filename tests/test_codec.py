@@ -9,7 +9,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from medledger.codec import MAX_SAFE_INT, CodecError, Tag, decode, encode, is_canonical, tagged_hash
+from medledger.codec import (
+    MAX_SAFE_INT,
+    CodecError,
+    Tag,
+    decode,
+    decode_canonical_list,
+    encode,
+    is_canonical,
+    tagged_hash,
+)
 
 # RFC 8785 section 3.2.2 / appendix examples, restricted to our value types.
 CANONICAL = {
@@ -98,6 +107,43 @@ def test_round_trip_and_agreement_with_json(value: object) -> None:
 def test_reencoding_any_formatting_gives_the_same_bytes(value: object) -> None:
     pretty = json.dumps(value, indent=2, ensure_ascii=True).encode()
     assert encode(decode(pretty)) == encode(value)
+
+
+@given(st.lists(json_values, max_size=6))
+def test_canonical_list_fast_path_agrees_with_strict_decode(items: list[object]) -> None:
+    data = b"[" + b",".join(encode(item) for item in items) + b"]"
+    pairs = decode_canonical_list(data)
+    assert pairs is not None
+    assert [item for item, _ in pairs] == decode(data)
+    assert [raw for _, raw in pairs] == [encode(item) for item in items]
+
+
+@given(st.lists(json_values, min_size=1, max_size=6))
+def test_canonical_list_fast_path_declines_other_formatting(items: list[object]) -> None:
+    pretty = json.dumps(items, indent=1, ensure_ascii=True).encode()
+    canonical = b"[" + b",".join(encode(item) for item in items) + b"]"
+    assert (decode_canonical_list(pretty) is not None) == (pretty == canonical)
+
+
+NOT_CANONICAL_LISTS = {
+    "not a list": b'{"a":1}',
+    "space after comma": b'[{"a":1}, {"b":2}]',
+    "duplicate keys": b'[{"a":1,"a":1}]',
+    "unsorted keys": b'[{"b":1,"a":2}]',
+    "float": b"[1.0]",
+    "big integer": b"[9007199254740992]",
+    "NaN": b"[NaN]",
+    "needless escape": b'["\\u0041"]',
+    "lone surrogate": b'["\\ud800"]',
+    "non-UTF-8": b'["\xff"]',
+    "deep nesting": b"[" * 100 + b"]" * 100,
+    "truncated": b"[1,",
+}
+
+
+@pytest.mark.parametrize("data", NOT_CANONICAL_LISTS.values(), ids=NOT_CANONICAL_LISTS.keys())
+def test_canonical_list_fast_path_declines(data: bytes) -> None:
+    assert decode_canonical_list(data) is None
 
 
 def test_tagged_hashes_are_domain_separated() -> None:

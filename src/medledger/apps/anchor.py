@@ -27,6 +27,10 @@ def _stateless(tx: Transaction) -> None:
     str_field(tx.body, "label", 200)
 
 
+def _reads(tx: Transaction) -> tuple[str, ...]:
+    return (f"anchor/{tx.body['digest']}",)
+
+
 def _stateful(view: StateView, tx: Transaction, ctx: BlockContext) -> None:
     digest = tx.body["digest"]
     if view.get(f"anchor/{digest}") is not None:
@@ -43,4 +47,4 @@ def _apply(view: StateView, tx: Transaction, ctx: BlockContext) -> None:
 
 
 def register(registry: AppRegistry) -> None:
-    registry.register(TYPE, Handler(_stateless, _stateful, _apply))
+    registry.register(TYPE, Handler(_stateless, _stateful, _apply, _reads))

@@ -61,10 +61,14 @@ def _sign_batches(key: SigningKey, count: int, batch: int, tag: int) -> list[byt
             for i in range(0, len(txs), batch)]
 
 
-def _submit(url: str, batches: list[bytes], queue: Any) -> None:
-    """A client process: post every batch in order; report how many were accepted."""
+def _submit(url: str, batches: list[bytes], queue: Any, go: Any) -> None:
+    """A client process: say it is ready, wait for the start, post every batch in order;
+    report how many were accepted."""
     accepted = 0
     with httpx.Client(base_url=url, timeout=120) as client:
+        client.get("/v1/status")  # connected before the clock starts
+        queue.put("ready")
+        go.wait(120)
         for body in batches:
             for _attempt in range(50):
                 answer = client.post("/v1/txs/batch", content=body,
@@ -117,12 +121,16 @@ def run_bench(*, validators: int, n_txs: int, clients: int, batch: int,
         try:
             _wait_ready(url, proc, time.monotonic() + 60)
             console.print(f"submitting from {clients} client process(es) to {url}...")
-            queue: Any = multiprocessing.get_context("spawn").Queue()
-            procs = [multiprocessing.get_context("spawn").Process(
-                target=_submit, args=(url, w, queue)) for w in work]
-            start = time.perf_counter()
+            spawn = multiprocessing.get_context("spawn")
+            queue: Any = spawn.Queue()
+            go = spawn.Event()
+            procs = [spawn.Process(target=_submit, args=(url, w, queue, go)) for w in work]
             for p in procs:
                 p.start()
+            for _ in procs:  # the clock covers submitting and committing, not process start
+                queue.get(timeout=120)
+            start = time.perf_counter()
+            go.set()
             accepted = sum(queue.get(timeout=600) for _ in procs)
             height = _wait_committed(url, accepted, time.monotonic() + 600)
             elapsed = time.perf_counter() - start

@@ -4,6 +4,7 @@ from medledger.codec.canonical import (
     MAX_SAFE_INT,
     CodecError,
     decode,
+    decode_canonical_list,
     decode_trusted,
     encode,
     is_canonical,
@@ -12,6 +13,7 @@ from medledger.codec.canonical import (
 from medledger.codec.hashing import Tag, tagged_hash
 
 __all__ = [
-    "MAX_SAFE_INT", "CodecError", "Tag", "decode", "decode_trusted", "encode", "is_canonical",
+    "MAX_SAFE_INT", "CodecError", "Tag", "decode", "decode_canonical_list",
+    "decode_trusted", "encode", "is_canonical",
     "tagged_hash", "validate",
 ]

@@ -20,8 +20,8 @@ MAX_SAFE_INT = 2**53 - 1
 _MAX_INT_DIGITS = len(str(MAX_SAFE_INT))
 MAX_DEPTH = 64
 
-__all__ = ["CodecError", "MAX_SAFE_INT", "decode", "decode_trusted", "encode", "is_canonical",
-           "validate"]
+__all__ = ["CodecError", "MAX_SAFE_INT", "decode", "decode_canonical_list", "decode_trusted",
+           "encode", "is_canonical", "validate"]
 
 
 class CodecError(ValueError):
@@ -171,6 +171,26 @@ def decode(data: bytes | bytearray | memoryview) -> Any:
     if not _valid(value):
         validate(value)
     return value
+
+
+def decode_canonical_list(data: bytes) -> list[tuple[Any, bytes]] | None:
+    """For a JSON list whose bytes are exactly ``[`` + the items' canonical bytes joined by
+    ``,`` + ``]``: each item with its canonical bytes. None for anything else, which
+    :func:`decode` then parses strictly (and explains, if it must refuse).
+
+    The byte-for-byte match is what makes the fast parse strict: a duplicate key, a float,
+    an escape that need not be there or any whitespace would re-encode differently.
+    """
+    try:
+        items = json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+    if type(items) is not list or not _valid(items):
+        return None
+    raws = [_dumps(item).encode("utf-8") for item in items]
+    if b"[" + b",".join(raws) + b"]" != data:
+        return None
+    return list(zip(items, raws, strict=True))
 
 
 def decode_trusted(data: bytes) -> Any:

@@ -10,6 +10,7 @@ caller passes the time a validator signs at.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +75,11 @@ class Chain:
         self._genesis_writes = genesis.state_writes()
         self._next_ctx: BlockContext | None = None
         self._cache: dict[str, bytes | None] = {}  # committed values, written through on commit
+        # Admission reads from one thread while a block commits from another: a value read
+        # before a commit must not be cached after it. Each commit bumps the generation, and
+        # a read is cached only if no commit happened since it began.
+        self._cache_lock = threading.Lock()
+        self._generation = 0
         self._check_genesis()
         self._load_tip()
 
@@ -109,11 +115,30 @@ class Chain:
             return self._cache[key]
         except KeyError:
             pass
+        generation = self._generation
         value = self.store.get_value(key)
-        if len(self._cache) >= CACHE_ENTRIES:
-            self._cache.clear()
-        self._cache[key] = value
+        self._remember({key: value}, generation)
         return value
+
+    def prefetch(self, keys: list[str]) -> None:
+        """Read the uncached ones among ``keys`` into the cache, in one store query."""
+        if self.height == 0:
+            return
+        cache = self._cache
+        wanted = list({key for key in keys if key not in cache})
+        if not wanted:
+            return
+        generation = self._generation
+        found = self.store.get_values(wanted)
+        self._remember({key: found.get(key) for key in wanted}, generation)
+
+    def _remember(self, values: dict[str, bytes | None], generation: int) -> None:
+        with self._cache_lock:
+            if generation != self._generation:
+                return  # a block committed meanwhile: these reads may be older than it
+            if len(self._cache) + len(values) >= CACHE_ENTRIES:
+                self._cache.clear()
+            self._cache.update(values)
 
     def view(self) -> ReadOnly:
         return ReadOnly(self.committed_value)
@@ -230,9 +255,11 @@ class Chain:
         certificate.verify(self.chain_id, self.validators)
         final = BlockRecord(**{**_fields(record), "certificate": encode(certificate.to_dict())})
         self.store.commit_block(final)
-        if len(self._cache) + len(record.state_writes) >= CACHE_ENTRIES:
-            self._cache.clear()
-        self._cache.update(record.state_writes)
+        with self._cache_lock:
+            self._generation += 1
+            if len(self._cache) + len(record.state_writes) >= CACHE_ENTRIES:
+                self._cache.clear()
+            self._cache.update(record.state_writes)
         self.height = record.height
         self.total_txs += len(record.txs)
         self.tip_hash = block_hash

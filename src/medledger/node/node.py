@@ -18,7 +18,7 @@ from typing import Any
 from medledger.apps import AppRegistry, Rejected, default_registry
 from medledger.crypto import SigningKey
 from medledger.ledger import MalformedError, Transaction
-from medledger.node.chain import Chain, CommittedBlock
+from medledger.node.chain import Chain, CommittedBlock, nonce_key
 from medledger.node.config import NodeConfig
 from medledger.node.genesis import Genesis
 from medledger.node.home import Home
@@ -121,12 +121,23 @@ class Node:
         """Admit a JSON list of transactions. Decoding, shape checks and signatures run in a
         worker process; admission checks then run here, in order. Raises BatchRefused."""
         out = []
-        for tx, verdict, stateless in await self.verifier.prepare(body, max_items):
+        prepared = await self.verifier.prepare(body, max_items)
+        self._prefetch([tx for tx, verdict, stateless in prepared
+                        if tx is not None and verdict is True and stateless is None])
+        for tx, verdict, stateless in prepared:
             if tx is None:
                 out.append(Submitted(None, "malformed", str(verdict)))
             else:
                 out.append(self.submit(tx, bool(verdict), stateless or False))
         return out
+
+    def _prefetch(self, txs: list[Transaction]) -> None:
+        """Fetch the state the admission checks of ``txs`` will read, in one query."""
+        registry = self.chain.registry
+        keys = [nonce_key(tx.sender) for tx in txs]
+        for tx in txs:
+            keys.extend(registry.reads(tx))
+        self.chain.prefetch(keys)
 
     def _admit(self, tx: Transaction, signature_ok: bool | None = None,
                stateless: tuple[str, str] | bool | None = None) -> None:
@@ -163,10 +174,11 @@ class Node:
                 txs = self.mempool.take(self.config.max_block_txs, self.config.max_block_bytes)
             if not txs:
                 return None
+            # blocks start an interval apart: one that took longer is followed at once
+            self.last_block_time = time.monotonic()
             committed = self.chain.commit_next(txs, self.key, self.clock(), prechecked=True)
             with self._mempool_lock:
                 self.mempool.remove(txs)
-            self.last_block_time = time.monotonic()
             return committed
 
     def _notify(self, committed: CommittedBlock) -> None:
@@ -199,8 +211,8 @@ class Node:
                     del self._waiters[tx_id]
 
     async def run(self) -> None:
-        """Produce a block once the block interval has passed since the last one, or at
-        once when a full block is waiting; sleep while the mempool is empty."""
+        """Produce a block once the block interval has passed since the last one began, or
+        at once when a full block is waiting; sleep while the mempool is empty."""
         self._wake = asyncio.Event()
         interval = self.config.block_interval_ms / 1000
         full = self.config.max_block_txs

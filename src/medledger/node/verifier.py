@@ -17,7 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from medledger.apps import AppRegistry, Rejected, default_registry
-from medledger.codec import CodecError, decode
+from medledger.codec import CodecError, decode, decode_canonical_list
 from medledger.crypto import verify_many
 from medledger.ledger import MalformedError, Transaction
 
@@ -64,16 +64,21 @@ def prepare_batch(body: bytes, max_items: int) -> list[Prepared] | str:
 
     Runs in a worker process; returns a refusal sentence for a body that is not a list.
     """
-    try:
-        items = decode(body)
-    except CodecError as e:
-        return f"request body: {e}"
-    if type(items) is not list or len(items) > max_items:
+    pairs = decode_canonical_list(body)  # the usual case, at C speed
+    if pairs is None:
+        try:
+            items = decode(body)
+        except CodecError as e:
+            return f"request body: {e}"
+        if type(items) is not list:
+            return f"body must be a list of at most {max_items} transactions"
+        pairs = [(item, None) for item in items]
+    if len(pairs) > max_items:
         return f"body must be a list of at most {max_items} transactions"
     out: list[Prepared] = []
-    for item in items:
+    for item, raw in pairs:
         try:
-            tx = Transaction.from_dict(item, checked=True)
+            tx = Transaction.from_dict(item, checked=True, raw=raw)
         except MalformedError as e:
             out.append((None, str(e), None))
             continue

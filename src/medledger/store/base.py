@@ -108,6 +108,15 @@ class Store(ABC):
     @abstractmethod
     def get_value(self, key: str) -> bytes | None: ...
 
+    def get_values(self, keys: list[str]) -> dict[str, bytes]:
+        """The present ones among ``keys`` (a store may answer them in one query)."""
+        found = {}
+        for key in keys:
+            value = self.get_value(key)
+            if value is not None:
+                found[key] = value
+        return found
+
     @abstractmethod
     def iter_values(self) -> Iterator[tuple[str, bytes]]:
         """Every current state entry, in key order."""
