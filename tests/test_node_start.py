@@ -6,6 +6,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,49 @@ def test_up_refuses_a_store_of_another_genesis(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "another genesis" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_sigterm_stops_the_node_and_its_workers_cleanly(tmp_path: Path) -> None:
+    """SIGTERM ends the node after its workers and store are closed: no worker is left
+    behind and nothing leaks."""
+    from tests.nodeproc import NodeProcess
+
+    home = make_home(tmp_path / "n")
+    node = NodeProcess(home)
+    node.start()
+    key = home.member_keys("admin").signing
+    txs = [Transaction.create(key, "proc-chain", "ledger.anchor", n,
+                              {"digest": n.to_bytes(32, "big").hex(), "label": "x" * 100})
+           for n in range(1, 101)]
+    body = b"[" + b",".join(t.raw for t in txs) + b"]"  # big enough for the worker pool
+    import httpx
+
+    answer = httpx.post(f"{node.url}/v1/txs/batch", content=body, timeout=30).json()
+    assert answer["accepted"] == 100
+    assert node.proc is not None
+    pid = node.proc.pid
+    children = [int(d) for d in os.listdir("/proc") if d.isdigit() and _parent(int(d)) == pid]
+    assert len(children) >= 2, "the batch should have started worker processes"
+    node.stop()
+    deadline = time.monotonic() + 10  # workers and the resource tracker go after the node
+    while time.monotonic() < deadline and any(_alive(c) for c in children):
+        time.sleep(0.05)
+    assert not any(_alive(c) for c in children)
+    log = node.log.read_text()
+    assert "leaked" not in log and "Traceback" not in log, log
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _parent(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return -1

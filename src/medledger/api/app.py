@@ -74,8 +74,12 @@ def _version() -> str:
         return "0+unknown"
 
 
-def create_app(node: Node, *, run_producer: bool = True) -> FastAPI:
-    """Build the API over ``node``; with ``run_producer`` its lifespan runs block production."""
+def create_app(node: Node, *, run_producer: bool = True, close_node: bool = False) -> FastAPI:
+    """Build the API over ``node``; with ``run_producer`` its lifespan runs block production.
+
+    ``close_node``: close the node (workers, store) when the server shuts down. The server
+    re-raises SIGTERM/SIGINT once it has stopped, so code after it would never run.
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -85,9 +89,11 @@ def create_app(node: Node, *, run_producer: bool = True) -> FastAPI:
         finally:
             node.stop()
             if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                # let a block being committed finish, then stop
+                with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                    await asyncio.wait_for(task, 60)
+            if close_node:
+                node.close()
 
     app = FastAPI(title="medledger", version=_version(), lifespan=lifespan,
                   description="Submit signed transactions; read blocks, transactions and "
@@ -147,8 +153,9 @@ def create_app(node: Node, *, run_producer: bool = True) -> FastAPI:
             results = await node.submit_batch_bytes(body, MAX_BATCH)
         except BatchRefused as e:
             raise ApiError(400, "malformed", str(e)) from e
-        return {"accepted": sum(r.accepted for r in results),
-                "results": [r.to_dict() for r in results]}
+        # JSONResponse directly: the framework's generic encoder walks 500 items in Python
+        return JSONResponse({"accepted": sum(r.accepted for r in results),
+                             "results": [r.to_dict() for r in results]})
 
     @app.get("/v1/status", summary="Chain id, height, latest block hash, state root")
     async def status() -> Any:

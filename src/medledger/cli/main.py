@@ -117,7 +117,7 @@ def up(home: HomeOpt, api: Annotated[str | None, typer.Option(
     out.print(f"medledger node: chain [bold]{node.chain.chain_id}[/] at height "
               f"{node.chain.height}, API http://{config.api}", highlight=False)
     server = uvicorn.Server(uvicorn.Config(
-        create_app(node), host=config.api_host, port=config.api_port, log_level="warning",
+        create_app(node, close_node=True), host=config.api_host, port=config.api_port, log_level="warning",
         access_log=False))
     try:
         server.run()

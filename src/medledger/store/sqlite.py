@@ -48,19 +48,24 @@ SLOT = 82  # one length byte + up to 81 bytes of node
 _PAGE_CACHE = 4096
 
 
+_EMPTY_SLOT = bytes(SLOT)
+
+
 def _pack_pages(nodes: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
     """Pack nodes with consecutive ids (starting on a page boundary) into page rows."""
-    pages: dict[int, bytearray] = {}
+    pages: dict[int, list[bytes]] = {}
     for node_id, data in nodes:
-        if len(data) >= SLOT:
-            raise StoreError(f"state tree node {node_id} is {len(data)} bytes; at most {SLOT - 1}")
-        page = pages.setdefault(node_id // PAGE_NODES, bytearray(SLOT * PAGE_NODES))
-        offset = (node_id % PAGE_NODES) * SLOT
-        if page[offset]:
+        size = len(data)
+        if size >= SLOT:
+            raise StoreError(f"state tree node {node_id} is {size} bytes; at most {SLOT - 1}")
+        number, slot = divmod(node_id, PAGE_NODES)
+        page = pages.get(number)
+        if page is None:
+            page = pages[number] = [_EMPTY_SLOT] * PAGE_NODES
+        if page[slot] is not _EMPTY_SLOT:
             raise StoreError(f"state tree node {node_id} written twice in one block")
-        page[offset] = len(data)
-        page[offset + 1 : offset + 1 + len(data)] = data
-    return [(number, bytes(data)) for number, data in sorted(pages.items())]
+        page[slot] = b"%c%b%b" % (size, data, bytes(SLOT - 1 - size))
+    return [(number, b"".join(slots)) for number, slots in sorted(pages.items())]
 
 
 _ROWS_PER_STATEMENT = 256
