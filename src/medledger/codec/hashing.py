@@ -30,6 +30,9 @@ class Tag(str, Enum):
     PSEUDONYM = "pseudonym"
     KEYSTORE = "keystore"
     GENESIS = "genesis"
+    VOTE = "vote"
+    PROPOSAL = "proposal"
+    EVIDENCE = "evidence"
 
     @property
     def prefix(self) -> bytes:
