@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from medledger.cli.errors import err, friendly
+from medledger.cli.net import net_app
 from medledger.client import Client, VerificationFailed, verify_state_answer, verify_tx_answer
 from medledger.crypto import DEFAULT_SUITE, SUITES, Keystore
 from medledger.ledger import Transaction, ValidatorSet
@@ -29,6 +30,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(anchor_app, name="anchor")
 app.add_typer(tx_app, name="tx")
 app.add_typer(state_app, name="state")
+app.add_typer(net_app, name="net")
 out = Console(soft_wrap=True)
 
 HomeOpt = Annotated[Path, typer.Option("--home", help="The node's home directory.")]
@@ -87,8 +89,23 @@ def init(
     chain_id: Annotated[str, typer.Option("--chain-id", help="The chain's id.")] = "medledger-local",
     api: Annotated[str, typer.Option(help="API address HOST:PORT.")] = "127.0.0.1:26657",
     demo: Annotated[bool, typer.Option(help="Add the demo organisations.")] = False,
+    validators: Annotated[int | None, typer.Option(
+        help="Write a local consortium of N validator homes under --home instead (each "
+             "with its own keys, store and ports; the demo organisations are members).")] = None,
+    base_port: Annotated[int, typer.Option(
+        help="With --validators: node i takes p2p port BASE+10i and API port BASE+10i+1.")
+    ] = 26656,
 ) -> None:
     """Write a new node home: config, genesis, validator key and an admin key."""
+    if validators is not None:
+        from medledger.node.consortium import Consortium
+
+        consortium = Consortium.init(home, chain_id, validators, base_port=base_port)
+        out.print(f"initialised a {validators}-validator consortium [bold]{chain_id}[/] in {home}")
+        for node in consortium.nodes:
+            out.print(f"  {node.name}: {node.home}  API http://{node.api}  p2p {node.p2p}")
+        out.print(f"  start it: medledger net up --home {home}")
+        return
     Home.init(home, chain_id, api=api, demo=demo)
     out.print(f"initialised chain [bold]{chain_id}[/] in {home}")
     out.print(f"  admin key: {home / 'keys' / 'admin.key'}   start it: medledger up --home {home}")

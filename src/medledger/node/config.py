@@ -2,7 +2,8 @@
 
 ::
 
-    HOME/config.json       {"api": "127.0.0.1:26657", "block_interval_ms": 500, ...}
+    HOME/config.json       {"api": "127.0.0.1:26657", "p2p": "127.0.0.1:26656",
+                            "peers": ["<node key hex>@HOST:PORT", ...], ...}
     HOME/genesis.json      the chain's genesis (the same on every node)
     HOME/validator.key     the validator's signing key, in a passphrase-protected keystore
     HOME/passphrase        the keystore passphrase (local chains only; in production set
@@ -14,6 +15,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,9 @@ from typing import Any
 from medledger.codec import CodecError, decode, encode
 
 __all__ = ["ConfigError", "NodeConfig", "parse_hostport"]
+
+
+_PEER = re.compile(r"[0-9a-f]{64}@.+")
 
 
 class ConfigError(ValueError):
@@ -45,6 +50,16 @@ class NodeConfig:
     max_block_bytes: int = 8 * 1024 * 1024
     mempool_max_txs: int = 100_000
     verify_on_start: bool = True
+    p2p: str = "127.0.0.1:26656"
+    peers: tuple[str, ...] = ()  # "<validator key hex>@HOST:PORT" of the nodes to dial
+
+    def peer_list(self) -> list[tuple[bytes, str]]:
+        """The peers as (node key, ``HOST:PORT``)."""
+        out = []
+        for peer in self.peers:
+            key, _, address = peer.partition("@")
+            out.append((bytes.fromhex(key), address))
+        return out
 
     @property
     def api_host(self) -> str:
@@ -72,8 +87,17 @@ class NodeConfig:
         known = {f.name for f in fields(cls)}
         if type(data) is not dict or not set(data) <= known:
             raise ConfigError(f"{path}: unknown settings {sorted(set(data) - known)}")
+        if "peers" in data:
+            peers = data["peers"]
+            if type(peers) is not list or not all(
+                    type(p) is str and _PEER.fullmatch(p) for p in peers):
+                raise ConfigError(f"{path}: peers must be a list of \"<key hex>@HOST:PORT\"")
+            for peer in peers:
+                parse_hostport(peer.partition("@")[2])
+            data = {**data, "peers": tuple(peers)}
         config = cls(**data)
         parse_hostport(config.api)
+        parse_hostport(config.p2p)
         for name in ("block_interval_ms", "max_block_txs", "max_block_bytes", "mempool_max_txs"):
             value = getattr(config, name)
             if type(value) is not int or value <= 0:

@@ -78,8 +78,15 @@ class Node:
         self._mempool_lock = threading.Lock()
         self._produce_lock = threading.Lock()
         self.last_block_time = 0.0
-        if genesis.validators.power_of(key.public_key) == 0:
+        validators = genesis.validators
+        power = validators.power_of(key.public_key)
+        #: True when this node's own signature is a commit certificate (>2/3 of the power)
+        self.commits_alone = 3 * power > 2 * validators.total_power
+        if power == 0:
             log.warning("this node's key is not a validator: it cannot commit blocks")
+        elif not self.commits_alone:
+            log.warning("this validator holds %d of %d voting power: blocks need the "
+                        "consensus of its peers", power, validators.total_power)
 
     @classmethod
     def open(cls, home: Home, api: str | None = None, verify: bool | None = None) -> Node:
@@ -214,6 +221,8 @@ class Node:
         """Produce a block once the block interval has passed since the last one began, or
         at once when a full block is waiting; sleep while the mempool is empty."""
         self._wake = asyncio.Event()
+        if not self.commits_alone:
+            return  # blocks come from consensus with the peers, not from this loop
         interval = self.config.block_interval_ms / 1000
         full = self.config.max_block_txs
         while not self._stopping:

@@ -1,0 +1,136 @@
+"""A local consortium: N validator homes under one directory, sharing one genesis.
+
+::
+
+    ROOT/consortium.json     {"chain_id", "nodes": [{"name", "home", "api", "p2p", "key"}]}
+    ROOT/node0 ... nodeN-1   one home each (see :mod:`medledger.node.config`)
+
+Each node has its own validator key, store, API port and p2p port, and lists every other
+node as a peer. With ``demo``, the demo organisations (two hospitals, a drug maker, an
+insurer) are founding members, and organisation ``i`` keeps its admin key in the home of
+node ``i mod N``: each organisation runs a node. A node of a real consortium is the same
+home with the shared genesis and its peers' addresses.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from medledger.codec import decode, encode
+from medledger.crypto import KdfParams, Keystore
+from medledger.ledger import CHAIN_ID, Validator, ValidatorSet
+from medledger.node.config import ConfigError, NodeConfig
+from medledger.node.genesis import Genesis
+from medledger.node.home import DEMO_ORGANISATIONS, LOCAL_ORGANISATION, PASSPHRASE_ENV, Home
+
+__all__ = ["Consortium", "ConsortiumNode", "MAX_VALIDATORS"]
+
+MAX_VALIDATORS = 64
+VALIDATOR_POWER = 10
+MANIFEST = "consortium.json"
+
+
+@dataclass(frozen=True, slots=True)
+class ConsortiumNode:
+    """One node of a local consortium, as the manifest lists it."""
+
+    name: str
+    home: Path
+    api: str
+    p2p: str
+    key: bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"api": self.api, "home": str(self.home), "key": self.key.hex(),
+                "name": self.name, "p2p": self.p2p}
+
+
+@dataclass(frozen=True, slots=True)
+class Consortium:
+    """The manifest of a local consortium directory."""
+
+    root: Path
+    chain_id: str
+    nodes: tuple[ConsortiumNode, ...]
+
+    @classmethod
+    def load(cls, root: str | Path) -> Consortium:
+        root = Path(root)
+        path = root / MANIFEST
+        if not path.exists():
+            raise ConfigError(f"{path} not found: run `medledger init --home {root} "
+                              f"--validators N` first")
+        data = decode(path.read_bytes())
+        nodes = tuple(ConsortiumNode(n["name"], Path(n["home"]), n["api"], n["p2p"],
+                                     bytes.fromhex(n["key"])) for n in data["nodes"])
+        return cls(root, data["chain_id"], nodes)
+
+    @classmethod
+    def init(cls, root: str | Path, chain_id: str, validators: int, *, demo: bool = True,
+             base_port: int = 26656, kdf_params: KdfParams | None = None,
+             ports: list[tuple[int, int]] | None = None,
+             genesis_time: int | None = None) -> Consortium:
+        """Write the homes of a ``validators``-node consortium under ``root``.
+
+        Node ``i`` listens for peers on ``base_port + 10*i`` and serves its API one port
+        above, unless ``ports`` gives each node's (p2p, api) ports.
+        """
+        root = Path(root)
+        if not 1 <= validators <= MAX_VALIDATORS:
+            raise ConfigError(f"--validators must be between 1 and {MAX_VALIDATORS}")
+        if not CHAIN_ID.fullmatch(chain_id):
+            raise ConfigError(f"chain id {chain_id!r}: use 1-64 of A-Z a-z 0-9 . _ -")
+        if (root / MANIFEST).exists() or any((root / f"node{i}").exists()
+                                             for i in range(validators)):
+            raise ConfigError(f"{root} already holds a consortium; choose another --home")
+        if ports is None:
+            ports = [(base_port + 10 * i, base_port + 10 * i + 1) for i in range(validators)]
+        if len(ports) != validators:
+            raise ConfigError("one (p2p, api) port pair per validator is needed")
+        homes = [Home(root / f"node{i}") for i in range(validators)]
+        for home in homes:
+            (home.path / "keys").mkdir(parents=True)
+            (home.path / "data").mkdir()
+        passphrase = os.environ.get(PASSPHRASE_ENV) or homes[0]._write_passphrase()
+        for home in homes[1:]:
+            if not os.environ.get(PASSPHRASE_ENV):
+                _write_secret(home.path / "passphrase", passphrase)
+        keys = [Keystore.generate() for _ in homes]
+        for home, keystore in zip(homes, keys, strict=True):
+            keystore.save(home.validator_key_path, passphrase, kdf_params=kdf_params)
+        organisations = []
+        orgs = [LOCAL_ORGANISATION, *(DEMO_ORGANISATIONS if demo else ())]
+        for index, (org_id, name, role) in enumerate(orgs):
+            admin = Keystore.generate()
+            host = homes[0] if org_id == "local" else homes[(index - 1) % validators]
+            admin.save(host.key_path("admin" if org_id == "local" else org_id), passphrase,
+                       kdf_params=kdf_params)
+            organisations.append({"admins": [admin.signing.public_key.hex()], "id": org_id,
+                                  "name": name, "role": role})
+        genesis = Genesis(
+            chain_id=chain_id,
+            genesis_time=genesis_time if genesis_time is not None else time.time_ns() // 10**6,
+            validators=ValidatorSet.of([Validator(k.signing.public_key, VALIDATOR_POWER,
+                                                  f"node{i}") for i, k in enumerate(keys)]),
+            organisations=tuple(organisations))
+        nodes = tuple(ConsortiumNode(f"node{i}", home.path.resolve(), f"127.0.0.1:{api}",
+                                     f"127.0.0.1:{p2p}", keys[i].signing.public_key)
+                      for i, (home, (p2p, api)) in enumerate(zip(homes, ports, strict=True)))
+        for node, home in zip(nodes, homes, strict=True):
+            genesis.save(home.genesis_path)
+            peers = tuple(f"{other.key.hex()}@{other.p2p}" for other in nodes if other != node)
+            NodeConfig(api=node.api, p2p=node.p2p, peers=peers).save(home.path)
+        consortium = cls(root.resolve(), chain_id, nodes)
+        (root / MANIFEST).write_bytes(encode(
+            {"chain_id": chain_id, "nodes": [n.to_dict() for n in nodes]}) + b"\n")
+        return consortium
+
+
+def _write_secret(path: Path, value: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
