@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from medledger.codec import Tag, encode, tagged_hash
+from medledger.codec import CodecError, Tag, decode, encode, tagged_hash
 from medledger.ledger.commit import Certificate
 from medledger.ledger.errors import MalformedError
 from medledger.ledger.fields import read_bytes, read_int, read_str, require_keys
@@ -27,6 +27,7 @@ _HEADER_FIELDS = frozenset({
     "results_root", "state_root", "time", "tx_count", "tx_root", "validators_hash",
 })
 _RESULT_FIELDS = frozenset({"code", "message"})
+_BLOCK_FIELDS = frozenset({"header", "last_commit", "results", "txs"})
 _OK_LEAF = log.leaf_hash(encode({"code": "ok", "message": ""}))
 
 
@@ -153,3 +154,34 @@ class Block:
             "results": [r.to_dict() for r in self.results],
             "txs": [t.to_dict() for t in self.txs],
         }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Block:
+        """Parse a block (as :meth:`to_dict` gives it) and check its body against the header's
+        roots and counts. Transaction signatures are not checked here."""
+        data = require_keys(data, "block", _BLOCK_FIELDS)
+        txs, results = data["txs"], data["results"]
+        if type(txs) is not list or type(results) is not list:
+            raise MalformedError("block", "txs and results must be lists")
+        block = cls(
+            header=Header.from_dict(data["header"]),
+            txs=tuple(Transaction.from_dict(t) for t in txs),
+            results=tuple(TxResult.from_dict(r) for r in results),
+            last_commit=None if data["last_commit"] is None
+            else Certificate.from_dict(data["last_commit"]),
+        )
+        block.check_roots()
+        return block
+
+    def encode(self) -> bytes:
+        """Canonical bytes of the whole block (how a proposal travels between validators)."""
+        return encode(self.to_dict())
+
+    @classmethod
+    def decode(cls, data: bytes) -> Block:
+        """Strictly parse :meth:`encode`'s bytes; raise MalformedError for anything else."""
+        try:
+            value = decode(data)
+        except CodecError as e:
+            raise MalformedError("block", str(e)) from e
+        return cls.from_dict(value)

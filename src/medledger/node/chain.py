@@ -22,6 +22,7 @@ from medledger.ledger import (
     Block,
     Certificate,
     Header,
+    IntegrityError,
     Transaction,
     TxResult,
     results_root,
@@ -154,12 +155,25 @@ class Chain:
             ctx = self._next_ctx = BlockContext(self.chain_id, self.height + 1, self.next_time())
         return ctx
 
-    def next_time(self) -> int:
-        """BFT time of the next block: the weighted median of the tip's precommit times."""
-        if self.tip_certificate is None or self.tip_header is None:
+    def next_time(self, last_commit: Certificate | None = None) -> int:
+        """BFT time of the next block: the weighted median of the precommit times in the
+        certificate it carries (``last_commit``, by default this node's own of the tip)."""
+        cert = last_commit if last_commit is not None else self.tip_certificate
+        if cert is None or self.tip_header is None:
             return self.genesis.genesis_time
-        median = self.tip_certificate.bft_time(self.validators)
-        return max(median, self.tip_header.time + 1)
+        return max(cert.bft_time(self.validators), self.tip_header.time + 1)
+
+    def check_last_commit(self, last_commit: Certificate | None) -> None:
+        """Raise IntegrityError unless ``last_commit`` commits the tip (None at height 1)."""
+        if self.height == 0:
+            if last_commit is not None:
+                raise IntegrityError(1, "the first block carries no certificate")
+            return
+        if last_commit is None:
+            raise IntegrityError(self.height + 1, "block carries no certificate of the tip")
+        if last_commit.height != self.height or last_commit.block_hash != self.tip_hash:
+            raise IntegrityError(self.height + 1, "carried certificate is for another block")
+        last_commit.verify(self.chain_id, self.validators)
 
     # checking ---------------------------------------------------------------------------
     def check(self, tx: Transaction, pending_nonce: int = 0, *,
@@ -209,10 +223,18 @@ class Chain:
         tx_view.merge_into_parent()
         return TxResult("ok", "")
 
-    def build_block(self, txs: list[Transaction], proposer: bytes, *, prechecked: bool = False
-                    ) -> tuple[Block, BlockRecord]:
-        """Execute ``txs`` as the next block; return it and the record that would commit it."""
-        ctx = self.next_context()
+    def build_block(self, txs: list[Transaction], proposer: bytes, *, prechecked: bool = False,
+                    last_commit: Certificate | None = None) -> tuple[Block, BlockRecord]:
+        """Execute ``txs`` as the next block; return it and the record that would commit it.
+
+        ``last_commit``: the certificate of the tip the block carries (this node's own by
+        default; a proposal from another validator may carry another valid one).
+        """
+        if last_commit is None or last_commit == self.tip_certificate:
+            ctx = self.next_context()
+            last_commit = self.tip_certificate
+        else:
+            ctx = BlockContext(self.chain_id, self.height + 1, self.next_time(last_commit))
         results, writes = self.execute(txs, ctx, prechecked=prechecked)
         new_root, nodes = self.tree.update(self.state_root, writes)
         history = Frontier.from_list(self.height, self.store.get_history())
@@ -227,17 +249,17 @@ class Chain:
             state_root=new_root.hash,
             history_root=history.root(),
             validators_hash=self.validators.hash(),
-            last_commit_hash=self.tip_certificate.hash() if self.tip_certificate else ZERO_HASH,
+            last_commit_hash=last_commit.hash() if last_commit else ZERO_HASH,
             proposer=proposer,
         )
-        block = Block(header, tuple(txs), tuple(results), self.tip_certificate)
+        block = Block(header, tuple(txs), tuple(results), last_commit)
         block_hash = header.hash()
         history.append(block_hash)
         record = BlockRecord(
             height=ctx.height,
             block_hash=block_hash,
             header=header.encode(),
-            last_commit=encode(self.tip_certificate.to_dict()) if self.tip_certificate else None,
+            last_commit=encode(last_commit.to_dict()) if last_commit else None,
             certificate=b"",
             state_root_id=new_root.node_id,
             txs=[(t.tx_id, t.raw, r.code, r.message) for t, r in zip(txs, results, strict=True)],
@@ -246,6 +268,27 @@ class Chain:
             history=history.to_list(),
         )
         return block, record
+
+    def check_block(self, block: Block) -> tuple[Block, BlockRecord]:
+        """Re-execute a block another validator proposed for the next height; return it
+        rebuilt with the record that would commit it. Raise IntegrityError when it is not
+        the block the rules give (any header field, root or result differing).
+
+        Transaction signatures are the caller's to check (it may know them verified).
+        """
+        self.check_last_commit(block.last_commit)
+        if block.header.height != self.height + 1:
+            raise IntegrityError(block.header.height, f"proposed for height "
+                                 f"{block.header.height}, the next is {self.height + 1}")
+        if self.validators.power_of(block.header.proposer) == 0:
+            raise IntegrityError(block.header.height, "proposer is not a validator")
+        rebuilt, record = self.build_block(list(block.txs), block.header.proposer,
+                                           last_commit=block.last_commit)
+        if rebuilt.header != block.header:
+            ours, theirs = rebuilt.header.to_dict(), block.header.to_dict()
+            differ = sorted(k for k in ours if ours[k] != theirs[k])
+            raise IntegrityError(block.header.height, f"block header differs in {differ}")
+        return rebuilt, record
 
     def commit(self, block: Block, record: BlockRecord, certificate: Certificate) -> CommittedBlock:
         """Verify ``certificate`` for the built block and write it all atomically."""

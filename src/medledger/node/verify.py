@@ -79,7 +79,10 @@ def _expected_time(genesis: Genesis, prev: Header | None, prev_cert: Certificate
 
 
 def _check_certificates(stored: StoredBlock, genesis: Genesis, header: Header,
-                        prev_cert: Certificate | None) -> Certificate:
+                        prev_cert: Certificate | None
+                        ) -> tuple[Certificate | None, Certificate]:
+    """Check the carried certificate (of the previous block) and this block's own; return
+    both."""
     height = stored.height
     if stored.last_commit is None:
         carried = None
@@ -87,13 +90,18 @@ def _check_certificates(stored: StoredBlock, genesis: Genesis, header: Header,
         carried = Certificate.from_dict(_decode(height, "carried commit", stored.last_commit))
     if (carried.hash() if carried else ZERO_HASH) != header.last_commit_hash:
         raise IntegrityError(height, "carried commit does not match the header")
-    if prev_cert is not None and (carried is None or carried.hash() != prev_cert.hash()):
-        raise IntegrityError(height, "carried commit differs from the previous block's")
+    if prev_cert is not None:
+        # validators may hold different (equally valid) certificates of one block: the
+        # carried one must commit the previous block, not equal this store's own
+        if carried is None or (carried.height, carried.block_hash) != (
+                prev_cert.height, prev_cert.block_hash):
+            raise IntegrityError(height, "carried commit is not for the previous block")
+        carried.verify(genesis.chain_id, genesis.validators)
     cert = Certificate.from_dict(_decode(height, "certificate", stored.certificate))
     if cert.block_hash != stored.block_hash or cert.height != height:
         raise IntegrityError(height, "certificate is for another block")
     cert.verify(genesis.chain_id, genesis.validators)
-    return cert
+    return carried, cert
 
 
 def _check_txs(store: Store, header: Header, signatures: bool) -> int:
@@ -155,11 +163,12 @@ def verify_store(store: Store, genesis: Genesis, *, signatures: bool = True,
             raise IntegrityError(height, "block is missing")
         try:
             header = _check_header(stored, genesis, prev_header, prev_hash, history)
-            expected_time = _expected_time(genesis, prev_header, prev_cert)
+            carried, own = _check_certificates(stored, genesis, header, prev_cert)
+            expected_time = _expected_time(genesis, prev_header, carried)
             if header.time != expected_time:
                 raise IntegrityError(height, "block time is not the BFT time of the last commit",
                                      str(expected_time), str(header.time))
-            prev_cert = _check_certificates(stored, genesis, header, prev_cert)
+            prev_cert = own
             n_txs += _check_txs(store, header, signatures)
         except LedgerError as e:
             if isinstance(e, IntegrityError):

@@ -1,0 +1,110 @@
+"""A validator checks a block another validator proposed by re-executing it, and accepts
+any valid certificate of the previous block; the stores of both verify."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from medledger.apps import default_registry
+from medledger.crypto import SigningKey
+from medledger.ledger import Certificate, IntegrityError, Transaction, Validator, ValidatorSet
+from medledger.node import Chain, Genesis
+from medledger.node.verify import verify_store
+from medledger.store import SQLiteStore
+
+KEYS = [SigningKey.from_seed(bytes([40 + i]) * 32) for i in range(4)]
+ADMIN = SigningKey.from_seed(b"\x07" * 32)
+CHAIN = "four-chain"
+GENESIS = Genesis(
+    chain_id=CHAIN, genesis_time=1_700_000_000_000,
+    validators=ValidatorSet.of([Validator(k.public_key, 10, f"v{i}") for i, k in enumerate(KEYS)]),
+    organisations=({"id": "st-mary", "name": "St Mary's", "role": "hospital",
+                    "admins": [ADMIN.public_key.hex()]},))
+
+
+def anchor(nonce: int) -> Transaction:
+    return Transaction.create(ADMIN, CHAIN, "ledger.anchor", nonce,
+                              {"digest": nonce.to_bytes(32, "big").hex(), "label": f"d{nonce}"})
+
+
+def chains(tmp_path: Path) -> tuple[Chain, Chain]:
+    return (Chain(SQLiteStore(tmp_path / "a.db"), GENESIS, default_registry()),
+            Chain(SQLiteStore(tmp_path / "b.db"), GENESIS, default_registry()))
+
+
+def cert(chain_block_hash: bytes, height: int, keys: list[SigningKey], time: int) -> Certificate:
+    return Certificate.sign(keys, CHAIN, height, chain_block_hash, time)
+
+
+def test_two_validators_agree_with_different_certificates(tmp_path: Path) -> None:
+    a, b = chains(tmp_path)
+    block, record = a.build_block([anchor(1), anchor(2)], KEYS[0].public_key)
+    rebuilt, record_b = b.check_block(block)
+    assert rebuilt.header == block.header
+    a.commit(block, record, cert(record.block_hash, 1, KEYS[:3], 1_700_000_001_000))
+    b.commit(rebuilt, record_b, cert(record.block_hash, 1, KEYS[1:], 1_700_000_002_000))
+    assert a.state_root == b.state_root
+    # b proposes height 2, carrying its own certificate; a accepts it
+    block2, record2 = b.build_block([anchor(3)], KEYS[1].public_key)
+    assert block2.last_commit != a.tip_certificate
+    rebuilt2, record2_a = a.check_block(block2)
+    a.commit(rebuilt2, record2_a, cert(record2.block_hash, 2, KEYS[:3], 1_700_000_003_000))
+    b.commit(block2, record2, cert(record2.block_hash, 2, KEYS[:3], 1_700_000_003_000))
+    assert a.tip_hash == b.tip_hash and a.state_root == b.state_root
+    verify_store(a.store, GENESIS)
+    verify_store(b.store, GENESIS)
+
+
+def _first(tmp_path: Path) -> tuple[Chain, Chain]:
+    a, b = chains(tmp_path)
+    block, record = a.build_block([anchor(1)], KEYS[0].public_key)
+    c = cert(record.block_hash, 1, KEYS[:3], 1_700_000_001_000)
+    a.commit(block, record, c)
+    b.commit(*b.check_block(block), c)
+    return a, b
+
+
+def _tampered_header(**change: object):  # type: ignore[no-untyped-def]
+    def tamper(block):  # type: ignore[no-untyped-def]
+        return replace(block, header=replace(block.header, **change))
+    return tamper
+
+
+TAMPERED = {
+    "time not the BFT time": (_tampered_header(time=1), "time"),
+    "state root": (_tampered_header(state_root=b"\x01" * 32), "state_root"),
+    "results root": (_tampered_header(results_root=b"\x01" * 32), "results_root"),
+    "height": (_tampered_header(height=3), "height"),
+    "proposer not a validator": (_tampered_header(proposer=ADMIN.public_key), "not a validator"),
+    "no certificate of the tip": (lambda blk: replace(blk, last_commit=None), "no certificate"),
+    "certificate of too little power": (
+        lambda blk: replace(blk, last_commit=Certificate.sign(
+            KEYS[:2], CHAIN, 1, blk.last_commit.block_hash, 5)), "2/3"),
+}
+
+
+@pytest.mark.parametrize("tamper,why", TAMPERED.values(), ids=TAMPERED.keys())
+def test_a_block_off_the_rules_is_refused_and_changes_nothing(tmp_path: Path, tamper, why) -> None:  # type: ignore[no-untyped-def]
+    a, b = _first(tmp_path)
+    block, _ = a.build_block([anchor(2)], KEYS[0].public_key)
+    root, height = b.state_root, b.height
+    with pytest.raises(IntegrityError, match=why):
+        b.check_block(tamper(block))
+    assert (b.state_root, b.height) == (root, height)
+    b.check_block(block)  # the honest block still checks out
+
+
+def test_a_block_travels_as_canonical_bytes(tmp_path: Path) -> None:
+    from medledger.ledger import Block, MalformedError
+
+    a, _ = _first(tmp_path)
+    block, _ = a.build_block([anchor(2), anchor(3)], KEYS[0].public_key)
+    data = block.encode()
+    assert Block.decode(data) == block
+    assert Block.decode(data).encode() == data
+    for bad in (data[:-1], data.replace(b'"d2"', b'"d9"'), b"[]"):
+        with pytest.raises(MalformedError):
+            Block.decode(bad)
