@@ -108,3 +108,28 @@ def test_a_block_travels_as_canonical_bytes(tmp_path: Path) -> None:
     for bad in (data[:-1], data.replace(b'"d2"', b'"d9"'), b"[]"):
         with pytest.raises(MalformedError):
             Block.decode(bad)
+
+
+def test_blocks_as_consensus_values(tmp_path: Path) -> None:
+    from medledger.node.mempool import Mempool
+    from medledger.node.values import BlockValues
+
+    a, b = _first(tmp_path)
+    pool_a, pool_b = Mempool(), Mempool()
+    for nonce in (2, 3):
+        pool_a.add(anchor(nonce))
+    va = BlockValues(a, pool_a, KEYS[0].public_key, max_txs=100, max_bytes=10**6)
+    vb = BlockValues(b, pool_b, KEYS[1].public_key, max_txs=100, max_bytes=10**6)
+    data = va.propose(2, 0)
+    block_hash = va.block_hash(data)
+    assert va.checked(block_hash) is not None
+    assert vb.valid(2, data)  # b never saw the transactions: it verifies their signatures
+    assert vb.checked(block_hash)[1].block_hash == block_hash  # type: ignore[index]
+    assert not vb.valid(3, data)
+    assert not vb.valid(2, data[:-2])
+    assert vb.block_hash(b"garbage") == bytes(32)
+    # a proposal whose transaction carries someone else's signature is not valid
+    tx = anchor(4)
+    forged = Transaction.from_dict({**tx.to_dict(), "signature": anchor(5).signature.hex()})
+    bad_block, _ = a.build_block([forged], KEYS[0].public_key)
+    assert not vb.valid(2, bad_block.encode())

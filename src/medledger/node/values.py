@@ -1,0 +1,101 @@
+"""Blocks as consensus values: what the consensus machine proposes, hashes and validates.
+
+The machine sees a block only as bytes with a hash. This adapter builds the proposer's block
+from the mempool, checks a proposed block by re-executing it on committed state
+(:meth:`Chain.check_block`), and remembers each checked block with the record that would
+commit it, so that deciding a block never executes it again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from medledger.ledger import Block, LedgerError, Transaction
+from medledger.node.chain import Chain
+from medledger.node.mempool import Mempool
+from medledger.store import BlockRecord
+
+__all__ = ["BlockValues"]
+
+log = logging.getLogger("medledger.node")
+MAX_CHECKED = 64
+
+
+class BlockValues:
+    """The consensus value source over a chain and its mempool."""
+
+    def __init__(self, chain: Chain, mempool: Mempool, proposer: bytes, *, max_txs: int,
+                 max_bytes: int, mempool_lock: threading.Lock | None = None) -> None:
+        self.chain = chain
+        self.mempool = mempool
+        self.proposer = proposer
+        self.max_txs = max_txs
+        self.max_bytes = max_bytes
+        self._lock = mempool_lock or threading.Lock()
+        self._checked: dict[bytes, tuple[Block, BlockRecord] | None] = {}
+        self._height = chain.height
+
+    def _forget_old(self) -> None:
+        if self._height != self.chain.height or len(self._checked) >= MAX_CHECKED:
+            self._checked.clear()
+            self._height = self.chain.height
+
+    # the machine's three calls ----------------------------------------------------------
+    def propose(self, height: int, round_: int) -> bytes:
+        """A new block of the oldest mempool transactions, for the next height."""
+        self._forget_old()
+        with self._lock:
+            txs = self.mempool.take(self.max_txs, self.max_bytes)
+        block, record = self.chain.build_block(txs, self.proposer, prechecked=True)
+        self._checked[record.block_hash] = (block, record)
+        return block.encode()
+
+    @staticmethod
+    def block_hash(data: bytes) -> bytes:
+        """The block hash of a proposal's bytes (a hash that no header has, if malformed)."""
+        try:
+            return Block.decode(data).header.hash()
+        except LedgerError:
+            return b"\x00" * 32
+
+    def valid(self, height: int, data: bytes) -> bool:
+        """True when ``data`` is the block the rules give for ``height`` on this chain."""
+        return self.check(height, data) is not None
+
+    # the node's own use -------------------------------------------------------------------
+    def check(self, height: int, data: bytes) -> tuple[Block, BlockRecord] | None:
+        """The checked block and its record, or None when it is not valid (remembered)."""
+        self._forget_old()
+        if height != self.chain.height + 1:
+            return None
+        try:
+            block = Block.decode(data)
+        except LedgerError as e:
+            log.info("proposal at height %d is malformed: %s", height, e)
+            return None
+        block_hash = block.header.hash()
+        if block_hash in self._checked:
+            return self._checked[block_hash]
+        result = None
+        try:
+            if self._signatures_valid(block.txs):
+                result = self.chain.check_block(block)
+        except LedgerError as e:
+            log.info("proposal %s at height %d refused: %s", block_hash.hex()[:12], height, e)
+        self._checked[block_hash] = result
+        return result
+
+    def _signatures_valid(self, txs: tuple[Transaction, ...]) -> bool:
+        """Transactions in the mempool verified on admission; verify only the others."""
+        with self._lock:
+            unknown = [tx for tx in txs if tx.tx_id not in self.mempool]
+        bad = next((tx for tx in unknown if not tx.signature_valid()), None)
+        if bad is not None:
+            log.info("proposal holds transaction %s with a bad signature", bad.tx_id.hex()[:12])
+            return False
+        return True
+
+    def checked(self, block_hash: bytes) -> tuple[Block, BlockRecord] | None:
+        """A block this node built or checked, by hash (None if it never saw it valid)."""
+        return self._checked.get(block_hash)
