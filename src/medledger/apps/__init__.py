@@ -1,6 +1,7 @@
-"""The apps (contracts): identity and the ledger.anchor app, behind one registry."""
+"""The apps (contracts): identity, ledger.anchor, governance and evidence, behind one
+registry."""
 
-from medledger.apps import anchor, identity
+from medledger.apps import anchor, governance, identity
 from medledger.apps.base import AppRegistry, BlockContext, Handler, Rejected
 
 __all__ = ["AppRegistry", "BlockContext", "Handler", "Rejected", "default_registry"]
@@ -11,4 +12,5 @@ def default_registry() -> AppRegistry:
     registry = AppRegistry()
     identity.register(registry)
     anchor.register(registry)
+    governance.register(registry)
     return registry

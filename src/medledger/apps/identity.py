@@ -12,7 +12,10 @@ Organisations and their first admin keys come from genesis (later: governance). 
 organisation's admins (genesis admins and members with role ``admin``) register, suspend
 and rotate members. Patients register themselves; their pseudonym is derived from their key.
 Every transaction but a patient's own registration must be signed by an active key:
-a suspended or rotated key can no longer sign anything (:func:`authorize`).
+a suspended or rotated key can no longer sign anything (:func:`authorize`). Governance and
+evidence transactions (:data:`DELEGATED_PREFIXES`) are authorised by their own app, since
+validators sign them and validators are not identity members; that app calls
+:func:`check_sender` for a sender that is not a validator.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from medledger.ledger import Transaction
 from medledger.state import StateView
 
 __all__ = [
-    "MEMBER_ROLES", "ORG_ROLES", "authorize", "genesis_writes", "key_entry", "org_entry",
+    "DELEGATED_PREFIXES", "MEMBER_ROLES", "ORG_ROLES", "authorize", "check_organisation",
+    "check_sender", "genesis_writes", "key_entry", "org_entry", "organisation_writes",
     "pseudonym_of", "register",
 ]
 
@@ -75,10 +79,20 @@ def _status(raw: bytes) -> str:
     return status
 
 
+DELEGATED_PREFIXES = ("governance.", "evidence.")
+"""Transaction types whose sender the owning app authorises (see the module docstring)."""
+
+
 def authorize(view: StateView, tx: Transaction) -> None:
-    """Refuse a transaction whose sender is unknown, suspended or rotated."""
-    if tx.type == PATIENT:
+    """Refuse a transaction whose sender is unknown, suspended or rotated (except a
+    patient's own registration and the types of :data:`DELEGATED_PREFIXES`)."""
+    if tx.type == PATIENT or tx.type.startswith(DELEGATED_PREFIXES):
         return
+    check_sender(view, tx)
+
+
+def check_sender(view: StateView, tx: Transaction) -> None:
+    """Refuse ``tx`` unless its sender is a registered, active key."""
     raw = view.get_raw(f"identity/key/{tx.sender.hex()}")
     if raw is None:
         raise Rejected("unknown_sender", "the sending key is not registered")
@@ -223,23 +237,37 @@ def check_organisation(org: Any) -> None:
         bytes.fromhex(admin)
 
 
+def organisation_writes(org: dict[str, Any]) -> dict[str, Any]:
+    """The state entries one organisation creates (checked, ``ValueError`` if malformed):
+    its ``identity/org/<id>`` entry and an active admin key entry per admin. Genesis and
+    governance's ``org_admit`` both write exactly these."""
+    check_organisation(org)
+    writes: dict[str, Any] = {
+        f"identity/org/{org['id']}": {
+            "id": org["id"], "name": org["name"], "role": org["role"], "status": "active",
+        },
+    }
+    for admin in org["admins"]:
+        key = f"identity/key/{admin}"
+        if key in writes:
+            raise ValueError(f"organisation {org['id']}: admin key {admin} appears twice")
+        writes[key] = {
+            "enc_key": None, "enc_suite": None, "kind": "admin", "name": f"{org['id']} admin",
+            "org": org["id"], "pseudonym": None, "replaced_by": None, "role": "admin",
+            "status": "active",
+        }
+    return writes
+
+
 def genesis_writes(organisations: list[dict[str, Any]]) -> dict[str, Any]:
     """The state entries that the genesis organisations create."""
     writes: dict[str, Any] = {}
     for org in organisations:
-        check_organisation(org)
-        writes[f"identity/org/{org['id']}"] = {
-            "id": org["id"], "name": org["name"], "role": org["role"], "status": "active",
-        }
-        for admin in org["admins"]:
-            key = f"identity/key/{admin}"
-            if key in writes:
-                raise ValueError(f"admin key {admin} appears twice in genesis")
-            writes[key] = {
-                "enc_key": None, "enc_suite": None, "kind": "admin", "name": f"{org['id']} admin",
-                "org": org["id"], "pseudonym": None, "replaced_by": None, "role": "admin",
-                "status": "active",
-            }
+        for key, value in organisation_writes(org).items():
+            if key in writes and key.startswith("identity/key/"):
+                raise ValueError(f"admin key {key.removeprefix('identity/key/')} appears "
+                                 "twice in genesis")
+            writes[key] = value
     return writes
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medledger.apps import identity
+from medledger.apps import governance, identity
 from medledger.codec import CodecError, Tag, decode, encode, tagged_hash
 from medledger.ledger import CHAIN_ID, LedgerError, ValidatorSet
 
@@ -67,8 +67,13 @@ class Genesis:
         return tagged_hash(Tag.GENESIS, self.encode())
 
     def state_writes(self) -> dict[str, bytes]:
-        """The state entries genesis creates, as canonical bytes by key."""
-        return {k: encode(v) for k, v in identity.genesis_writes(list(self.organisations)).items()}
+        """The state entries genesis creates, as canonical bytes by key: the organisations
+        and their admins, and the first validator set (``validators/current``)."""
+        writes = {
+            **identity.genesis_writes(list(self.organisations)),
+            **governance.genesis_writes(self.validators),
+        }
+        return {k: encode(v) for k, v in writes.items()}
 
     @classmethod
     def load(cls, path: str | Path) -> Genesis:
