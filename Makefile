@@ -1,12 +1,14 @@
-# Quick start: `make run` (a local chain with its API on 127.0.0.1) and `make test`.
+# Quick start: `make run` (a local consortium of 4 validators on 127.0.0.1) and `make test`.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-HOME_DIR ?= .medledger/node
+HOME_DIR ?= .medledger/consortium
 CHAIN_ID ?= medledger-local
+VALIDATORS ?= 4
+SEEDS ?= 20000
 
-.PHONY: run test bench clean setup
+.PHONY: run test bench sim clean setup
 
 setup: $(STAMP)
 
@@ -17,11 +19,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	@test -f $(HOME_DIR)/config.json || $(BIN)/medledger init --home $(HOME_DIR) --chain-id $(CHAIN_ID) --demo
-	$(BIN)/medledger up --home $(HOME_DIR)
+	@test -f $(HOME_DIR)/consortium.json || $(BIN)/medledger init --home $(HOME_DIR) --chain-id $(CHAIN_ID) --validators $(VALIDATORS)
+	$(BIN)/medledger net run --home $(HOME_DIR)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+sim: $(STAMP)
+	$(BIN)/python -m tests.sim --total $(SEEDS)
 
 bench: $(STAMP)
 	$(BIN)/medledger bench --validators 1

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -73,12 +74,18 @@ def test_net_up_status_down(tmp_path: Path) -> None:
     try:
         up = medledger("net", "up", "--home", root)
         assert up.returncode == 0, up.stdout + up.stderr
-        status = medledger("net", "status", "--home", root, "--json")
-        assert status.returncode == 0, status.stderr
-        reports = json.loads(status.stdout)
+        deadline = time.monotonic() + 60
+        while True:  # the four connect and commit their first block together
+            status = medledger("net", "status", "--home", root, "--json")
+            assert status.returncode == 0, status.stderr
+            reports = json.loads(status.stdout)
+            if all(r["height"] and r["peers"] == 3 for r in reports) or \
+                    time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
         assert [r["name"] for r in reports] == ["node0", "node1", "node2", "node3"]
         for report, node in zip(reports, c.nodes, strict=True):
-            assert report["running"] and report["height"] == 0
+            assert report["running"] and report["height"] >= 1 and report["peers"] == 3
             assert report["api"] == f"http://{node.api}" and report["home"] == str(node.home)
             assert Path(f"/proc/{report['pid']}").exists()
         again = medledger("net", "up", "--home", root)  # idempotent: nothing new started

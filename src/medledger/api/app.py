@@ -84,9 +84,13 @@ def create_app(node: Node, *, run_producer: bool = True, close_node: bool = Fals
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(node.run()) if run_producer else None
+        if node.driver is not None and run_producer:
+            await node.driver.start()
         try:
             yield
         finally:
+            if node.driver is not None and run_producer:
+                await node.driver.stop()
             node.stop()
             if task is not None:
                 # let a block being committed finish, then stop

@@ -156,12 +156,51 @@ def net_status(home: RootOpt, as_json: Annotated[bool, typer.Option("--json")] =
     if as_json:
         out.print_json(json.dumps(reports))
         return
+    out.print(_table(reports))
+
+
+def _table(reports: list[dict[str, Any]]) -> Table:
     table = Table("node", "pid", "height", "round", "peers", "last block time", "api")
     for r in reports:
         table.add_row(r["name"], str(r["pid"] or "-"), _cell(r["height"]), _cell(r["round"]),
-                      _cell(r["peers"]), _cell(r["last_block_time"]), r["api"])
-    out.print(table)
+                      _cell(r["peers"]), _block_time(r["last_block_time"]), r["api"])
+    return table
+
+
+def _block_time(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return time.strftime("%H:%M:%S", time.localtime(ms / 1000)) + f".{ms % 1000:03d}"
 
 
 def _cell(value: Any) -> str:
     return "-" if value is None else str(value)
+
+
+@net_app.command("run")
+@friendly
+def net_run(home: RootOpt, every: Annotated[float, typer.Option(
+        help="Seconds between refreshes of the table.")] = 2.0) -> None:
+    """Start the consortium, show its nodes until interrupted (Ctrl-C), then stop it."""
+    from rich.live import Live
+
+    net_up(home)
+    nodes = Consortium.load(home).nodes
+    stop = {"now": False}
+
+    def interrupted(signum: int, frame: Any) -> None:
+        stop["now"] = True
+
+    previous = signal.signal(signal.SIGTERM, interrupted)
+    try:
+        with Live(_table([node_report(n) for n in nodes]), console=out,
+                  refresh_per_second=1) as live:
+            while not stop["now"]:
+                time.sleep(max(every, 0.2))
+                live.update(_table([node_report(n) for n in nodes]))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        out.print("stopping the consortium...")
+        net_down(home)

@@ -3,7 +3,8 @@
 ::
 
     ROOT/consortium.json     {"chain_id", "nodes": [{"name", "home", "api", "p2p", "key"}]}
-    ROOT/node0 ... nodeN-1   one home each (see :mod:`medledger.node.config`)
+    ROOT/node0 ... nodeN-1   one home each (see :mod:`medledger.node.config`), plus
+                             members.json: every member node's key and TLS certificate
 
 Each node has its own validator key, store, API port and p2p port, and lists every other
 node as a peer. With ``demo``, the demo organisations (two hospitals, a drug maker, an
@@ -26,12 +27,14 @@ from medledger.ledger import CHAIN_ID, Validator, ValidatorSet
 from medledger.node.config import ConfigError, NodeConfig
 from medledger.node.genesis import Genesis
 from medledger.node.home import DEMO_ORGANISATIONS, LOCAL_ORGANISATION, PASSPHRASE_ENV, Home
+from medledger.p2p import node_certificate
 
 __all__ = ["Consortium", "ConsortiumNode", "MAX_VALIDATORS"]
 
 MAX_VALIDATORS = 64
 VALIDATOR_POWER = 10
 MANIFEST = "consortium.json"
+MEMBERS = "members.json"  # in each home: node key hex -> TLS certificate DER hex
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,8 +123,11 @@ class Consortium:
         nodes = tuple(ConsortiumNode(f"node{i}", home.path.resolve(), f"127.0.0.1:{api}",
                                      f"127.0.0.1:{p2p}", keys[i].signing.public_key)
                       for i, (home, (p2p, api)) in enumerate(zip(homes, ports, strict=True)))
+        members = encode({n.key.hex(): node_certificate(k.signing).hex()
+                          for n, k in zip(nodes, keys, strict=True)}) + b"\n"
         for node, home in zip(nodes, homes, strict=True):
             genesis.save(home.genesis_path)
+            (home.path / MEMBERS).write_bytes(members)
             peers = tuple(f"{other.key.hex()}@{other.p2p}" for other in nodes if other != node)
             NodeConfig(api=node.api, p2p=node.p2p, peers=peers).save(home.path)
         consortium = cls(root.resolve(), chain_id, nodes)

@@ -19,7 +19,7 @@ from medledger.apps import AppRegistry, Rejected, default_registry
 from medledger.crypto import SigningKey
 from medledger.ledger import MalformedError, Transaction
 from medledger.node.chain import Chain, CommittedBlock, nonce_key
-from medledger.node.config import NodeConfig
+from medledger.node.config import ConfigError, NodeConfig
 from medledger.node.genesis import Genesis
 from medledger.node.home import Home
 from medledger.node.mempool import Mempool
@@ -47,6 +47,24 @@ class Submitted:
     def to_dict(self) -> dict[str, Any]:
         return {"tx_id": self.tx_id.hex() if self.tx_id else None, "code": self.code,
                 "message": self.message}
+
+
+def _driver(node: Node, home: Home) -> Any:
+    """The consensus driver of a node of a multi-validator chain (members from
+    ``HOME/members.json``; the signer's state in ``HOME/data/privval.json``)."""
+    from medledger.codec import decode
+    from medledger.node.driver import ConsensusDriver
+    from medledger.node.privval import FileSigner
+
+    path = home.path / "members.json"
+    if not path.exists():
+        raise ConfigError(f"{path} not found: a node of a multi-validator chain needs the "
+                          "members' node certificates")
+    members = {bytes.fromhex(k): bytes.fromhex(v) for k, v in decode(path.read_bytes()).items()}
+    signer = None
+    if node.chain.validators.power_of(node.key.public_key):
+        signer = FileSigner(node.key, node.chain.chain_id, home.path / "data" / "privval.json")
+    return ConsensusDriver(node, signer, members, home.path / "data" / "tls")
 
 
 def now_ms() -> int:
@@ -78,6 +96,11 @@ class Node:
         self._mempool_lock = threading.Lock()
         self._produce_lock = threading.Lock()
         self.last_block_time = 0.0
+        #: called with the transactions clients submitted here, once admitted (the
+        #: consensus driver sends them to the peers); never with those from peers
+        self.gossip: Callable[[list[Transaction]], None] | None = None
+        #: the consensus driver of a multi-validator chain (None: this node commits alone)
+        self.driver: Any = None
         validators = genesis.validators
         power = validators.power_of(key.public_key)
         #: True when this node's own signature is a commit certificate (>2/3 of the power)
@@ -96,7 +119,10 @@ class Node:
         store = SQLiteStore(home.store_path)
         if config.verify_on_start if verify is None else verify:
             verify_store(store, genesis, signatures=False)
-        return cls(store, genesis, home.validator_key(), config)
+        node = cls(store, genesis, home.validator_key(), config)
+        if not node.commits_alone:
+            node.driver = _driver(node, home)
+        return node
 
     # admission --------------------------------------------------------------------------
     def submit_dict(self, data: Any, *, checked: bool = False) -> Submitted:
@@ -116,6 +142,13 @@ class Node:
         :meth:`submit_batch_bytes`): the verdict, and False or the ``(code, message)``
         refusal of the app's stateless check.
         """
+        result = self._submit(tx, signature_ok, stateless)
+        if result.accepted and self.gossip is not None:
+            self.gossip([tx])
+        return result
+
+    def _submit(self, tx: Transaction, signature_ok: bool | None = None,
+                stateless: tuple[str, str] | bool | None = None) -> Submitted:
         try:
             self._admit(tx, signature_ok, stateless)
         except Rejected as e:
@@ -124,19 +157,37 @@ class Node:
             self._wake.set()
         return Submitted(tx.tx_id, "ok", "")
 
-    async def submit_batch_bytes(self, body: bytes, max_items: int) -> list[Submitted]:
+    async def submit_batch_bytes(self, body: bytes, max_items: int, *, gossip: bool = True
+                                 ) -> list[Submitted]:
         """Admit a JSON list of transactions. Decoding, shape checks and signatures run in a
-        worker process; admission checks then run here, in order. Raises BatchRefused."""
+        worker process; admission checks then run here, in order. Raises BatchRefused.
+
+        ``gossip=False`` for transactions that came from a peer (every peer has them)."""
         out = []
         prepared = await self.verifier.prepare(body, max_items)
         self._prefetch([tx for tx, verdict, stateless in prepared
                         if tx is not None and verdict is True and stateless is None])
+        admitted = []
         for tx, verdict, stateless in prepared:
             if tx is None:
                 out.append(Submitted(None, "malformed", str(verdict)))
-            else:
-                out.append(self.submit(tx, bool(verdict), stateless or False))
+                continue
+            result = self._submit(tx, bool(verdict), stateless or False)
+            out.append(result)
+            if result.accepted:
+                admitted.append(tx)
+        if gossip and admitted and self.gossip is not None:
+            self.gossip(admitted)
         return out
+
+    def submit_evidence(self, evidence: Any) -> Submitted:
+        """Sign an ``evidence.submit`` with this node's key and admit it (the driver calls
+        this when it sees a validator sign two conflicting votes)."""
+        nonce = max(self.chain.last_nonce(self.key.public_key),
+                    self.mempool.pending_nonce(self.key.public_key)) + 1
+        tx = Transaction.create(self.key, self.chain.chain_id, "evidence.submit", nonce,
+                                {"evidence": evidence.to_dict()})
+        return self.submit(tx, True)
 
     def _prefetch(self, txs: list[Transaction]) -> None:
         """Fetch the state the admission checks of ``txs`` will read, in one query."""
@@ -265,6 +316,7 @@ class Node:
             "mempool_size": len(self.mempool),
             "total_txs": chain.total_txs,
             "node_key": self.key.public_key.hex(),
+            **(self.driver.status() if self.driver is not None else {}),
         }
 
 

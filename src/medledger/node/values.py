@@ -26,13 +26,16 @@ class BlockValues:
     """The consensus value source over a chain and its mempool."""
 
     def __init__(self, chain: Chain, mempool: Mempool, proposer: bytes, *, max_txs: int,
-                 max_bytes: int, mempool_lock: threading.Lock | None = None) -> None:
+                 max_bytes: int, mempool_lock: threading.Lock | None = None,
+                 chain_lock: threading.Lock | None = None) -> None:
         self.chain = chain
         self.mempool = mempool
         self.proposer = proposer
         self.max_txs = max_txs
         self.max_bytes = max_bytes
         self._lock = mempool_lock or threading.Lock()
+        # the chain is read here from more than one thread, and committed in another
+        self._chain_lock = chain_lock or threading.Lock()
         self._checked: dict[bytes, tuple[Block, BlockRecord] | None] = {}
         self._height = chain.height
 
@@ -44,10 +47,11 @@ class BlockValues:
     # the machine's three calls ----------------------------------------------------------
     def propose(self, height: int, round_: int) -> bytes:
         """A new block of the oldest mempool transactions, for the next height."""
-        self._forget_old()
-        with self._lock:
-            txs = self.mempool.take(self.max_txs, self.max_bytes)
-        block, record = self.chain.build_block(txs, self.proposer, prechecked=True)
+        with self._chain_lock:
+            self._forget_old()
+            with self._lock:
+                txs = self.mempool.take(self.max_txs, self.max_bytes)
+            block, record = self.chain.build_block(txs, self.proposer, prechecked=True)
         self._checked[record.block_hash] = (block, record)
         return block.encode()
 
@@ -66,6 +70,10 @@ class BlockValues:
     # the node's own use -------------------------------------------------------------------
     def check(self, height: int, data: bytes) -> tuple[Block, BlockRecord] | None:
         """The checked block and its record, or None when it is not valid (remembered)."""
+        with self._chain_lock:
+            return self._check(height, data)
+
+    def _check(self, height: int, data: bytes) -> tuple[Block, BlockRecord] | None:
         self._forget_old()
         if height != self.chain.height + 1:
             return None

@@ -1,0 +1,295 @@
+"""The consensus driver: runs the pure consensus machine against the network, the clock and
+the chain, for a node of a multi-validator chain.
+
+It turns the machine's effects into I/O and peers' messages into the machine's events:
+
+- ``Broadcast`` -> a payload to every connected peer (:class:`~medledger.p2p.Transport`);
+- ``ScheduleTimeout`` -> a timer on the event loop that feeds ``TimeoutEvent`` back;
+- ``Decide`` -> the block, checked earlier by :class:`~medledger.node.values.BlockValues`,
+  is committed with its certificate (in a thread), waiters are answered, and after
+  ``block_interval_ms`` the machine moves to the next height;
+- ``Evidence`` -> an ``evidence.submit`` transaction signed with the validator key.
+
+Peer messages (canonical JSON, see docs/consensus.md): ``proposal``, ``vote``, ``commit``
+(a decided block with its certificate), ``txs`` (gossiped transactions) and ``status`` (a
+peer's height; a peer that is behind is sent the commits it misses, which is block sync).
+Proposed blocks are checked (re-executed) in a thread before the machine sees them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from medledger.codec import decode_trusted, encode
+from medledger.consensus import (
+    Broadcast,
+    CommitMsg,
+    Decide,
+    Evidence,
+    Machine,
+    ProposalMsg,
+    ScheduleTimeout,
+    Signer,
+    Start,
+    TimeoutConfig,
+    TimeoutEvent,
+    VoteMsg,
+)
+from medledger.ledger import (
+    Block,
+    Certificate,
+    LedgerError,
+    Proposal,
+    Transaction,
+    TxResult,
+    Vote,
+)
+from medledger.p2p import P2PError, Transport, decode_message, encode_message
+from medledger.p2p.connection import Limits
+from medledger.node.values import BlockValues
+
+__all__ = ["ConsensusDriver"]
+
+log = logging.getLogger("medledger.consensus")
+
+STATUS_EVERY_S = 1.0
+SYNC_BLOCKS_PER_ANSWER = 8
+MAX_FRAME = 64 * 1024 * 1024
+IDLE_BLOCK_S = 30.0  # with nothing to commit, a block at least this often (time moves on)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class ConsensusDriver:
+    """Consensus for ``node`` with its peers; see the module docstring."""
+
+    def __init__(self, node: Any, signer: Signer | None, members: dict[bytes, bytes],
+                 tls_dir: Path, timeouts: TimeoutConfig | None = None) -> None:
+        self.node = node
+        self.chain = node.chain
+        self.signer = signer
+        config = node.config
+        self.values = BlockValues(self.chain, node.mempool, node.key.public_key,
+                                  max_txs=config.max_block_txs,
+                                  max_bytes=config.max_block_bytes,
+                                  mempool_lock=node._mempool_lock,
+                                  chain_lock=node._produce_lock)
+        self.machine = Machine(self.chain.chain_id, self.chain.validators, self.chain.height + 1,
+                               self.values, signer, self._last_block_time(),
+                               timeouts or TimeoutConfig())
+        self.transport = Transport(node.key, config.p2p, config.peer_list(), members,
+                                   self._on_payload, tls_dir,
+                                   limits=Limits(max_frame=MAX_FRAME))
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timers: list[asyncio.TimerHandle] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._busy = False  # a decided block is being committed
+        self._held: list[Any] = []  # events that arrived meanwhile
+        self._stopping = False
+        self.last_decided_round = 0
+
+    def _last_block_time(self) -> int:
+        header = self.chain.tip_header
+        return header.time if header is not None else self.chain.genesis.genesis_time
+
+    # life cycle -----------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        await self.transport.start()
+        self.node.gossip = self._gossip_txs
+        self._spawn(self._status_loop())
+        self._feed(Start())
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for timer in self._timers:
+            timer.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5)
+        await self.transport.stop()
+
+    def status(self) -> dict[str, Any]:
+        return {"round": self.machine.round, "step": self.machine.step,
+                "peers": len(self.transport.connected())}
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # events in, effects out -----------------------------------------------------------------
+    def _feed(self, event: Any) -> None:
+        if self._stopping:
+            return
+        if self._busy:
+            self._held.append(event)
+            return
+        self._apply(self.machine.handle(event, _now_ms()))
+
+    def _apply(self, effects: list[Any]) -> None:
+        for effect in effects:
+            if isinstance(effect, Broadcast):
+                self._broadcast(effect.msg)
+            elif isinstance(effect, ScheduleTimeout):
+                self._schedule(effect)
+            elif isinstance(effect, Decide):
+                self._busy = True
+                self._spawn(self._commit(effect))
+            elif isinstance(effect, Evidence):
+                self._submit_evidence(effect)
+
+    def _schedule(self, t: ScheduleTimeout) -> None:
+        assert self._loop is not None
+        self._timers = [h for h in self._timers if not h.cancelled()][-64:]
+        event = TimeoutEvent(t.height, t.round, t.step)
+        self._timers.append(self._loop.call_later(t.delay_ms / 1000, self._feed, event))
+
+    def _broadcast(self, msg: ProposalMsg | VoteMsg) -> None:
+        try:
+            self.transport.broadcast(_encode(msg))
+        except P2PError as e:
+            log.warning("could not broadcast: %s", e)
+
+    # deciding ---------------------------------------------------------------------------------
+    async def _commit(self, decided: Decide) -> None:
+        try:
+            checked = self.values.checked(decided.block_hash)
+            if checked is None:
+                checked = await asyncio.to_thread(self.values.check, decided.height,
+                                                  decided.block)
+            if checked is None:
+                raise RuntimeError(f"decided block {decided.block_hash.hex()} does not check "
+                                   "out here: this node's state differs from the others'")
+            block, record = checked
+            committed = await asyncio.to_thread(self._commit_in_thread, block, record,
+                                                decided.certificate)
+            self.node._notify(committed)
+            self.last_decided_round = decided.round
+            log.info("committed height %d (round %d, %d txs)", decided.height, decided.round,
+                     len(block.txs))
+            await self._wait_for_next_height()
+        finally:
+            self._busy = False
+        if self._stopping:
+            return
+        effects = self.machine.next_height(self.chain.validators, self._last_block_time(),
+                                           _now_ms())
+        self._apply(effects)
+        held, self._held = self._held, []
+        for event in held:
+            self._feed(event)
+
+    def _commit_in_thread(self, block: Block, record: Any, certificate: Certificate) -> Any:
+        with self.node._produce_lock:
+            committed = self.chain.commit(block, record, certificate)
+            with self.node._mempool_lock:
+                self.node.mempool.remove(block.txs)
+        return committed
+
+    async def _wait_for_next_height(self) -> None:
+        """``block_interval_ms`` between heights; then, with an empty mempool, wait for
+        transactions or a proposal of the next height (or :data:`IDLE_BLOCK_S`)."""
+        await asyncio.sleep(self.node.config.block_interval_ms / 1000)
+        deadline = time.monotonic() + IDLE_BLOCK_S
+        while (not self._stopping and not len(self.node.mempool) and not self._proposed()
+               and time.monotonic() < deadline):
+            await asyncio.sleep(0.05)
+
+    def _proposed(self) -> bool:
+        """A peer has proposed (or decided) a block of the next height."""
+        nxt = self.chain.height + 1
+        return any(isinstance(e, ProposalMsg) and e.proposal.height == nxt
+                   or isinstance(e, CommitMsg) and e.certificate.height == nxt
+                   for e in self._held)
+
+    # peers ------------------------------------------------------------------------------------
+    async def _on_payload(self, peer: bytes, payload: bytes) -> None:
+        try:
+            kind, body = decode_message(payload)
+            await self._on_message(peer, kind, body)
+        except (P2PError, LedgerError, KeyError, TypeError, ValueError) as e:
+            log.info("dropped a message from %s: %s", peer.hex()[:12], e)
+
+    async def _on_message(self, peer: bytes, kind: str, body: dict[str, Any]) -> None:
+        if kind == "vote":
+            self._feed(VoteMsg(Vote.from_dict(body["vote"])))
+        elif kind == "proposal":
+            proposal = Proposal.from_dict(body["proposal"])
+            block = encode(body["block"])
+            if proposal.height == self.chain.height + 1 and not self._busy:
+                await asyncio.to_thread(self.values.check, proposal.height, block)
+            self._feed(ProposalMsg(proposal, block))
+        elif kind == "commit":
+            cert = Certificate.from_dict(body["certificate"])
+            block = encode(body["block"])
+            if cert.height == self.chain.height + 1 and not self._busy:
+                await asyncio.to_thread(self.values.check, cert.height, block)
+            self._feed(CommitMsg(block, cert))
+        elif kind == "txs":
+            await self.node.submit_batch_bytes(encode(body["txs"]), 10_000, gossip=False)
+        elif kind == "status":
+            self._answer_status(peer, int(body["height"]))
+
+    def _answer_status(self, peer: bytes, height: int) -> None:
+        """A peer behind us gets the commits it misses (a few per answer)."""
+        last = min(self.chain.height, height + SYNC_BLOCKS_PER_ANSWER)
+        for h in range(height + 1, last + 1):
+            found = stored_commit(self.node.store, h)
+            if found is None:
+                return
+            block, cert = found
+            body = {"block": block.to_dict(), "certificate": cert.to_dict()}
+            if not self.transport.send(peer, encode_message("commit", body)):
+                return
+
+    async def _status_loop(self) -> None:
+        while not self._stopping:
+            try:
+                self.transport.broadcast(encode_message("status", {"height": self.chain.height}))
+                if not self._busy:
+                    for msg in self.machine.gossip():
+                        self._broadcast(msg)
+            except P2PError as e:
+                log.warning("status broadcast failed: %s", e)
+            await asyncio.sleep(STATUS_EVERY_S)
+
+    def _gossip_txs(self, txs: list[Transaction]) -> None:
+        if txs:
+            body = {"txs": [decode_trusted(tx.raw) for tx in txs]}
+            self.transport.broadcast(encode_message("txs", body))
+
+    def _submit_evidence(self, found: Evidence) -> None:
+        log.warning("validator %s signed two conflicting votes at height %d",
+                    found.evidence.validator.hex()[:12], found.evidence.height)
+        self.node.submit_evidence(found.evidence)
+
+
+def stored_commit(store: Any, height: int) -> tuple[Block, Certificate] | None:
+    """A committed block rebuilt from the store, with the certificate this node holds."""
+    stored = store.get_block(height)
+    if stored is None:
+        return None
+    from medledger.codec import decode
+    from medledger.ledger import Header
+
+    rows = store.get_block_txs(height)
+    last = None if stored.last_commit is None else Certificate.from_dict(decode(stored.last_commit))
+    block = Block(Header.from_dict(decode(stored.header)),
+                  tuple(Transaction.decode(r.raw) for r in rows),
+                  tuple(TxResult(r.code, r.message) for r in rows), last)
+    return block, Certificate.from_dict(decode(stored.certificate))
+
+
+def _encode(msg: ProposalMsg | VoteMsg) -> bytes:
+    if isinstance(msg, VoteMsg):
+        return encode_message("vote", {"vote": msg.vote.to_dict()})
+    return encode_message("proposal", {"block": decode_trusted(msg.block),
+                                       "proposal": msg.proposal.to_dict()})
