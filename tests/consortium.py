@@ -27,6 +27,7 @@ class LocalConsortium:
         for home in self.homes:
             config = home.config()
             NodeConfig(**{**config.to_dict(), "block_interval_ms": block_interval_ms,
+                          "timeout_propose_ms": 1000, "timeout_vote_ms": 500,
                           "peers": config.peers}).save(home.path)
         self.nodes = [NodeProcess(home) for home in self.homes]
         self.key = self.homes[0].member_keys("admin").signing

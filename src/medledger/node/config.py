@@ -52,6 +52,11 @@ class NodeConfig:
     verify_on_start: bool = True
     p2p: str = "127.0.0.1:26656"
     peers: tuple[str, ...] = ()  # "<validator key hex>@HOST:PORT" of the nodes to dial
+    # consensus timeouts (a multi-validator chain): base + delta * round, in ms; the propose
+    # timeout must cover building, sending and checking a full block
+    timeout_propose_ms: int = 3000
+    timeout_vote_ms: int = 1000
+    timeout_delta_ms: int = 500
 
     def peer_list(self) -> list[tuple[bytes, str]]:
         """The peers as (node key, ``HOST:PORT``)."""
@@ -98,7 +103,8 @@ class NodeConfig:
         config = cls(**data)
         parse_hostport(config.api)
         parse_hostport(config.p2p)
-        for name in ("block_interval_ms", "max_block_txs", "max_block_bytes", "mempool_max_txs"):
+        for name in ("block_interval_ms", "max_block_txs", "max_block_bytes", "mempool_max_txs",
+                     "timeout_propose_ms", "timeout_vote_ms", "timeout_delta_ms"):
             value = getattr(config, name)
             if type(value) is not int or value <= 0:
                 raise ConfigError(f"{path}: {name} must be a positive integer")

@@ -64,7 +64,14 @@ def _driver(node: Node, home: Home) -> Any:
     signer = None
     if node.chain.validators.power_of(node.key.public_key):
         signer = FileSigner(node.key, node.chain.chain_id, home.path / "data" / "privval.json")
-    return ConsensusDriver(node, signer, members, home.path / "data" / "tls")
+    from medledger.consensus import TimeoutConfig
+
+    config = node.config
+    timeouts = TimeoutConfig(propose_ms=config.timeout_propose_ms,
+                             prevote_ms=config.timeout_vote_ms,
+                             precommit_ms=config.timeout_vote_ms,
+                             delta_ms=config.timeout_delta_ms)
+    return ConsensusDriver(node, signer, members, home.path / "data" / "tls", timeouts)
 
 
 def now_ms() -> int:
