@@ -54,3 +54,25 @@ def test_a_stored_block_is_rebuilt_exactly_for_a_peer(tmp_path: Path) -> None:
         block.check_roots()
     assert stored_commit(node.store, 3) is None
     node.close()
+
+
+def test_gossiped_transactions_reach_the_mempool_as_sent(tmp_path: Path) -> None:
+    """The bytes a node broadcasts for client transactions are admitted by a peer."""
+    import asyncio
+
+    from medledger.codec import decode
+    from medledger.node.driver import ConsensusDriver
+
+    sender = Node(SQLiteStore(tmp_path / "a.db"), GENESIS, KEYS[0], NodeConfig())
+    receiver = Node(SQLiteStore(tmp_path / "b.db"), GENESIS, KEYS[1], NodeConfig())
+    sent: list[bytes] = []
+    driver = ConsensusDriver(sender, None, {}, tmp_path / "tls-a")
+    driver.transport.broadcast = lambda payload: sent.append(payload) or 1  # type: ignore[method-assign]
+    txs = [anchor(n) for n in (1, 2, 3)]
+    driver._gossip_txs(txs)
+    assert decode(sent[0]) == {"kind": "txs", "txs": [decode(t.raw) for t in txs]}
+    peer = ConsensusDriver(receiver, None, {}, tmp_path / "tls-b")
+    asyncio.run(peer._on_payload(KEYS[0].public_key, sent[0]))
+    assert all(t.tx_id in receiver.mempool for t in txs)
+    sender.close()
+    receiver.close()

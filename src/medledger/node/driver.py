@@ -38,6 +38,7 @@ from medledger.consensus import (
     TimeoutConfig,
     TimeoutEvent,
     VoteMsg,
+    height_of,
 )
 from medledger.ledger import (
     Block,
@@ -59,7 +60,9 @@ log = logging.getLogger("medledger.consensus")
 STATUS_EVERY_S = 1.0
 SYNC_BLOCKS_PER_ANSWER = 8
 MAX_FRAME = 64 * 1024 * 1024
-IDLE_BLOCK_S = 30.0  # with nothing to commit, a block at least this often (time moves on)
+IDLE_BLOCK_S = 30.0
+_TXS_START = b'{"kind":"txs","txs":'
+  # with nothing to commit, a block at least this often (time moves on)
 
 
 def _now_ms() -> int:
@@ -196,7 +199,7 @@ class ConsensusDriver:
 
     async def _wait_for_next_height(self) -> None:
         """``block_interval_ms`` between heights; then, with an empty mempool, wait for
-        transactions or a proposal of the next height (or :data:`IDLE_BLOCK_S`)."""
+        transactions or a peer's message of the next height (or :data:`IDLE_BLOCK_S`)."""
         await asyncio.sleep(self.node.config.block_interval_ms / 1000)
         deadline = time.monotonic() + IDLE_BLOCK_S
         while (not self._stopping and not len(self.node.mempool) and not self._proposed()
@@ -204,39 +207,53 @@ class ConsensusDriver:
             await asyncio.sleep(0.05)
 
     def _proposed(self) -> bool:
-        """A peer has proposed (or decided) a block of the next height."""
-        nxt = self.chain.height + 1
-        return any(isinstance(e, ProposalMsg) and e.proposal.height == nxt
-                   or isinstance(e, CommitMsg) and e.certificate.height == nxt
-                   for e in self._held)
+        """A peer has moved on to the next height (proposed, voted or decided there)."""
+        return any(height_of(e) == self.chain.height + 1 for e in self._held)
 
     # peers ------------------------------------------------------------------------------------
     async def _on_payload(self, peer: bytes, payload: bytes) -> None:
         try:
+            if payload.startswith(_TXS_START) and payload.endswith(b"}"):
+                # gossiped transactions go to intake as the list they are: the workers
+                # parse them strictly, once
+                await self.node.submit_batch_bytes(payload[len(_TXS_START):-1], 10_000,
+                                                   gossip=False)
+                return
             kind, body = decode_message(payload)
             await self._on_message(peer, kind, body)
         except (P2PError, LedgerError, KeyError, TypeError, ValueError) as e:
-            log.info("dropped a message from %s: %s", peer.hex()[:12], e)
+            log.info("dropped a message from %s: %s", peer.hex()[:12], e)  # BatchRefused too
 
     async def _on_message(self, peer: bytes, kind: str, body: dict[str, Any]) -> None:
         if kind == "vote":
             self._feed(VoteMsg(Vote.from_dict(body["vote"])))
         elif kind == "proposal":
             proposal = Proposal.from_dict(body["proposal"])
-            block = encode(body["block"])
-            if proposal.height == self.chain.height + 1 and not self._busy:
-                await asyncio.to_thread(self.values.check, proposal.height, block)
+            block = await self._precheck(proposal.height, body["block"])
             self._feed(ProposalMsg(proposal, block))
         elif kind == "commit":
             cert = Certificate.from_dict(body["certificate"])
-            block = encode(body["block"])
-            if cert.height == self.chain.height + 1 and not self._busy:
-                await asyncio.to_thread(self.values.check, cert.height, block)
+            block = await self._precheck(cert.height, body["block"])
             self._feed(CommitMsg(block, cert))
         elif kind == "txs":
             await self.node.submit_batch_bytes(encode(body["txs"]), 10_000, gossip=False)
         elif kind == "status":
             self._answer_status(peer, int(body["height"]))
+
+    async def _precheck(self, height: int, block_dict: Any) -> bytes:
+        """The block's canonical bytes; a block of the next height is checked (re-executed)
+        in a thread first, from the dict already parsed strictly, so the machine's
+        ``valid`` finds the verdict ready."""
+        data = encode(block_dict)
+        if height == self.chain.height + 1 and not self._busy:
+            def check() -> None:
+                try:
+                    parsed = Block.from_dict(block_dict)
+                except LedgerError:
+                    return  # the machine's own check says so
+                self.values.check(height, data, parsed)
+            await asyncio.to_thread(check)
+        return data
 
     def _answer_status(self, peer: bytes, height: int) -> None:
         """A peer behind us gets the commits it misses (a few per answer)."""
@@ -262,9 +279,10 @@ class ConsensusDriver:
             await asyncio.sleep(STATUS_EVERY_S)
 
     def _gossip_txs(self, txs: list[Transaction]) -> None:
+        """Send transactions clients gave this node to every peer: canonical JSON
+        ``{"kind":"txs","txs":[...]}`` written from the transactions' own bytes."""
         if txs:
-            body = {"txs": [decode_trusted(tx.raw) for tx in txs]}
-            self.transport.broadcast(encode_message("txs", body))
+            self.transport.broadcast(_TXS_START + b"[" + b",".join(tx.raw for tx in txs) + b"]}")
 
     def _submit_evidence(self, found: Evidence) -> None:
         log.warning("validator %s signed two conflicting votes at height %d",

@@ -8,10 +8,11 @@ commit it, so that deciding a block never executes it again.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 
-from medledger.ledger import Block, LedgerError, Transaction
+from medledger.ledger import Block, Header, LedgerError, Transaction
 from medledger.node.chain import Chain
 from medledger.node.mempool import Mempool
 from medledger.store import BlockRecord
@@ -20,6 +21,8 @@ __all__ = ["BlockValues"]
 
 log = logging.getLogger("medledger.node")
 MAX_CHECKED = 64
+_HEADER_START = b'{"header":'
+_DECODER = json.JSONDecoder()
 
 
 class BlockValues:
@@ -57,10 +60,17 @@ class BlockValues:
 
     @staticmethod
     def block_hash(data: bytes) -> bytes:
-        """The block hash of a proposal's bytes (a hash that no header has, if malformed)."""
+        """The block hash of a proposal's bytes (a hash that no header has, if malformed).
+
+        Only the header is parsed: canonical block bytes begin ``{"header":{...}``. Whether
+        the rest of the block is valid is :meth:`valid`'s question.
+        """
         try:
-            return Block.decode(data).header.hash()
-        except LedgerError:
+            if not data.startswith(_HEADER_START):
+                raise ValueError("not a block")
+            header, _ = _DECODER.raw_decode(data.decode("utf-8"), len(_HEADER_START))
+            return Header.from_dict(header).hash()
+        except (LedgerError, ValueError):
             return b"\x00" * 32
 
     def valid(self, height: int, data: bytes) -> bool:
@@ -68,17 +78,22 @@ class BlockValues:
         return self.check(height, data) is not None
 
     # the node's own use -------------------------------------------------------------------
-    def check(self, height: int, data: bytes) -> tuple[Block, BlockRecord] | None:
-        """The checked block and its record, or None when it is not valid (remembered)."""
-        with self._chain_lock:
-            return self._check(height, data)
+    def check(self, height: int, data: bytes, parsed: Block | None = None
+              ) -> tuple[Block, BlockRecord] | None:
+        """The checked block and its record, or None when it is not valid (remembered).
 
-    def _check(self, height: int, data: bytes) -> tuple[Block, BlockRecord] | None:
+        ``parsed``: the block already parsed strictly from ``data`` (saves a second parse).
+        """
+        with self._chain_lock:
+            return self._check(height, data, parsed)
+
+    def _check(self, height: int, data: bytes, parsed: Block | None
+               ) -> tuple[Block, BlockRecord] | None:
         self._forget_old()
         if height != self.chain.height + 1:
             return None
         try:
-            block = Block.decode(data)
+            block = parsed if parsed is not None else Block.decode(data)
         except LedgerError as e:
             log.info("proposal at height %d is malformed: %s", height, e)
             return None
