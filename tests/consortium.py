@@ -78,7 +78,7 @@ class LocalConsortium:
         return Transaction.create(self.key, CHAIN, "ledger.anchor", n,
                                   {"digest": n.to_bytes(32, "big").hex(), "label": f"t{n}"})
 
-    def submit_wait(self, node: int, tx: Transaction, timeout: float = 20.0) -> httpx.Response:
+    def submit_wait(self, node: int, tx: Transaction, timeout: float = 60.0) -> httpx.Response:
         return httpx.post(f"{self.nodes[node].url}/v1/txs?wait=true&timeout={timeout}",
                           content=tx.raw, timeout=timeout + 10)
 

@@ -71,8 +71,11 @@ class Nonces:
         return Transaction.create(key, CHAIN, type_, n, body)
 
 
-def produce(node: Node, signers: list[SigningKey] = V[:3]) -> list[str]:
-    """Commit the mempool as the next block, signed by ``signers``; the result codes."""
+def produce(node: Node, signers: list[SigningKey] | None = None) -> list[str]:
+    """Commit the mempool as the next block, signed by ``signers`` (by default every key
+    here that is a validator of that height); the result codes."""
+    if signers is None:
+        signers = [k for k in [*V, NEW_VALIDATOR] if node.chain.validators.power_of(k.public_key)]
     txs = node.mempool.take(10_000, 10**9)
     block, record = node.chain.build_block(txs, V[0].public_key, prechecked=True)
     cert = Certificate.sign(signers, CHAIN, record.height, record.block_hash,
@@ -95,8 +98,10 @@ def run(node: Node, t: Transaction) -> str:
         return produce(node)[0]
     root = node.chain.state_root
     results, writes = node.chain.execute([t], node.chain.next_context())
+    _, empty_block = node.chain.execute([], node.chain.next_context())  # begin_block's writes
     assert results[0].code == submitted.code, "admission and execution disagree"
-    assert set(writes) == {nonce_key(t.sender)}, "a refused transaction wrote state"
+    assert writes == {**empty_block, nonce_key(t.sender): writes[nonce_key(t.sender)]}, \
+        "a refused transaction wrote state"
     assert len(node.mempool) == 0 and node.chain.state_root == root
     return submitted.code
 

@@ -20,6 +20,8 @@ State keys::
     validators/current           the set in force (ValidatorSet.to_list()); genesis writes it
     validators/pending/<h:016d>  a set that comes into force at height h
     validators/schedule          the heights with a pending set, ascending (absent if none)
+    validators/at/<h:016d>       the set that came into force at height h (h > 1), written
+                                 by the promotion in block h and never changed after
     governance/proposal/<id>     {"id", "kind", "change", "effective_height", "proposer",
                                   "approvals": [key hex, sorted], "status": "open"|"approved",
                                   "height", "approved_height"}
@@ -71,8 +73,9 @@ from medledger.state import StateView
 
 __all__ = [
     "APPROVE", "EVIDENCE_MAX_AGE", "KINDS", "MAX_TOTAL_POWER", "PROPOSE", "SUBMIT",
-    "begin_block", "evidence_entry", "genesis_writes", "list_evidence", "promote_pending",
-    "proposal_entry", "proposal_expired", "register", "validators_at",
+    "begin_block", "evidence_entry", "genesis_writes", "list_evidence", "pending_key",
+    "promote_pending", "proposal_entry", "proposal_expired", "register", "set_key",
+    "validators_at",
 ]
 
 PROPOSE, APPROVE, SUBMIT = "governance.propose", "governance.approve", "evidence.submit"
@@ -87,8 +90,17 @@ SCHEDULE = "validators/schedule"
 EVIDENCE_COUNT = "evidence/count"
 
 
-def _pending_key(height: int) -> str:
+def pending_key(height: int) -> str:
+    """The state key of the set scheduled to come into force at ``height``."""
     return f"validators/pending/{height:016d}"
+
+
+def set_key(height: int) -> str:
+    """The state key of the set that came into force at ``height`` (append-only)."""
+    return f"validators/at/{height:016d}"
+
+
+_pending_key = pending_key
 
 
 def _proposal_key(proposal_id: str) -> str:
@@ -114,14 +126,16 @@ def validators_at(view: StateView, height: int) -> ValidatorSet:
 
 
 def promote_pending(view: StateView, height: int) -> ValidatorSet | None:
-    """Make the latest set scheduled at or below ``height`` current, and drop the scheduled
-    sets it supersedes. Returns the new current set, or None when nothing was due."""
+    """Make the latest set scheduled at or below ``height`` current, record it as the set
+    of ``height`` (``validators/at/<height>``), and drop the scheduled sets it supersedes.
+    Returns the new current set, or None when nothing was due."""
     schedule = _schedule(view)
     due = [h for h in schedule if h <= height]
     if not due:
         return None
     promoted = view.get(_pending_key(due[-1]))
     view.put(CURRENT, promoted)
+    view.put(set_key(height), promoted)
     for h in due:
         view.delete(_pending_key(h))
     rest = schedule[len(due):]

@@ -6,6 +6,12 @@ the next block (nonces, authorisation, each app's stateful check and apply, each
 overlay so a rejected transaction leaves nothing), computes the roots, and commits the
 block with its certificate as one store transaction. It has no clock and no sockets: the
 caller passes the time a validator signs at.
+
+Validator sets follow governance: the set of height ``h`` is
+``governance.validators_at(state committed at h - 1, h)``. :attr:`Chain.validators` is the
+set of the next height (the one being built, checked and certified) and
+:attr:`Chain.tip_validators` the set of the tip (its certificate, carried by the next block,
+and the BFT time of the next block are weighed with it). Both are recomputed at each commit.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from medledger.apps import AppRegistry, BlockContext, Rejected
+from medledger.apps import AppRegistry, BlockContext, Rejected, governance
 from medledger.codec import decode, encode
 from medledger.crypto import SigningKey
 from medledger.ledger import (
@@ -25,6 +31,7 @@ from medledger.ledger import (
     IntegrityError,
     Transaction,
     TxResult,
+    ValidatorSet,
     results_root,
     tx_root,
 )
@@ -71,7 +78,10 @@ class Chain:
         self.genesis = genesis
         self.registry = registry
         self.chain_id = genesis.chain_id
-        self.validators = genesis.validators
+        #: the validator set of the next height (tip + 1)
+        self.validators: ValidatorSet = genesis.validators
+        #: the validator set of the tip height (genesis set before block 1)
+        self.tip_validators: ValidatorSet = genesis.validators
         self.tree = StateTree(store)
         self._genesis_writes = genesis.state_writes()
         self._next_ctx: BlockContext | None = None
@@ -99,6 +109,7 @@ class Chain:
             self.tip_header: Header | None = None
             self.tip_certificate: Certificate | None = None
             self.state_root = EMPTY_ROOT
+            self.tip_validators = self.validators = self.genesis.validators
             return
         stored = self.store.get_block(self.height)
         assert stored is not None
@@ -106,6 +117,18 @@ class Chain:
         self.tip_header = Header.from_dict(decode(stored.header))
         self.tip_certificate = Certificate.from_dict(decode(stored.certificate))
         self.state_root = NodeRef(stored.state_root_id, self.tip_header.state_root)
+        # the tip's own execution made its set current (governance.begin_block)
+        current = self.view().get(governance.CURRENT)
+        self.tip_validators = (self.genesis.validators if current is None
+                               else ValidatorSet.from_list(current))
+        self.validators = self._next_validators()
+
+    def _next_validators(self) -> ValidatorSet:
+        """The set of height tip + 1, from the state committed at the tip."""
+        view = self.view()
+        if view.get(governance.CURRENT) is None:  # a store made before genesis wrote it
+            return self.genesis.validators
+        return governance.validators_at(view, self.height + 1)
 
     # reading committed state -------------------------------------------------------------
     def committed_value(self, key: str) -> bytes | None:
@@ -161,7 +184,7 @@ class Chain:
         cert = last_commit if last_commit is not None else self.tip_certificate
         if cert is None or self.tip_header is None:
             return self.genesis.genesis_time
-        return max(cert.bft_time(self.validators), self.tip_header.time + 1)
+        return max(cert.bft_time(self.tip_validators), self.tip_header.time + 1)
 
     def check_last_commit(self, last_commit: Certificate | None) -> None:
         """Raise IntegrityError unless ``last_commit`` commits the tip (None at height 1)."""
@@ -173,7 +196,7 @@ class Chain:
             raise IntegrityError(self.height + 1, "block carries no certificate of the tip")
         if last_commit.height != self.height or last_commit.block_hash != self.tip_hash:
             raise IntegrityError(self.height + 1, "carried certificate is for another block")
-        last_commit.verify(self.chain_id, self.validators)
+        last_commit.verify(self.chain_id, self.tip_validators)
 
     # checking ---------------------------------------------------------------------------
     def check(self, tx: Transaction, pending_nonce: int = 0, *,
@@ -195,10 +218,13 @@ class Chain:
         """Run ``txs`` in order on top of committed state; return results and the writes.
 
         ``prechecked``: the transactions passed the stateless check at admission here.
+        Before the first transaction, governance promotes the validator set due at
+        ``ctx.height`` (part of the block's writes, so of its state root).
         """
         block_view = Overlay(self.view())
         if ctx.height == 1:
             block_view.writes.update(self._genesis_writes)
+        governance.begin_block(block_view, ctx)
         results = [self._execute_one(block_view, tx, ctx, prechecked) for tx in txs]
         return results, block_view.writes
 
@@ -309,6 +335,8 @@ class Chain:
         self.tip_header = block.header
         self.tip_certificate = certificate
         self.state_root = NodeRef(record.state_root_id, block.header.state_root)
+        self.tip_validators = self.validators
+        self.validators = self._next_validators()
         return CommittedBlock(block, block_hash, certificate)
 
     def commit_next(self, txs: list[Transaction], key: SigningKey, now_ms: int, *,

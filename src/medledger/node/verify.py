@@ -2,6 +2,14 @@
 
 :func:`verify_store` raises :class:`~medledger.ledger.IntegrityError` naming the first bad
 height and what is wrong; the node runs it before it starts, ``medledger verify`` on demand.
+
+Validator sets change by governance, and verification does not re-execute blocks, so the set
+of each height comes from proofs: the set of height 1 is the genesis set; the set of ``h > 1``
+is the one the state committed at ``h - 1`` scheduled for ``h``
+(``validators/pending/<h>``, whose value hash the tree at that block's state root gives)
+or, when none was scheduled, the set of ``h - 1``. A scheduled set's value is read from the
+append-only key ``validators/at/<h>`` of the current state, and must hash to the scheduled
+one. Each header must name its set's hash and each certificate be signed by its set.
 """
 
 from __future__ import annotations
@@ -9,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from medledger.apps import governance
 from medledger.codec import CodecError, decode
 from medledger.ledger import (
     ZERO_HASH,
@@ -18,6 +27,7 @@ from medledger.ledger import (
     LedgerError,
     Transaction,
     TxResult,
+    ValidatorSet,
     results_root,
     tx_root,
 )
@@ -49,7 +59,33 @@ def _decode(height: int, what: str, raw: bytes) -> object:
         raise IntegrityError(height, f"{what} is not canonical JSON: {e}") from e
 
 
-def _check_header(stored: StoredBlock, genesis: Genesis, prev: Header | None,
+def _validators_of(store: Store, tree: StateTree, height: int, prev: StoredBlock | None,
+                   prev_header: Header | None, prev_set: ValidatorSet) -> ValidatorSet:
+    """The set of ``height``: the one the state of ``height - 1`` scheduled for it, else the
+    set of ``height - 1`` (``prev_set``; the genesis set for height 1)."""
+    if prev is None or prev_header is None:
+        return prev_set
+    root = NodeRef(prev.state_root_id, prev_header.state_root)
+    try:
+        scheduled = tree.get_hash(root, governance.pending_key(height))
+    except SparseMerkleError as e:
+        raise IntegrityError(prev.height, f"state tree node is damaged: {e}") from e
+    if scheduled is None:
+        return prev_set
+    raw = store.get_value(governance.set_key(height))
+    if raw is None:
+        raise IntegrityError(height, "the validator set scheduled for this height is not "
+                                     "in state")
+    if value_hash(raw) != scheduled:
+        raise IntegrityError(height, "the validator set in state is not the one scheduled "
+                                     "for this height")
+    try:
+        return ValidatorSet.from_list(_decode(height, "validator set", raw))
+    except LedgerError as e:
+        raise IntegrityError(height, f"validator set is malformed: {e}") from e
+
+
+def _check_header(stored: StoredBlock, genesis: Genesis, validators: ValidatorSet,
                   prev_hash: bytes, history: Frontier) -> Header:
     height = stored.height
     try:
@@ -66,23 +102,26 @@ def _check_header(stored: StoredBlock, genesis: Genesis, prev: Header | None,
                              header.prev_hash.hex())
     if header.history_root != history.root():
         raise IntegrityError(height, "history root does not match earlier blocks")
-    if header.validators_hash != genesis.validators.hash():
-        raise IntegrityError(height, "validator-set hash is not the genesis set's")
+    if header.validators_hash != validators.hash():
+        raise IntegrityError(height, "validator-set hash is not the hash of this height's set",
+                             validators.hash().hex(), header.validators_hash.hex())
     return header
 
 
-def _expected_time(genesis: Genesis, prev: Header | None, prev_cert: Certificate | None) -> int:
-    """BFT time: genesis time for block 1, then the weighted median of the last commit."""
+def _expected_time(genesis: Genesis, prev: Header | None, prev_cert: Certificate | None,
+                   prev_set: ValidatorSet) -> int:
+    """BFT time: genesis time for block 1, then the weighted median of the last commit,
+    weighed by the previous height's set."""
     if prev is None or prev_cert is None:
         return genesis.genesis_time
-    return max(prev_cert.bft_time(genesis.validators), prev.time + 1)
+    return max(prev_cert.bft_time(prev_set), prev.time + 1)
 
 
 def _check_certificates(stored: StoredBlock, genesis: Genesis, header: Header,
-                        prev_cert: Certificate | None
-                        ) -> tuple[Certificate | None, Certificate]:
-    """Check the carried certificate (of the previous block) and this block's own; return
-    both."""
+                        prev_cert: Certificate | None, prev_set: ValidatorSet,
+                        validators: ValidatorSet) -> tuple[Certificate | None, Certificate]:
+    """Check the carried certificate (of the previous block, against the previous height's
+    set) and this block's own (against this height's); return both."""
     height = stored.height
     if stored.last_commit is None:
         carried = None
@@ -96,11 +135,11 @@ def _check_certificates(stored: StoredBlock, genesis: Genesis, header: Header,
         if carried is None or (carried.height, carried.block_hash) != (
                 prev_cert.height, prev_cert.block_hash):
             raise IntegrityError(height, "carried commit is not for the previous block")
-        carried.verify(genesis.chain_id, genesis.validators)
+        carried.verify(genesis.chain_id, prev_set)
     cert = Certificate.from_dict(_decode(height, "certificate", stored.certificate))
     if cert.block_hash != stored.block_hash or cert.height != height:
         raise IntegrityError(height, "certificate is for another block")
-    cert.verify(genesis.chain_id, genesis.validators)
+    cert.verify(genesis.chain_id, validators)
     return carried, cert
 
 
@@ -155,16 +194,20 @@ def verify_store(store: Store, genesis: Genesis, *, signatures: bool = True,
     history = Frontier()
     prev_header: Header | None = None
     prev_hash, prev_cert = ZERO_HASH, None
+    prev_set = genesis.validators
+    tree = StateTree(store, cache_size=10_000)
     n_txs = 0
-    stored = None
+    stored = prev_stored = None
     for height in range(1, latest + 1):
         stored = store.get_block(height)
         if stored is None:
             raise IntegrityError(height, "block is missing")
         try:
-            header = _check_header(stored, genesis, prev_header, prev_hash, history)
-            carried, own = _check_certificates(stored, genesis, header, prev_cert)
-            expected_time = _expected_time(genesis, prev_header, carried)
+            validators = _validators_of(store, tree, height, prev_stored, prev_header, prev_set)
+            header = _check_header(stored, genesis, validators, prev_hash, history)
+            carried, own = _check_certificates(stored, genesis, header, prev_cert, prev_set,
+                                               validators)
+            expected_time = _expected_time(genesis, prev_header, carried, prev_set)
             if header.time != expected_time:
                 raise IntegrityError(height, "block time is not the BFT time of the last commit",
                                      str(expected_time), str(header.time))
@@ -176,6 +219,7 @@ def verify_store(store: Store, genesis: Genesis, *, signatures: bool = True,
             raise IntegrityError(height, str(e)) from e
         history.append(stored.block_hash)
         prev_header, prev_hash = header, stored.block_hash
+        prev_stored, prev_set = stored, validators
         if progress is not None:
             progress(height, latest)
     if store.get_history() != history.to_list():
