@@ -76,3 +76,18 @@ def test_gossiped_transactions_reach_the_mempool_as_sent(tmp_path: Path) -> None
     assert all(t.tx_id in receiver.mempool for t in txs)
     sender.close()
     receiver.close()
+
+
+def test_only_validators_are_members_of_the_transport(tmp_path: Path) -> None:
+    from medledger.crypto import SigningKey
+    from medledger.node.driver import ConsensusDriver
+    from medledger.p2p import node_certificate
+
+    node = Node(SQLiteStore(tmp_path / "n.db"), GENESIS, KEYS[0], NodeConfig())
+    outsider = SigningKey.from_seed(b"\x33" * 32)
+    certs = {k.public_key: node_certificate(k) for k in [*KEYS, outsider]}
+    driver = ConsensusDriver(node, None, lambda: certs, tmp_path / "tls")
+    members = driver.members()
+    assert sorted(members) == sorted(k.public_key for k in KEYS)
+    assert driver.transport.members() == members
+    node.close()

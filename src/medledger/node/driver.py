@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +73,12 @@ def _now_ms() -> int:
 class ConsensusDriver:
     """Consensus for ``node`` with its peers; see the module docstring."""
 
-    def __init__(self, node: Any, signer: Signer | None, members: dict[bytes, bytes],
+    def __init__(self, node: Any, signer: Signer | None,
+                 certificates: dict[bytes, bytes] | Callable[[], dict[bytes, bytes]],
                  tls_dir: Path, timeouts: TimeoutConfig | None = None) -> None:
+        """``certificates``: node key -> TLS certificate DER of the nodes this one may know
+        (or a function reading them); only the keys of the current validator sets may
+        connect, so a validator removed by governance is disconnected."""
         self.node = node
         self.chain = node.chain
         self.signer = signer
@@ -86,7 +91,9 @@ class ConsensusDriver:
         self.machine = Machine(self.chain.chain_id, self.chain.validators, self.chain.height + 1,
                                self.values, signer, self._last_block_time(),
                                timeouts or TimeoutConfig())
-        self.transport = Transport(node.key, config.p2p, config.peer_list(), members,
+        self._certificates = certificates
+        self._members_of = self.chain.validators.hash()
+        self.transport = Transport(node.key, config.p2p, config.peer_list(), self.members,
                                    self._on_payload, tls_dir,
                                    limits=Limits(max_frame=MAX_FRAME))
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -96,6 +103,23 @@ class ConsensusDriver:
         self._held: list[Any] = []  # events that arrived meanwhile
         self._stopping = False
         self.last_decided_round = 0
+
+    def members(self) -> dict[bytes, bytes]:
+        """The certificates of the validators of the tip and of the next height."""
+        source = self._certificates
+        certs = source() if callable(source) else source
+        keys = {v.public_key for v in self.chain.validators.validators}
+        keys.update(v.public_key for v in self.chain.tip_validators.validators)
+        return {key: cert for key, cert in sorted(certs.items()) if key in keys}
+
+    def _follow_validator_set(self) -> None:
+        """After a commit that changed the validator set: reconnect to the new members."""
+        current = self.chain.validators.hash()
+        if current != self._members_of:
+            self._members_of = current
+            log.warning("validator set changed at height %d: %d validators",
+                        self.chain.height + 1, len(self.chain.validators.validators))
+            self.transport.set_members()
 
     def _last_block_time(self) -> int:
         header = self.chain.tip_header
@@ -175,6 +199,7 @@ class ConsensusDriver:
             committed = await asyncio.to_thread(self._commit_in_thread, block, record,
                                                 decided.certificate)
             self.node._notify(committed)
+            self._follow_validator_set()
             self.last_decided_round = decided.round
             log.info("committed height %d (round %d, %d txs)", decided.height, decided.round,
                      len(block.txs))

@@ -60,10 +60,15 @@ def _driver(node: Node, home: Home) -> Any:
     if not path.exists():
         raise ConfigError(f"{path} not found: a node of a multi-validator chain needs the "
                           "members' node certificates")
-    members = {bytes.fromhex(k): bytes.fromhex(v) for k, v in decode(path.read_bytes()).items()}
-    signer = None
-    if node.chain.validators.power_of(node.key.public_key):
-        signer = FileSigner(node.key, node.chain.chain_id, home.path / "data" / "privval.json")
+
+    def certificates() -> dict[bytes, bytes]:
+        """Node certificates by key, from members.json (re-read when the set changes)."""
+        return {bytes.fromhex(k): bytes.fromhex(v) for k, v in decode(path.read_bytes()).items()}
+
+    certificates()  # a malformed file stops the start, with the reason
+    # always a signer: a key that gains power by governance votes from then on (others
+    # ignore the votes of a key without power)
+    signer = FileSigner(node.key, node.chain.chain_id, home.path / "data" / "privval.json")
     from medledger.consensus import TimeoutConfig
 
     config = node.config
@@ -71,7 +76,7 @@ def _driver(node: Node, home: Home) -> Any:
                              prevote_ms=config.timeout_vote_ms,
                              precommit_ms=config.timeout_vote_ms,
                              delta_ms=config.timeout_delta_ms)
-    return ConsensusDriver(node, signer, members, home.path / "data" / "tls", timeouts)
+    return ConsensusDriver(node, signer, certificates, home.path / "data" / "tls", timeouts)
 
 
 def now_ms() -> int:
