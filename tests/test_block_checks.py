@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from medledger.apps import default_registry
+from medledger.codec import decode, encode
 from medledger.crypto import SigningKey
 from medledger.ledger import Certificate, IntegrityError, Transaction, Validator, ValidatorSet
 from medledger.node import Chain, Genesis
@@ -120,11 +121,19 @@ def test_blocks_as_consensus_values(tmp_path: Path) -> None:
         pool_a.add(anchor(nonce))
     va = BlockValues(a, pool_a, KEYS[0].public_key, max_txs=100, max_bytes=10**6)
     vb = BlockValues(b, pool_b, KEYS[1].public_key, max_txs=100, max_bytes=10**6)
-    data = va.propose(2, 0)
+    data = va.propose(2, 0)  # compact: the transactions by id
     block_hash = va.block_hash(data)
-    assert va.checked(block_hash) is not None
-    assert vb.valid(2, data)  # b never saw the transactions: it verifies their signatures
+    block = va.checked(block_hash)[0]  # type: ignore[index]
+    assert decode(data)["tx_ids"] == [t.tx_id.hex() for t in block.txs]
+    assert va.block_hash(block.encode()) == block_hash  # the full form is the same value
+    # b never saw the transactions: not valid yet (and not remembered as invalid)
+    assert vb.missing(decode(data)) == [t.tx_id for t in block.txs]
+    assert not vb.valid(2, data)
+    vb.add_fetched(list(block.txs))
+    assert vb.missing(decode(data)) == []
+    assert vb.valid(2, data)  # fetched, not admitted: b verifies their signatures
     assert vb.checked(block_hash)[1].block_hash == block_hash  # type: ignore[index]
+    assert vb.valid(2, block.encode())
     assert not vb.valid(3, data)
     assert not vb.valid(2, data[:-2])
     assert vb.block_hash(b"garbage") == bytes(32)
@@ -133,3 +142,11 @@ def test_blocks_as_consensus_values(tmp_path: Path) -> None:
     forged = Transaction.from_dict({**tx.to_dict(), "signature": anchor(5).signature.hex()})
     bad_block, _ = a.build_block([forged], KEYS[0].public_key)
     assert not vb.valid(2, bad_block.encode())
+    # a compact block whose ids do not match its header's tx root is malformed
+    from medledger.node.values import compact
+
+    other, _ = a.build_block([anchor(6)], KEYS[0].public_key)
+    vb.add_fetched([anchor(6), anchor(7)])
+    tampered = decode(compact(other))
+    tampered["tx_ids"] = [anchor(7).tx_id.hex()]
+    assert not vb.valid(2, encode(tampered))

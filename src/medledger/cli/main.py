@@ -120,6 +120,10 @@ def up(home: HomeOpt, api: Annotated[str | None, typer.Option(
 
     from medledger.api import create_app
 
+    import logging
+
+    logging.basicConfig(level=os.environ.get("MEDLEDGER_LOG", "WARNING").upper(),
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
     err.print(f"verifying the store in {home} before start...", highlight=False)
     node = Node.open(Home(home), api=api)
     node.verifier.start()

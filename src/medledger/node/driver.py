@@ -62,6 +62,8 @@ STATUS_EVERY_S = 1.0
 SYNC_BLOCKS_PER_ANSWER = 8
 MAX_FRAME = 64 * 1024 * 1024
 IDLE_BLOCK_S = 30.0
+FETCH_TIMEOUT_S = 2.0
+MAX_FETCH = 20_000
 _TXS_START = b'{"kind":"txs","txs":'
   # with nothing to commit, a block at least this often (time moves on)
 
@@ -253,9 +255,11 @@ class ConsensusDriver:
         if kind == "vote":
             self._feed(VoteMsg(Vote.from_dict(body["vote"])))
         elif kind == "proposal":
-            proposal = Proposal.from_dict(body["proposal"])
-            block = await self._precheck(proposal.height, body["block"])
-            self._feed(ProposalMsg(proposal, block))
+            await self._on_proposal(peer, Proposal.from_dict(body["proposal"]), body["block"])
+        elif kind == "get_txs":
+            self._answer_get_txs(peer, body["ids"])
+        elif kind == "tx_data":
+            self.values.add_fetched([Transaction.from_dict(t) for t in body["txs"]])
         elif kind == "commit":
             cert = Certificate.from_dict(body["certificate"])
             block = await self._precheck(cert.height, body["block"])
@@ -265,6 +269,48 @@ class ConsensusDriver:
         elif kind == "status":
             self._answer_status(peer, int(body["height"]))
 
+    async def _on_proposal(self, peer: bytes, proposal: Proposal, block_dict: Any) -> None:
+        """Feed a proposal once its block is complete here. A compact block never reaches
+        the machine while it names transactions this node lacks: the machine would take
+        "not here yet" for "invalid" for the rest of the height."""
+        nxt = self.chain.height + 1
+        if proposal.height > nxt:  # kept by the machine for later: give it the full block
+            try:
+                block = self.values.expand(block_dict)
+            except Exception:  # incomplete or malformed: a commit will bring the height
+                return
+            self._feed(ProposalMsg(proposal, block.encode()))
+            return
+        if proposal.height == nxt and self.values.missing(block_dict):
+            # fetch without holding up this peer's other messages (the answer among them)
+            self._spawn(self._fetch_then_feed(peer, proposal, block_dict))
+            return
+        self._feed(ProposalMsg(proposal, await self._precheck(proposal.height, block_dict)))
+
+    async def _fetch_then_feed(self, peer: bytes, proposal: Proposal, block_dict: Any) -> None:
+        """Ask the proposer for the transactions a compact block names and this node lacks;
+        wait (bounded) for them, then check the block and feed the proposal."""
+        missing = self.values.missing(block_dict)
+        self.transport.send(peer, encode_message("get_txs", {"ids": [m.hex() for m in missing]}))
+        deadline = time.monotonic() + FETCH_TIMEOUT_S
+        while self.values.missing(block_dict) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        if self.values.missing(block_dict):
+            log.info("proposal %d/%d: %d transactions could not be fetched", proposal.height,
+                     proposal.round, len(self.values.missing(block_dict)))
+            return
+        if proposal.height == self.chain.height + 1:
+            self._feed(ProposalMsg(proposal, await self._precheck(proposal.height, block_dict)))
+
+    def _answer_get_txs(self, peer: bytes, ids: list[str]) -> None:
+        found = []
+        for value in ids[:MAX_FETCH]:
+            tx = self.values.find(bytes.fromhex(value))
+            if tx is not None:
+                found.append(decode_trusted(tx.raw))
+        if found:
+            self.transport.send(peer, encode_message("tx_data", {"txs": found}))
+
     async def _precheck(self, height: int, block_dict: Any) -> bytes:
         """The block's canonical bytes; a block of the next height is checked (re-executed)
         in a thread first, from the dict already parsed strictly, so the machine's
@@ -273,9 +319,9 @@ class ConsensusDriver:
         if height == self.chain.height + 1 and not self._busy:
             def check() -> None:
                 try:
-                    parsed = Block.from_dict(block_dict)
-                except LedgerError:
-                    return  # the machine's own check says so
+                    parsed = self.values.expand(block_dict)
+                except Exception:  # malformed or incomplete: the machine's own check says so
+                    return
                 self.values.check(height, data, parsed)
             await asyncio.to_thread(check)
         return data

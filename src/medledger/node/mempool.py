@@ -31,6 +31,9 @@ class Mempool:
     def __contains__(self, tx_id: bytes) -> bool:
         return tx_id in self._txs
 
+    def get(self, tx_id: bytes) -> Transaction | None:
+        return self._txs.get(tx_id)
+
     @property
     def size_bytes(self) -> int:
         return self._bytes

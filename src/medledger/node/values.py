@@ -4,6 +4,13 @@ The machine sees a block only as bytes with a hash. This adapter builds the prop
 from the mempool, checks a proposed block by re-executing it on committed state
 (:meth:`Chain.check_block`), and remembers each checked block with the record that would
 commit it, so that deciding a block never executes it again.
+
+A proposal carries its block **compact**: the header, the carried certificate, the results
+and the transaction *ids* (:func:`compact`). Every validator already holds the transactions,
+gossiped when they were submitted, so they are not sent, parsed and verified a second
+time; a validator that misses some fetches them from the proposer first
+(:meth:`BlockValues.missing`, :meth:`BlockValues.add_fetched`). Both forms begin with the
+header, and a block's hash is its header's, so the value is the same block either way.
 """
 
 from __future__ import annotations
@@ -12,17 +19,35 @@ import json
 import logging
 import threading
 
-from medledger.ledger import Block, Header, LedgerError, Transaction
+from medledger.codec import CodecError, decode, encode
+from medledger.ledger import Block, Certificate, Header, LedgerError, Transaction, TxResult
+from medledger.ledger.errors import MalformedError
+from medledger.ledger.fields import read_bytes
 from medledger.node.chain import Chain
 from medledger.node.mempool import Mempool
 from medledger.store import BlockRecord
 
-__all__ = ["BlockValues"]
+__all__ = ["BlockValues", "compact"]
 
 log = logging.getLogger("medledger.node")
 MAX_CHECKED = 64
+MAX_FETCHED = 50_000
 _HEADER_START = b'{"header":'
 _DECODER = json.JSONDecoder()
+
+
+def compact(block: Block) -> bytes:
+    """A block as a proposal carries it: canonical JSON with transaction ids, not bodies."""
+    return encode({
+        "header": block.header.to_dict(),
+        "last_commit": block.last_commit.to_dict() if block.last_commit else None,
+        "results": [r.to_dict() for r in block.results],
+        "tx_ids": [t.tx_id.hex() for t in block.txs],
+    })
+
+
+class _Missing(Exception):
+    """A compact block names transactions this node does not hold."""
 
 
 class BlockValues:
@@ -40,6 +65,7 @@ class BlockValues:
         # the chain is read here from more than one thread, and committed in another
         self._chain_lock = chain_lock or threading.Lock()
         self._checked: dict[bytes, tuple[Block, BlockRecord] | None] = {}
+        self._fetched: dict[bytes, Transaction] = {}
         self._height = chain.height
 
     def _forget_old(self) -> None:
@@ -56,7 +82,7 @@ class BlockValues:
                 txs = self.mempool.take(self.max_txs, self.max_bytes)
             block, record = self.chain.build_block(txs, self.proposer, prechecked=True)
         self._checked[record.block_hash] = (block, record)
-        return block.encode()
+        return compact(block)
 
     @staticmethod
     def block_hash(data: bytes) -> bytes:
@@ -93,7 +119,9 @@ class BlockValues:
         if height != self.chain.height + 1:
             return None
         try:
-            block = parsed if parsed is not None else Block.decode(data)
+            block = parsed if parsed is not None else self.expand(_decode(data))
+        except _Missing:
+            return None  # not known invalid: the caller may fetch and ask again
         except LedgerError as e:
             log.info("proposal at height %d is malformed: %s", height, e)
             return None
@@ -109,6 +137,60 @@ class BlockValues:
         self._checked[block_hash] = result
         return result
 
+    # compact blocks --------------------------------------------------------------------------
+    def find(self, tx_id: bytes) -> Transaction | None:
+        """A transaction this node holds (mempool or fetched), by id."""
+        with self._lock:
+            tx = self.mempool.get(tx_id)
+        return tx if tx is not None else self._fetched.get(tx_id)
+
+    def missing(self, block: dict[str, object]) -> list[bytes]:
+        """The ids a compact block names that this node does not hold (none for a full
+        block or a malformed one)."""
+        ids = block.get("tx_ids") if isinstance(block, dict) else None
+        if not isinstance(ids, list):
+            return []
+        out = []
+        for value in ids:
+            try:
+                tx_id = read_bytes({"id": value}, "id", 32)
+            except LedgerError:
+                return []
+            if self.find(tx_id) is None:
+                out.append(tx_id)
+        return out
+
+    def add_fetched(self, txs: list[Transaction]) -> None:
+        """Transactions fetched for a compact block (their signatures are checked with it)."""
+        if len(self._fetched) + len(txs) > MAX_FETCHED:
+            self._fetched.clear()
+        for tx in txs:
+            self._fetched[tx.tx_id] = tx
+
+    def expand(self, block: object) -> Block:
+        """A block from its parsed form, compact or full; raise MalformedError, or
+        _Missing when a compact block names a transaction this node does not hold."""
+        if not isinstance(block, dict) or "tx_ids" not in block:
+            return Block.from_dict(block)
+        if set(block) != {"header", "last_commit", "results", "tx_ids"}:
+            raise MalformedError("block", "a compact block has header, last_commit, "
+                                          "results and tx_ids")
+        ids, results = block["tx_ids"], block["results"]
+        if type(ids) is not list or type(results) is not list:
+            raise MalformedError("block", "tx_ids and results must be lists")
+        txs = []
+        for value in ids:
+            tx = self.find(read_bytes({"id": value}, "id", 32))
+            if tx is None:
+                raise _Missing()
+            txs.append(tx)
+        last = block["last_commit"]
+        expanded = Block(Header.from_dict(block["header"]), tuple(txs),
+                         tuple(TxResult.from_dict(r) for r in results),
+                         None if last is None else Certificate.from_dict(last))
+        expanded.check_roots()
+        return expanded
+
     def _signatures_valid(self, txs: tuple[Transaction, ...]) -> bool:
         """Transactions in the mempool verified on admission; verify only the others."""
         with self._lock:
@@ -122,3 +204,10 @@ class BlockValues:
     def checked(self, block_hash: bytes) -> tuple[Block, BlockRecord] | None:
         """A block this node built or checked, by hash (None if it never saw it valid)."""
         return self._checked.get(block_hash)
+
+
+def _decode(data: bytes) -> object:
+    try:
+        return decode(data)
+    except CodecError as e:
+        raise MalformedError("block", str(e)) from e
