@@ -119,7 +119,7 @@ def _wait_committed(url: str, total: int, deadline: float) -> int:
 
 
 def run_bench(*, validators: int, n_txs: int, clients: int, batch: int,
-              console: Console, block_interval_ms: int = 100, max_block_txs: int = 500,
+              console: Console, block_interval_ms: int = 100, max_block_txs: int = 2000,
               half_load_txs: int = 0) -> dict[str, Any]:
     """Run the benchmark; return its JSON-ready result. ``validators`` > 1 runs a local
     consortium (see :func:`run_consortium_bench`); the other settings are for that case."""
@@ -486,7 +486,7 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
 
 def run_consortium_bench(*, validators: int, n_txs: int, clients: int, batch: int,
                          console: Console, block_interval_ms: int = 100,
-                         max_block_txs: int = 500, half_load_txs: int = 0,
+                         max_block_txs: int = 2000, half_load_txs: int = 0,
                          started: list[int] | None = None) -> dict[str, Any]:
     """The ``--validators N`` (N > 1) run; see the module docstring. ``half_load_txs`` 0
     means 20% of ``n_txs``, at least 5,000 and at most ``n_txs``. The pid of each node

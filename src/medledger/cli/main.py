@@ -312,8 +312,7 @@ def bench(
     block_interval_ms: Annotated[int, typer.Option(
         help="With --validators > 1: pause between heights, in ms.")] = 100,
     max_block_txs: Annotated[int, typer.Option(
-        help="With --validators > 1: most transactions in one block (larger blocks are "
-             "checked too slowly for the 1 s propose timeout and cost rounds).")] = 500,
+        help="With --validators > 1: most transactions in one block.")] = 2000,
     half_load_txs: Annotated[int, typer.Option(
         help="With --validators > 1: transactions of the half-load latency pass "
              "(0: 20% of --txs, at least 5,000).")] = 0,
