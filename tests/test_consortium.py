@@ -25,6 +25,11 @@ def test_any_node_accepts_and_every_node_commits_the_same_blocks(tmp_path: Path)
     with LocalConsortium(tmp_path / "c") as c:
         batch = [c.anchor() for _ in range(300)]
         assert c.submit_batch(2, batch)["accepted"] == 300
+        # one sender's nonces must reach the chain in order (ADR 0004): the next one goes
+        # to another node only once the batch is in
+        deadline = time.monotonic() + 60
+        while c.tx_height(2, batch[-1]) is None and time.monotonic() < deadline:
+            time.sleep(0.1)
         last = c.anchor()
         answer = c.submit_wait(1, last)
         assert answer.status_code == 200, answer.text
