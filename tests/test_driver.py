@@ -10,7 +10,8 @@ from medledger.ledger import PREVOTE, Certificate, DuplicateVoteEvidence, Vote
 from medledger.node import Node, NodeConfig
 from medledger.node.driver import stored_commit
 from medledger.store import SQLiteStore
-from tests.test_block_checks import CHAIN, GENESIS, KEYS, anchor
+from medledger.ledger import Transaction
+from tests.test_block_checks import ADMIN, CHAIN, GENESIS, KEYS, anchor
 
 
 def commit(node: Node, signers: int = 3) -> None:
@@ -91,3 +92,21 @@ def test_only_validators_are_members_of_the_transport(tmp_path: Path) -> None:
     assert sorted(members) == sorted(k.public_key for k in KEYS)
     assert driver.transport.members() == members
     node.close()
+
+
+def test_a_commit_drops_waiting_transactions_whose_nonce_it_used(tmp_path: Path) -> None:
+    """Another validator's block used a sender's nonce: what waits here with a nonce at or
+    below it would only fail, so it leaves the mempool; later nonces stay."""
+    from medledger.node.mempool import Mempool
+
+    pool = Mempool()
+    for nonce in (3, 5, 8):
+        pool.add(anchor(nonce))
+    other = Transaction.create(KEYS[1], CHAIN, "ledger.anchor", 1,
+                               {"digest": "ab" * 32, "label": "other sender"})
+    pool.add(other)
+    committed = {ADMIN.public_key: 5}
+    stale = pool.drop_stale({ADMIN.public_key}, lambda s: committed.get(s, 0))
+    assert sorted(t.nonce for t in stale) == [3, 5]
+    assert anchor(8).tx_id in pool and other.tx_id in pool and len(pool) == 2
+    assert pool.pending_nonce(ADMIN.public_key) == 8

@@ -222,6 +222,11 @@ class ConsensusDriver:
             committed = self.chain.commit(block, record, certificate)
             with self.node._mempool_lock:
                 self.node.mempool.remove(block.txs)
+                # what another node's block made stale would only fail in a later block
+                stale = self.node.mempool.drop_stale({tx.sender for tx in block.txs},
+                                                     self.chain.last_nonce)
+            if stale:
+                log.info("dropped %d waiting transactions whose nonce a block used", len(stale))
         return committed
 
     async def _wait_for_next_height(self) -> None:

@@ -7,7 +7,7 @@ verifies a signature twice. It is bounded in count and bytes; a full mempool ref
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from medledger.ledger import Transaction
 
@@ -76,3 +76,12 @@ class Mempool:
             else:
                 del self._counts[tx.sender]
                 del self._nonces[tx.sender]
+
+    def drop_stale(self, senders: set[bytes], last_nonce: Callable[[bytes], int]
+                   ) -> list[Transaction]:
+        """Drop the waiting transactions of ``senders`` whose nonce is no longer above the
+        sender's committed one (another node's block used it); return them."""
+        stale = [tx for tx in self._txs.values()
+                 if tx.sender in senders and tx.nonce <= last_nonce(tx.sender)]
+        self.remove(stale)
+        return stale
