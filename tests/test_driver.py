@@ -6,11 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from medledger.apps.governance import list_evidence
-from medledger.ledger import PREVOTE, Certificate, DuplicateVoteEvidence, Vote
+from medledger.ledger import PREVOTE, Certificate, DuplicateVoteEvidence, Transaction, Vote
 from medledger.node import Node, NodeConfig
 from medledger.node.driver import stored_commit
 from medledger.store import SQLiteStore
-from medledger.ledger import Transaction
 from tests.test_block_checks import ADMIN, CHAIN, GENESIS, KEYS, anchor
 
 
