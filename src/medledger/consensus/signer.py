@@ -97,7 +97,7 @@ class MemorySigner:
         if not fresh:
             return earlier if isinstance(earlier, Vote) else None
         vote = Vote.sign(self._key, self._chain_id, type_, height, round_, block_hash, time)
-        self.last = LastSigned(height, round_, type_, vote)
+        self._remember(LastSigned(height, round_, type_, vote))
         return vote
 
     def sign_proposal(self, height: int, round_: int, pol_round: int,
@@ -108,5 +108,10 @@ class MemorySigner:
             return earlier if isinstance(earlier, Proposal) else None
         proposal = Proposal.sign(self._key, self._chain_id, height, round_, pol_round,
                                  block_hash)
-        self.last = LastSigned(height, round_, PROPOSE_STEP, proposal)
+        self._remember(LastSigned(height, round_, PROPOSE_STEP, proposal))
         return proposal
+
+    def _remember(self, last: LastSigned) -> None:
+        """Adopt ``last`` as the last signed message before the signature is returned (a
+        subclass makes it durable first)."""
+        self.last = last

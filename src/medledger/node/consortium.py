@@ -26,7 +26,7 @@ from medledger.crypto import KdfParams, Keystore
 from medledger.ledger import CHAIN_ID, Validator, ValidatorSet
 from medledger.node.config import ConfigError, NodeConfig
 from medledger.node.genesis import Genesis
-from medledger.node.home import DEMO_ORGANISATIONS, LOCAL_ORGANISATION, PASSPHRASE_ENV, Home
+from medledger.node.home import PASSPHRASE_ENV, Home, found_organisations
 from medledger.p2p import node_certificate
 
 __all__ = ["Consortium", "ConsortiumNode", "MAX_VALIDATORS"]
@@ -105,21 +105,15 @@ class Consortium:
         keys = [Keystore.generate() for _ in homes]
         for home, keystore in zip(homes, keys, strict=True):
             keystore.save(home.validator_key_path, passphrase, kdf_params=kdf_params)
-        organisations = []
-        orgs = [LOCAL_ORGANISATION, *(DEMO_ORGANISATIONS if demo else ())]
-        for index, (org_id, name, role) in enumerate(orgs):
-            admin = Keystore.generate()
-            host = homes[0] if org_id == "local" else homes[(index - 1) % validators]
-            admin.save(host.key_path("admin" if org_id == "local" else org_id), passphrase,
-                       kdf_params=kdf_params)
-            organisations.append({"admins": [admin.signing.public_key.hex()], "id": org_id,
-                                  "name": name, "role": role})
+        organisations = found_organisations(  # organisation i keeps its key on node i-1
+            demo, passphrase, kdf_params,
+            lambda index, org_id: homes[0] if org_id == "local" else homes[(index - 1) % validators])
         genesis = Genesis(
             chain_id=chain_id,
             genesis_time=genesis_time if genesis_time is not None else time.time_ns() // 10**6,
             validators=ValidatorSet.of([Validator(k.signing.public_key, VALIDATOR_POWER,
                                                   f"node{i}") for i, k in enumerate(keys)]),
-            organisations=tuple(organisations))
+            organisations=organisations)
         nodes = tuple(ConsortiumNode(f"node{i}", home.path.resolve(), f"127.0.0.1:{api}",
                                      f"127.0.0.1:{p2p}", keys[i].signing.public_key)
                       for i, (home, (p2p, api)) in enumerate(zip(homes, ports, strict=True)))

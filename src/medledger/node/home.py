@@ -10,14 +10,16 @@ from __future__ import annotations
 import os
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from medledger.crypto import KdfParams, Keystore, SigningKey
 from medledger.ledger import CHAIN_ID, Validator, ValidatorSet
 from medledger.node.config import ConfigError, NodeConfig
 from medledger.node.genesis import Genesis
 
-__all__ = ["DEMO_ORGANISATIONS", "Home", "PASSPHRASE_ENV"]
+__all__ = ["DEMO_ORGANISATIONS", "Home", "PASSPHRASE_ENV", "found_organisations"]
 
 PASSPHRASE_ENV = "MEDLEDGER_PASSPHRASE"
 
@@ -28,6 +30,23 @@ DEMO_ORGANISATIONS = (
     ("carewell", "Carewell Insurance", "insurer"),
 )
 LOCAL_ORGANISATION = ("local", "Local operator", "regulator")
+
+
+def found_organisations(demo: bool, passphrase: str, kdf_params: KdfParams | None,
+                        keeper: Callable[[int, str], Home]) -> tuple[dict[str, Any], ...]:
+    """The founding organisations of a new chain, for its genesis: the local operator and,
+    with ``demo``, the demo organisations. Each gets an admin key, saved in the home that
+    ``keeper(index, org_id)`` names (as ``keys/admin.key`` for the local operator,
+    ``keys/<org id>.key`` for the others)."""
+    orgs = [LOCAL_ORGANISATION, *(DEMO_ORGANISATIONS if demo else ())]
+    out = []
+    for index, (org_id, name, role) in enumerate(orgs):
+        admin = Keystore.generate()
+        admin.save(keeper(index, org_id).key_path(org_id if org_id != "local" else "admin"),
+                   passphrase, kdf_params=kdf_params)
+        out.append({"admins": [admin.signing.public_key.hex()], "id": org_id, "name": name,
+                    "role": role})
+    return tuple(out)
 
 
 class Home:
@@ -116,19 +135,12 @@ class Home:
         passphrase = os.environ.get(PASSPHRASE_ENV) or home._write_passphrase()
         validator = Keystore.generate()
         validator.save(home.validator_key_path, passphrase, kdf_params=kdf_params)
-        orgs = [LOCAL_ORGANISATION, *(DEMO_ORGANISATIONS if demo else ())]
-        organisations = []
-        for org_id, name, role in orgs:
-            admin = Keystore.generate()
-            admin.save(home.key_path(org_id if org_id != "local" else "admin"), passphrase,
-                       kdf_params=kdf_params)
-            organisations.append({"admins": [admin.signing.public_key.hex()], "id": org_id,
-                                  "name": name, "role": role})
+        organisations = found_organisations(demo, passphrase, kdf_params, lambda _i, _o: home)
         genesis = Genesis(
             chain_id=chain_id,
             genesis_time=genesis_time if genesis_time is not None else time.time_ns() // 10**6,
             validators=ValidatorSet.of([Validator(validator.signing.public_key, 10, "node0")]),
-            organisations=tuple(organisations),
+            organisations=organisations,
         )
         genesis.save(home.genesis_path)
         config.save(home.path)

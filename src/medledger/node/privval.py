@@ -15,49 +15,25 @@ import os
 from pathlib import Path
 from typing import Any
 
-from medledger.consensus.events import PROPOSE_STEP
-from medledger.consensus.signer import LastSigned, check_sign
+from medledger.consensus.signer import LastSigned, MemorySigner
 from medledger.crypto import SigningKey
 from medledger.ledger import Proposal, Vote
 
 __all__ = ["FileSigner"]
 
 
-class FileSigner:
-    """A :class:`~medledger.consensus.signer.Signer` whose last signature survives a crash."""
+class FileSigner(MemorySigner):
+    """A :class:`~medledger.consensus.signer.Signer` whose last signature survives a crash:
+    the rules of :class:`~medledger.consensus.signer.MemorySigner`, with the last signed
+    message written durably before the signature is returned."""
 
     def __init__(self, key: SigningKey, chain_id: str, path: Path) -> None:
-        self._key = key
-        self._chain_id = chain_id
+        super().__init__(key, chain_id)
         self.path = Path(path)
         self.last = self._load()
 
-    @property
-    def public_key(self) -> bytes:
-        return self._key.public_key
-
-    def sign_vote(self, type_: str, height: int, round_: int, block_hash: bytes | None,
-                  time: int) -> Vote | None:
-        fresh, earlier = check_sign(self.last, height, round_, type_, (block_hash, -1))
-        if not fresh:
-            return earlier if isinstance(earlier, Vote) else None
-        vote = Vote.sign(self._key, self._chain_id, type_, height, round_, block_hash, time)
-        self._save(LastSigned(height, round_, type_, vote))
-        return vote
-
-    def sign_proposal(self, height: int, round_: int, pol_round: int,
-                      block_hash: bytes) -> Proposal | None:
-        fresh, earlier = check_sign(self.last, height, round_, PROPOSE_STEP,
-                                    (block_hash, pol_round))
-        if not fresh:
-            return earlier if isinstance(earlier, Proposal) else None
-        proposal = Proposal.sign(self._key, self._chain_id, height, round_, pol_round,
-                                 block_hash)
-        self._save(LastSigned(height, round_, PROPOSE_STEP, proposal))
-        return proposal
-
     # --- persistence -----------------------------------------------------------------------
-    def _save(self, last: LastSigned) -> None:
+    def _remember(self, last: LastSigned) -> None:
         """Write ``last`` durably, then adopt it (only then may the signature leave)."""
         kind = "proposal" if isinstance(last.message, Proposal) else "vote"
         record: dict[str, Any] = {
