@@ -37,7 +37,7 @@ from typing import Any
 import httpx
 from rich.console import Console
 
-from medledger.codec import decode
+from medledger.codec import decode, decode_canonical_list
 from medledger.crypto import ScryptParams, SigningKey, verify_rate
 from medledger.ledger import Transaction
 from medledger.node import Genesis, Home, NodeConfig
@@ -87,13 +87,19 @@ def _submit(url: str, batches: list[bytes], queue: Any, go: Any) -> None:
         queue.put("ready")
         go.wait(120)
         for body in batches:
+            pending = body
             for _attempt in range(50):
-                answer = client.post("/v1/txs/batch", content=body,
+                answer = client.post("/v1/txs/batch", content=pending,
                                      headers={"content-type": "application/json"}).json()
-                if all(r["code"] != "mempool_full" for r in answer["results"]):
+                accepted += answer["accepted"]
+                full = next((j for j, r in enumerate(answer["results"])
+                             if r["code"] == "mempool_full"), None)
+                if full is None:
                     break
+                # send again only what the full mempool refused (from the first refusal on)
+                raws = [raw for _, raw in decode_canonical_list(pending) or []]
+                pending = b"[" + b",".join(raws[full:]) + b"]"
                 time.sleep(0.05)
-            accepted += answer["accepted"]
     queue.put(accepted)
 
 

@@ -1,0 +1,59 @@
+"""The bench's client re-sends only what a full mempool refused: every transaction is
+accepted exactly once, none is lost and none is refused as a repeat."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from medledger.cli.bench import _submit
+from medledger.crypto import SigningKey
+from medledger.ledger import Transaction
+from medledger.node import Genesis, NodeConfig
+from tests.nodeproc import NodeProcess, make_home
+
+pytestmark = pytest.mark.processes
+
+
+def test_a_full_mempool_is_waited_out_without_repeats(tmp_path: Path) -> None:
+    home = make_home(tmp_path / "n", block_interval_ms=200)
+    sender = SigningKey.generate()
+    genesis = home.genesis()
+    orgs = [dict(o) for o in genesis.organisations]
+    orgs[0]["admins"] = [*orgs[0]["admins"], sender.public_key.hex()]
+    Genesis(genesis.chain_id, genesis.genesis_time, genesis.validators,
+            tuple(orgs)).save(home.genesis_path)
+    config = home.config()
+    NodeConfig(**{**config.to_dict(), "mempool_max_txs": 300, "max_block_txs": 300,
+                  "peers": config.peers}).save(home.path)
+    txs = [Transaction.create(sender, "proc-chain", "ledger.anchor", n,
+                              {"digest": n.to_bytes(32, "big").hex(), "label": "b"})
+           for n in range(1, 1201)]
+    # 3 batches of 400, each more than the mempool of 300 holds
+    batches = [b"[" + b",".join(t.raw for t in txs[i:i + 400]) + b"]" for i in (0, 400, 800)]
+    node = NodeProcess(home)
+    node.start()
+    try:
+        answers: queue.Queue[object] = queue.Queue()
+        go = threading.Event()
+        go.set()
+        client = threading.Thread(target=_submit, args=(node.url, batches, answers, go))
+        client.start()
+        client.join(120)
+        assert not client.is_alive()
+        assert answers.get_nowait() == "ready"
+        assert answers.get_nowait() == 1200
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            status = httpx.get(f"{node.url}/v1/status").json()
+            if status["total_txs"] >= 1200 and status["mempool_size"] == 0:
+                break
+            time.sleep(0.1)
+        assert status["total_txs"] == 1200
+    finally:
+        node.stop()
