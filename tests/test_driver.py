@@ -109,3 +109,38 @@ def test_a_commit_drops_waiting_transactions_whose_nonce_it_used(tmp_path: Path)
     assert sorted(t.nonce for t in stale) == [3, 5]
     assert anchor(8).tx_id in pool and other.tx_id in pool and len(pool) == 2
     assert pool.pending_nonce(ADMIN.public_key) == 8
+
+
+def test_a_peer_behind_gets_commits_but_one_height_behind_only_when_stuck(
+        tmp_path: Path) -> None:
+    """Block sync answers a ``status``: a peer two heights behind is sent both commits at
+    once; a peer one height behind is usually committing that height from its own votes,
+    so it is sent the commit only once it is still behind ``BEHIND_BY_ONE_S`` later."""
+    from medledger.codec import decode
+    from medledger.node import driver as driver_module
+    from medledger.node.driver import ConsensusDriver
+
+    node = Node(SQLiteStore(tmp_path / "n.db"), GENESIS, KEYS[0], NodeConfig())
+    for nonce in (1, 2):
+        assert node.submit(anchor(nonce)).accepted
+        commit(node)
+    driver = ConsensusDriver(node, None, {}, tmp_path / "tls")
+    sent: list[tuple[bytes, bytes]] = []
+    driver.transport.send = lambda peer, payload: sent.append((peer, payload)) or True  # type: ignore[method-assign]
+    peer = KEYS[1].public_key
+
+    def heights() -> list[int]:
+        return [decode(p)["certificate"]["height"] for _, p in sent]
+
+    driver._committed_at = driver_module.time.monotonic()
+    driver._answer_status(peer, 2)
+    assert sent == []  # level with us
+    driver._answer_status(peer, 1)
+    assert sent == []  # one behind, just now: it will commit height 2 itself
+    driver._answer_status(peer, 0)
+    assert heights() == [1, 2]
+    sent.clear()
+    driver._committed_at -= driver_module.BEHIND_BY_ONE_S
+    driver._answer_status(peer, 1)
+    assert heights() == [2]  # still one behind long after: it is stuck there
+    node.close()

@@ -60,6 +60,10 @@ log = logging.getLogger("medledger.consensus")
 
 STATUS_EVERY_S = 1.0
 SYNC_BLOCKS_PER_ANSWER = 8
+# A peer one height behind is usually still committing that height itself, from the votes
+# it has: it is sent the commit only when it is still behind this long after this node
+# committed (a full block each time would cost more than the block's own execution).
+BEHIND_BY_ONE_S = 2.0
 MAX_FRAME = 64 * 1024 * 1024
 IDLE_BLOCK_S = 30.0
 FETCH_TIMEOUT_S = 2.0
@@ -105,6 +109,7 @@ class ConsensusDriver:
         self._held: list[Any] = []  # events that arrived meanwhile
         self._stopping = False
         self.last_decided_round = 0
+        self._committed_at = time.monotonic()  # when this node last committed a height
 
     def members(self) -> dict[bytes, bytes]:
         """The certificates of the validators of the tip and of the next height."""
@@ -200,6 +205,7 @@ class ConsensusDriver:
             block, record = checked
             committed = await asyncio.to_thread(self._commit_in_thread, block, record,
                                                 decided.certificate)
+            self._committed_at = time.monotonic()
             self.node._notify(committed)
             self._follow_validator_set()
             self.last_decided_round = decided.round
@@ -332,7 +338,12 @@ class ConsensusDriver:
         return data
 
     def _answer_status(self, peer: bytes, height: int) -> None:
-        """A peer behind us gets the commits it misses (a few per answer)."""
+        """A peer behind us gets the commits it misses (a few per answer); one that is a
+        single height behind only once it has had :data:`BEHIND_BY_ONE_S` to commit it."""
+        behind = self.chain.height - height
+        if behind <= 0 or (behind == 1 and
+                           time.monotonic() - self._committed_at < BEHIND_BY_ONE_S):
+            return
         last = min(self.chain.height, height + SYNC_BLOCKS_PER_ANSWER)
         for h in range(height + 1, last + 1):
             found = stored_commit(self.node.store, h)
