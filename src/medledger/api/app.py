@@ -24,6 +24,8 @@ from medledger.codec import CodecError, decode, encode
 from medledger.ledger import MAX_TX_BYTES, TxResult
 from medledger.merkle import log
 from medledger.node import BatchRefused, Node, Submitted
+from medledger.node.sets import certified as certified_block
+from medledger.node.sets import set_changes, set_proof
 from medledger.store import StoredTx
 
 __all__ = ["STATUS_OF_CODE", "ApiError", "create_app"]
@@ -175,14 +177,32 @@ def create_app(node: Node, *, run_producer: bool = True, close_node: bool = Fals
         return {"validators": vs.to_list(), "hash": vs.hash().hex(),
                 "total_power": vs.total_power}
 
+    @app.get("/v1/validators/changes",
+             summary="The heights from which a set changed by governance was in force")
+    async def validator_changes() -> Any:
+        return {"heights": set_changes(node.chain)}
+
+    @app.get("/v1/validators/proof/{height}", responses=_ERRORS,
+             summary="The validator set of a height, proven from the state before it")
+    async def validator_proof(height: int) -> Any:
+        """Header ``height - 1`` with its certificate and the proof of
+        ``validators/pending/<height>`` at its state root: the set of ``height``, or its
+        absence (the set of ``height - 1`` goes on). Heights 2 to the tip + 1."""
+        try:
+            answer = set_proof(node.chain, height)
+        except LookupError as e:  # a damaged store: `medledger verify` says more
+            raise ApiError(500, "integrity", str(e)) from e
+        if answer is None:
+            raise ApiError(404, "not_found", f"no set proof for height {height} (heights 2 "
+                                             f"to {node.chain.height + 1})")
+        return answer
+
     def certified(height: int) -> dict[str, Any]:
-        stored = node.store.get_block(height) if height <= node.chain.height else None
-        if stored is None:
+        answer = certified_block(node.chain, height)
+        if answer is None:
             raise ApiError(404, "not_found", f"no block at height {height} "
                                              f"(the chain is at {node.chain.height})")
-        return {"height": height, "block_hash": stored.block_hash.hex(),
-                "header": decode(stored.header), "certificate": decode(stored.certificate),
-                "last_commit": None if stored.last_commit is None else decode(stored.last_commit)}
+        return answer
 
     @app.get("/v1/blocks/{height}", responses=_ERRORS, summary="A block with its certificate")
     async def block(height: int) -> Any:

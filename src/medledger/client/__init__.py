@@ -5,12 +5,14 @@ from medledger.client.light import (
     VerificationFailed,
     VerifiedState,
     VerifiedTx,
+    follow_sets,
     verify_header,
+    verify_set_change,
     verify_state_answer,
     verify_tx_answer,
 )
 
 __all__ = [
     "ApiRefused", "Client", "Unreachable", "VerificationFailed", "VerifiedState", "VerifiedTx",
-    "verify_header", "verify_state_answer", "verify_tx_answer",
+    "follow_sets", "verify_header", "verify_set_change", "verify_state_answer", "verify_tx_answer",
 ]

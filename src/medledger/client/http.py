@@ -74,6 +74,14 @@ class Client:
     def state(self, key: str) -> dict[str, Any]:
         return self._call("GET", f"/v1/state/{key}")  # type: ignore[no-any-return]
 
+    def validator_changes(self) -> list[int]:
+        """The heights from which a set changed by governance was in force."""
+        return self._call("GET", "/v1/validators/changes")["heights"]  # type: ignore[no-any-return]
+
+    def validator_proof(self, height: int) -> dict[str, Any]:
+        """The proof of the set of ``height`` (see :func:`medledger.client.verify_set_change`)."""
+        return self._call("GET", f"/v1/validators/proof/{height}")  # type: ignore[no-any-return]
+
     def next_nonce(self, sender: bytes) -> int:
         """One more than the sender's last committed nonce."""
         value = self.state(f"nonce/{sender.hex()}")["value"]

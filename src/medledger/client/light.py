@@ -7,6 +7,15 @@ leads to the header's transaction root (and its result's proof to the results ro
 state entry (or its absence) when its sparse Merkle proof leads to the header's state root.
 Nothing here trusts the node that answered.
 
+Validator sets change by governance. A header whose set is not the trusted one is believed
+after following the changes (:func:`follow_sets`): each change at height ``c`` is proven by
+header ``c - 1``, certified by the set already believed, whose state root holds the set of
+``c`` under ``validators/pending/<c>`` (:func:`verify_set_change`). A node that leaves out a
+change cannot make a header believed: the set followed would not be the one the header
+names. Like every light client that skips heights, this one assumes that a set it followed
+kept more than 2/3 of its power honest (old validators could otherwise sign a history of
+their own); ``medledger verify`` on a full copy of the chain needs no such assumption.
+
 Errors::
 
     VerificationFailed     the answer does not check out; ``reason`` says which step failed
@@ -14,6 +23,7 @@ Errors::
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,8 +40,10 @@ from medledger.merkle import log
 from medledger.merkle.sparse import SparseProof
 from medledger.state import verify_state_proof
 
-__all__ = ["VerificationFailed", "VerifiedState", "VerifiedTx", "verify_header",
-           "verify_state_answer", "verify_tx_answer"]
+PENDING_PREFIX = "validators/pending/"
+
+__all__ = ["VerificationFailed", "VerifiedState", "VerifiedTx", "follow_sets",
+           "verify_header", "verify_set_change", "verify_state_answer", "verify_tx_answer"]
 
 
 class VerificationFailed(Exception):
@@ -125,3 +137,48 @@ def verify_state_answer(answer: dict[str, Any], trusted: ValidatorSet, chain_id:
         what = "absence" if value is None else "value"
         raise VerificationFailed(f"the proof of the key's {what} does not lead to the state root")
     return VerifiedState(key, value, header)
+
+
+def verify_set_change(answer: dict[str, Any], trusted: ValidatorSet, chain_id: str
+                      ) -> ValidatorSet:
+    """Check a ``GET /v1/validators/proof/{h}`` answer against ``trusted``, the set of
+    ``h - 1``; return the set of ``h`` (``trusted`` itself when nothing changed at ``h``)."""
+    try:
+        height = answer["height"]
+        if type(height) is not int or height < 2:
+            raise TypeError("the height must be an integer of at least 2")
+        key, value = answer["key"], answer["value"]
+        raw = None if value is None else encode(value)
+        proof = SparseProof.from_dict(answer["proof"])
+    except (KeyError, TypeError, ValueError, CodecError) as e:
+        raise VerificationFailed(f"the validator-set proof is malformed: {e}") from e
+    header = verify_header(answer, trusted)
+    if header.chain_id != chain_id:
+        raise VerificationFailed(f"the header is of chain {header.chain_id!r}, not {chain_id!r}")
+    if header.height != height - 1:
+        raise VerificationFailed(f"the set of height {height} must be proven from header "
+                                 f"{height - 1}, not {header.height}")
+    if key != f"{PENDING_PREFIX}{height:016d}":
+        raise VerificationFailed("the proof is for another key than the set of that height")
+    if not verify_state_proof(header.state_root, key, raw, proof):
+        raise VerificationFailed(f"the proof of the set of height {height} does not lead to "
+                                 "the state root")
+    if value is None:
+        return trusted
+    try:
+        return ValidatorSet.from_list(value)
+    except (TypeError, ValueError, LedgerError) as e:
+        raise VerificationFailed(f"the proven set of height {height} is malformed: {e}") from e
+
+
+def follow_sets(trusted: ValidatorSet, chain_id: str, height: int, changes: Iterable[int],
+                fetch: Callable[[int], dict[str, Any]]) -> ValidatorSet:
+    """The set of ``height``, from ``trusted`` (the set of height 1) through the changes at
+    or below ``height`` (``changes``: heights a node says a set changed at; ``fetch(c)``:
+    its ``GET /v1/validators/proof/{c}`` answer). Each change is checked with
+    :func:`verify_set_change`; the caller then checks the header of ``height`` against the
+    result, which catches a change left out."""
+    current = trusted
+    for change in sorted({c for c in changes if 1 < c <= height}):
+        current = verify_set_change(fetch(change), current, chain_id)
+    return current

@@ -121,6 +121,12 @@ class Store(ABC):
     def iter_values(self) -> Iterator[tuple[str, bytes]]:
         """Every current state entry, in key order."""
 
+    def iter_prefix(self, prefix: str) -> Iterator[tuple[str, bytes]]:
+        """The current state entries whose key starts with ``prefix``, in key order."""
+        for key, value in self.iter_values():
+            if key.startswith(prefix):
+                yield key, value
+
     @abstractmethod
     def get_node(self, node_id: int) -> bytes:
         """A sparse Merkle tree node's bytes; KeyError when absent."""

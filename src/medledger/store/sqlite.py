@@ -263,6 +263,14 @@ class SQLiteStore(Store):
                 yield key, _blob(value)
             rows = cursor.fetchmany(10_000)
 
+    def iter_prefix(self, prefix: str) -> Iterator[tuple[str, bytes]]:
+        # a range of the primary key: every key that starts with prefix sorts in
+        # [prefix, prefix + U+10FFFF)
+        rows = self._all("SELECT key, value FROM state WHERE key >= ? AND key < ? ORDER BY key",
+                         (prefix, prefix + "\U0010ffff"))
+        for key, value in rows:
+            yield key, _blob(value)
+
     def get_node(self, node_id: int) -> bytes:
         number = node_id // PAGE_NODES
         page = self._pages.get(number)
