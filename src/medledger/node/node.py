@@ -113,15 +113,21 @@ class Node:
         self.gossip: Callable[[list[Transaction]], None] | None = None
         #: the consensus driver of a multi-validator chain (None: this node commits alone)
         self.driver: Any = None
-        validators = genesis.validators
+        # the set of the next height: the genesis set, or the one governance made since
+        validators = self.chain.validators
         power = validators.power_of(key.public_key)
-        #: True when this node's own signature is a commit certificate (>2/3 of the power)
-        self.commits_alone = 3 * power > 2 * validators.total_power
+        #: True when this node's own signature is a commit certificate (>2/3 of the power
+        #: of the next height's set)
+        self.commits_alone = self._alone()
         if power == 0:
             log.warning("this node's key is not a validator: it cannot commit blocks")
         elif not self.commits_alone:
             log.warning("this validator holds %d of %d voting power: blocks need the "
                         "consensus of its peers", power, validators.total_power)
+
+    def _alone(self) -> bool:
+        validators = self.chain.validators
+        return 3 * validators.power_of(self.key.public_key) > 2 * validators.total_power
 
     @classmethod
     def open(cls, home: Home, api: str | None = None, verify: bool | None = None) -> Node:
@@ -304,6 +310,14 @@ class Node:
                 committed = await asyncio.to_thread(self._produce)
                 if committed is not None:
                     self._notify(committed)
+                    if not self._alone():
+                        self.commits_alone = False
+                        log.warning("governance changed the validator set: from height %d "
+                                    "blocks need the consensus of %d validators; restart "
+                                    "this node with its peers to take part",
+                                    self.chain.height + 1,
+                                    len(self.chain.validators.validators))
+                        return
             await asyncio.sleep(0)
 
     def stop(self) -> None:
