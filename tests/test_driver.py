@@ -144,3 +144,61 @@ def test_a_peer_behind_gets_commits_but_one_height_behind_only_when_stuck(
     driver._answer_status(peer, 1)
     assert heights() == [2]  # still one behind long after: it is stuck there
     node.close()
+
+
+def test_a_validator_added_with_its_certificate_becomes_a_member(tmp_path: Path) -> None:
+    """A ``validator_add`` may carry the new node's TLS certificate: once the added key is
+    in a set, the transport admits it without anyone editing members.json. A certificate
+    that is not self-signed by the added key is not used."""
+    from medledger.apps import governance
+    from medledger.crypto import SigningKey
+    from medledger.node.driver import ConsensusDriver
+    from medledger.p2p import node_certificate
+
+    node = Node(SQLiteStore(tmp_path / "n.db"), GENESIS, KEYS[0], NodeConfig())
+    good, bad = SigningKey.from_seed(b"\x51" * 32), SigningKey.from_seed(b"\x52" * 32)
+    changes = [  # the second carries a certificate of another key
+        {"public_key": good.public_key.hex(), "power": 10, "name": "v4",
+         "certificate": node_certificate(good).hex()},
+        {"public_key": bad.public_key.hex(), "power": 10, "name": "v5",
+         "certificate": node_certificate(KEYS[3]).hex()},
+    ]
+    proposals = [Transaction.create(KEYS[0], CHAIN, governance.PROPOSE, n + 1, {
+        "kind": "validator_add", "change": change, "effective_height": 4})
+        for n, change in enumerate(changes)]
+    for tx in proposals:
+        assert node.submit(tx).accepted
+    commit(node)
+    for i, key in enumerate(KEYS[1:3]):
+        for nonce, tx in enumerate(proposals, start=1):
+            approve = Transaction.create(key, CHAIN, governance.APPROVE, nonce,
+                                         {"proposal": tx.tx_id.hex()})
+            assert node.submit(approve).accepted, i
+    commit(node)
+    file_certs = {k.public_key: node_certificate(k) for k in KEYS}
+    driver = ConsensusDriver(node, None, lambda: file_certs, tmp_path / "tls")
+    assert sorted(driver.members()) == sorted(file_certs)  # height 3: the old set
+    commit(node)  # the tip is 3: the set of height 4 holds both added keys
+    assert node.chain.validators.power_of(good.public_key) == 10
+    members = driver.members()
+    assert members[good.public_key] == node_certificate(good)
+    assert bad.public_key not in members
+    assert all(members[k] == c for k, c in file_certs.items())
+    node.close()
+
+
+def test_a_certificate_field_must_be_hex(tmp_path: Path) -> None:
+    from medledger.apps import governance
+    from medledger.crypto import SigningKey
+
+    node = Node(SQLiteStore(tmp_path / "n.db"), GENESIS, KEYS[0], NodeConfig())
+    new = SigningKey.from_seed(b"\x53" * 32)
+    for cert, why in [("XYZ", "hex"), ("ab" * (governance.MAX_CERTIFICATE + 1), "at most")]:
+        tx = Transaction.create(KEYS[0], CHAIN, governance.PROPOSE, 1, {
+            "kind": "validator_add", "effective_height": 4,
+            "change": {"public_key": new.public_key.hex(), "power": 10, "name": "v4",
+                       "certificate": cert}})
+        result = node.submit(tx)
+        assert result.code == "malformed" and why in result.message
+    assert len(node.mempool) == 0
+    node.close()

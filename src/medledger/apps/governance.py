@@ -11,6 +11,7 @@ Transaction types::
 ``change`` by kind::
 
     validator_add     {"public_key": hex, "power": int, "name": str}
+                      (+ optional "certificate": the node's TLS certificate, DER hex)
     validator_remove  {"public_key": hex}                  (+ optional "evidence": hash hex)
     validator_power   {"public_key": hex, "power": int}    (+ optional "evidence": hash hex)
     org_admit         {"id", "name", "role", "admins": [hex]}   (a genesis organisation)
@@ -22,6 +23,9 @@ State keys::
     validators/schedule          the heights with a pending set, ascending (absent if none)
     validators/at/<h:016d>       the set that came into force at height h (h > 1), written
                                  by the promotion in block h and never changed after
+    validators/cert/<key hex>    the TLS certificate (DER hex) a validator_add carried; nodes
+                                 take it for that validator's transport identity once they
+                                 have checked it is self-signed by that key
     governance/proposal/<id>     {"id", "kind", "change", "effective_height", "proposer",
                                   "approvals": [key hex, sorted], "status": "open"|"approved",
                                   "height", "approved_height"}
@@ -72,8 +76,8 @@ from medledger.ledger.validators import MAX_POWER
 from medledger.state import StateView
 
 __all__ = [
-    "APPROVE", "EVIDENCE_MAX_AGE", "KINDS", "MAX_TOTAL_POWER", "PROPOSE", "SUBMIT",
-    "begin_block", "evidence_entry", "genesis_writes", "list_evidence", "pending_key",
+    "APPROVE", "EVIDENCE_MAX_AGE", "KINDS", "MAX_CERTIFICATE", "MAX_TOTAL_POWER", "PROPOSE",
+    "SUBMIT", "begin_block", "cert_key", "evidence_entry", "genesis_writes", "list_evidence", "pending_key",
     "promote_pending", "proposal_entry", "proposal_expired", "register", "set_key",
     "validators_at",
 ]
@@ -88,6 +92,12 @@ light client (2**53)."""
 CURRENT = "validators/current"
 SCHEDULE = "validators/schedule"
 EVIDENCE_COUNT = "evidence/count"
+MAX_CERTIFICATE = 2048
+
+
+def cert_key(public_key: bytes) -> str:
+    """The state key of the TLS certificate a ``validator_add`` carried for ``public_key``."""
+    return f"validators/cert/{public_key.hex()}"
 
 
 def pending_key(height: int) -> str:
@@ -172,7 +182,7 @@ def _check_change(kind: str, change: Any) -> None:
         str_field(change, "name", 128)
         return
     shape = {
-        "validator_add": ({"public_key", "power", "name"}, set()),
+        "validator_add": ({"public_key", "power", "name"}, {"certificate"}),
         "validator_remove": ({"public_key"}, {"evidence"}),
         "validator_power": ({"public_key", "power"}, {"evidence"}),
     }[kind]
@@ -184,6 +194,8 @@ def _check_change(kind: str, change: Any) -> None:
         str_field(change, "name", 64)
     if "evidence" in change:
         hex_field(change, "evidence", 32)
+    if "certificate" in change:
+        hex_field(change, "certificate", max_size=MAX_CERTIFICATE)
 
 
 def _propose_stateless(tx: Transaction) -> None:
@@ -237,7 +249,10 @@ def _validator_writes(view: StateView, kind: str, change: dict[str, Any],
             later = ValidatorSet.from_list(view.get(_pending_key(h)))
             writes[_pending_key(h)] = _changed(later, kind, change)
     heights = sorted(set(schedule) | {effective})
-    return {**{k: s.to_list() for k, s in writes.items()}, SCHEDULE: heights}
+    out: dict[str, Any] = {**{k: s.to_list() for k, s in writes.items()}, SCHEDULE: heights}
+    if kind == "validator_add" and "certificate" in change:
+        out[cert_key(bytes.fromhex(change["public_key"]))] = change["certificate"]
+    return out
 
 
 def _org_writes(view: StateView, org: dict[str, Any]) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from medledger.apps import governance
 from medledger.codec import decode_trusted, encode
 from medledger.consensus import (
     Broadcast,
@@ -50,7 +51,7 @@ from medledger.ledger import (
     TxResult,
     Vote,
 )
-from medledger.p2p import P2PError, Transport, decode_message, encode_message
+from medledger.p2p import P2PError, Transport, check_certificate, decode_message, encode_message
 from medledger.p2p.connection import Limits
 from medledger.node.values import BlockValues
 
@@ -112,12 +113,32 @@ class ConsensusDriver:
         self._committed_at = time.monotonic()  # when this node last committed a height
 
     def members(self) -> dict[bytes, bytes]:
-        """The certificates of the validators of the tip and of the next height."""
+        """The certificates of the validators of the tip and of the next height: from the
+        operators' file first, else the one a ``validator_add`` carried (used only once it
+        checks out as self-signed by that validator's key)."""
         source = self._certificates
         certs = source() if callable(source) else source
         keys = {v.public_key for v in self.chain.validators.validators}
         keys.update(v.public_key for v in self.chain.tip_validators.validators)
-        return {key: cert for key, cert in sorted(certs.items()) if key in keys}
+        found = {key: cert for key, cert in certs.items() if key in keys}
+        for key in keys - found.keys():
+            cert = self._certificate_in_state(key)
+            if cert is not None:
+                found[key] = cert
+        return dict(sorted(found.items()))
+
+    def _certificate_in_state(self, key: bytes) -> bytes | None:
+        raw = self.chain.committed_value(governance.cert_key(key))
+        if raw is None:
+            return None
+        try:
+            der = bytes.fromhex(decode_trusted(raw))
+            check_certificate(der, key)
+        except (ValueError, TypeError) as e:  # CertificateError is a ValueError
+            log.warning("the certificate governance holds for validator %s is not usable: %s",
+                        key.hex()[:12], e)
+            return None
+        return der
 
     def _follow_validator_set(self) -> None:
         """After a commit that changed the validator set: reconnect to the new members."""
