@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from medledger.node import ConfigError, Home, NodeConfig
@@ -91,6 +92,7 @@ def test_net_up_status_down(tmp_path: Path) -> None:
         again = medledger("net", "up", "--home", root)  # idempotent: nothing new started
         assert again.returncode == 0 and "pid" not in again.stdout
         pids = [r["pid"] for r in reports]
+        _add_a_validator_by_governance(c, tmp_path / "joiner")
     finally:
         down = medledger("net", "down", "--home", root)
     assert down.returncode == 0, down.stderr
@@ -99,6 +101,45 @@ def test_net_up_status_down(tmp_path: Path) -> None:
         assert not _alive(pid)
     after = json.loads(medledger("net", "status", "--home", root, "--json").stdout)
     assert all(r["pid"] is None and not r["running"] for r in after)
+
+
+def _add_a_validator_by_governance(c: Consortium, joiner_home: Path) -> None:
+    """A new node's operator prints its identity; node0 proposes adding it with its
+    certificate, node1 and node2 approve (30 of 40 power), and the set scheduled for the
+    effective height holds it, with the certificate every transport will admit it by."""
+    joiner = Consortium.init(joiner_home, "net-chain", 1, kdf_params=FAST_KDF,
+                             ports=[(free_port(), free_port())]).nodes[0]
+    shown = medledger("governance", "identity", "--home", str(joiner.home))
+    assert shown.returncode == 0, shown.stderr
+    ident = json.loads(shown.stdout)
+    assert ident["node_key"] == joiner.key.hex()
+    change = json.dumps({"certificate": ident["certificate"], "name": "joiner",
+                         "power": 10, "public_key": ident["node_key"]},
+                        separators=(",", ":"), sort_keys=True)
+    proposed = medledger("governance", "propose", "validator_add", change,
+                         "--home", str(c.nodes[0].home))
+    assert proposed.returncode == 0, proposed.stdout + proposed.stderr
+    proposal = json.loads(proposed.stdout)
+    for node in c.nodes[1:3]:
+        approved = medledger("governance", "approve", proposal["proposal"],
+                             "--home", str(node.home))
+        assert approved.returncode == 0, approved.stdout + approved.stderr
+    assert json.loads(approved.stdout)["status"] == "approved"
+    again = medledger("governance", "approve", proposal["proposal"],
+                      "--home", str(c.nodes[3].home))
+    assert again.returncode == 1 and "already approved" in again.stderr
+    shown = medledger("governance", "show", proposal["proposal"], "--home",
+                      str(c.nodes[0].home))
+    assert json.loads(shown.stdout)["kind"] == "validator_add"
+    pending = httpx.get(f"http://{c.nodes[0].api}/v1/state/validators/pending/"
+                        f"{proposal['effective_height']:016d}").json()["value"]
+    assert joiner.key.hex() in {v["public_key"] for v in pending}
+    cert = httpx.get(f"http://{c.nodes[0].api}/v1/state/validators/cert/{joiner.key.hex()}")
+    assert cert.json()["value"] == ident["certificate"]
+    wrong = medledger("governance", "propose", "validator_add", "{not json",
+                      "--home", str(c.nodes[0].home))
+    assert wrong.returncode == 1 and "canonical JSON" in wrong.stderr
+    assert "Traceback" not in wrong.stderr
 
 
 def _alive(pid: int) -> bool:

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from medledger.cli.errors import err, friendly
+from medledger.cli.gov import gov_app
 from medledger.cli.net import net_app
 from medledger.client import (
     Client,
@@ -37,6 +38,7 @@ app.add_typer(anchor_app, name="anchor")
 app.add_typer(tx_app, name="tx")
 app.add_typer(state_app, name="state")
 app.add_typer(net_app, name="net")
+app.add_typer(gov_app, name="governance")
 out = Console(soft_wrap=True)
 
 HomeOpt = Annotated[Path, typer.Option("--home", help="The node's home directory.")]
