@@ -9,7 +9,7 @@ import pytest
 
 from medledger.consensus import (
     Broadcast, CommitMsg, Decide, Effect, Evidence, Machine, MemorySigner, ProposalMsg,
-    ScheduleTimeout, Start, TimeoutConfig, TimeoutEvent, VoteMsg, proposer,
+    ScheduleTimeout, Start, TimeoutConfig, TimeoutEvent, VoteMsg, height_of, proposer,
 )
 from medledger.crypto import SigningKey
 from medledger.ledger import (
@@ -285,3 +285,79 @@ def test_future_messages_are_replayed_at_the_next_height() -> None:
     assert m.height == 2 and m.votes.get(0, PREVOTE).has_two_thirds_for(None)
     out = m.handle(TimeoutEvent(2, 0, "propose"), 2500)  # prevote nil, then lines 44-46
     assert my_votes(out, PREVOTE) == [None] and my_votes(out, PRECOMMIT) == [None]
+
+
+# --- bounded memory for rounds ahead ------------------------------------------------------
+def test_one_validator_cannot_fill_rounds_ahead() -> None:
+    """A faulty validator voting in a thousand future rounds is kept in at most
+    MAX_FUTURE_ROUNDS of them, its highest; two correct validators' votes of a later round
+    still make the node skip to it (f+1, lines 55-56)."""
+    from medledger.consensus.votes import MAX_FUTURE_ROUNDS
+
+    m = machine()
+    m.handle(Start(), 0)
+    faulty, correct = OTHERS[0], OTHERS[1:]
+    feed(m, [v for r in range(1, 1001) for v in votes(PREVOTE, r, None, [faulty])])
+    assert m.votes.rounds() == [0, *range(1001 - MAX_FUTURE_ROUNDS, 1001)]  # nothing else
+    assert m.round == 0  # one validator is not f+1
+    feed(m, votes(PREVOTE, 3, None, [faulty]))  # below the rounds kept for it: not kept
+    assert not m.votes.get(3, PREVOTE).voters()
+    feed(m, votes(PREVOTE, 50, None, correct))
+    assert m.round == 50
+
+
+def test_a_validators_latest_rounds_ahead_are_kept() -> None:
+    """Two correct validators first heard in different rounds ahead (48 and 51): as they
+    move on, their latest votes come to share a round, and the node skips to it."""
+    m = machine()
+    m.handle(Start(), 0)
+    a, b = OTHERS[1], OTHERS[2]
+    feed(m, votes(PREVOTE, 48, None, [a]) + votes(PREVOTE, 49, None, [a]))
+    feed(m, votes(PREVOTE, 51, None, [b]) + votes(PRECOMMIT, 52, None, [b]))
+    assert m.round == 0  # no round with both
+    feed(m, votes(PREVOTE, 50, None, [a]))  # a moves on: its round 48 is dropped
+    assert m.round == 0 and not m.votes.get(48, PREVOTE).voters()
+    feed(m, votes(PREVOTE, 52, None, [a]))
+    assert m.round == 52
+    assert m.votes.get(52, PRECOMMIT).power_for(None) == 1
+
+
+def test_refused_votes_leave_nothing_behind() -> None:
+    from dataclasses import replace
+
+    m = machine()
+    m.handle(Start(), 0)
+    real = votes(PREVOTE, 7, None, OTHERS[:1])[0].vote
+    for r in range(1, 200):  # signatures that do not verify, each for a new round
+        m.handle(VoteMsg(replace(real, round=r, signature=bytes(64))), 0)
+    assert m.votes.rounds() == [0]  # its own round's, made when it looked
+
+
+def test_far_ahead_proposals_are_not_kept() -> None:
+    from medledger.consensus.proposals import MAX_PROPOSAL_ROUNDS_AHEAD
+
+    m = machine()
+    m.handle(Start(), 0)
+    for r in range(1, 40):
+        m.handle(proposal(r, f"block-r{r}".encode()), 0)
+    assert m.proposals.rounds() == list(range(1, 1 + MAX_PROPOSAL_ROUNDS_AHEAD))
+
+
+def test_messages_for_later_heights_are_bounded() -> None:
+    """Kept for later: the next height's votes, its proposals of the first rounds, and at
+    most MAX_FUTURE_BLOCKS messages that carry a block; the rest is dropped."""
+    from medledger.consensus.machine import MAX_FUTURE_BLOCKS
+    from medledger.consensus.proposals import MAX_PROPOSAL_ROUNDS_AHEAD
+
+    m = machine()
+    m.handle(Start(), 0)
+    feed(m, votes(PREVOTE, 0, None, OTHERS, height=3))  # two heights ahead: dropped
+    feed(m, [proposal(MAX_PROPOSAL_ROUNDS_AHEAD + 1, b"late", height=2)])  # far round
+    assert m._future == []
+    feed(m, votes(PREVOTE, 0, None, OTHERS, height=2))
+    flood = [proposal(r % (MAX_PROPOSAL_ROUNDS_AHEAD + 1), f"b{r}".encode(), height=2)
+             for r in range(3 * MAX_FUTURE_BLOCKS)]
+    feed(m, flood)
+    kept = m._future
+    assert len(kept) == len(OTHERS) + MAX_FUTURE_BLOCKS
+    assert all(height_of(e) == 2 for e in kept)

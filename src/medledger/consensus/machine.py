@@ -14,16 +14,18 @@ from medledger.consensus.events import (
     Event, Evidence, ProposalMsg, ScheduleTimeout, Start, TimeoutConfig, TimeoutEvent,
     ValueSource, VoteMsg, height_of, round_of,
 )
-from medledger.consensus.proposals import Proposals
+from medledger.consensus.proposals import MAX_PROPOSAL_ROUNDS_AHEAD, Proposals
 from medledger.consensus.proposer import proposer
 from medledger.consensus.signer import Signer
 from medledger.consensus.votes import HeightVotes
 from medledger.ledger import PRECOMMIT, PREVOTE, Certificate, IntegrityError, ValidatorSet
 
-__all__ = ["MAX_FUTURE_MESSAGES", "Machine"]
+__all__ = ["MAX_FUTURE_BLOCKS", "MAX_FUTURE_MESSAGES", "Machine"]
 
 #: Messages kept for later heights (replayed after moving height); more are dropped.
 MAX_FUTURE_MESSAGES = 1024
+#: Of those, messages that carry a block (proposals and commits): a block may be large.
+MAX_FUTURE_BLOCKS = 16
 
 
 class Machine:
@@ -106,15 +108,30 @@ class Machine:
     def _route(self, event: Event) -> bool:
         """True if ``event`` is for this height; buffer later heights, drop older ones."""
         height = height_of(event)
-        if height > self.height and len(self._future) < MAX_FUTURE_MESSAGES:
+        if height > self.height and self._keep_for_later(event, height):
             self._future.append(event)
         return height == self.height and self.decision is None
 
+    def _keep_for_later(self, event: Event, height: int) -> bool:
+        """Bounded: votes and proposals of the next height only (a node further behind
+        catches up by commits), proposals of its first rounds only (it starts at round 0),
+        at most :data:`MAX_FUTURE_BLOCKS` messages with a block, :data:`MAX_FUTURE_MESSAGES`
+        in all."""
+        if len(self._future) >= MAX_FUTURE_MESSAGES:
+            return False
+        if isinstance(event, CommitMsg | ProposalMsg):
+            if isinstance(event, ProposalMsg) and (
+                    height > self.height + 1 or event.proposal.round > MAX_PROPOSAL_ROUNDS_AHEAD):
+                return False
+            blocks = sum(isinstance(e, CommitMsg | ProposalMsg) for e in self._future)
+            return blocks < MAX_FUTURE_BLOCKS
+        return height == self.height + 1
+
     def _on_message(self, event: Event, out: list[Effect]) -> None:
         if isinstance(event, ProposalMsg):
-            self.proposals.add(event)
+            self.proposals.add(event, self.round)
         elif isinstance(event, VoteMsg):
-            result = self.votes.add(event.vote, event.verified)
+            result = self.votes.add(event.vote, event.verified, self.round)
             if result.evidence is not None:
                 out.append(Evidence(result.evidence))
         elif isinstance(event, CommitMsg):

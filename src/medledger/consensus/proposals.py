@@ -4,7 +4,9 @@ A proposal is kept if it comes from the proposer of its round, names the hash of
 it carries, and its signature verifies (unless the driver already checked it). An
 equivocating proposer may sign several proposals for one round: up to
 :data:`MAX_PROPOSALS_PER_ROUND` are kept, in arrival order, so that a quorum formed on any
-of them can still be acted on (lines 36 and 49 of the paper).
+of them can still be acted on (lines 36 and 49 of the paper). Proposals for rounds more
+than :data:`MAX_PROPOSAL_ROUNDS_AHEAD` above the node's own are not kept: a proposer
+re-sends its proposal while its round lasts, so the node gets it again once it is there.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from medledger.consensus.events import ProposalMsg, ValueSource
 from medledger.consensus.proposer import proposer
 from medledger.ledger import Proposal, ValidatorSet
 
-__all__ = ["MAX_PROPOSALS_PER_ROUND", "Proposals"]
+__all__ = ["MAX_PROPOSALS_PER_ROUND", "MAX_PROPOSAL_ROUNDS_AHEAD", "Proposals"]
 
 #: Distinct proposals kept per round (an equivocating proposer may sign many).
 MAX_PROPOSALS_PER_ROUND = 4
+#: How far above the node's round a proposal is kept.
+MAX_PROPOSAL_ROUNDS_AHEAD = 2
 
 
 class Proposals:
@@ -32,10 +36,13 @@ class Proposals:
         self._blocks: dict[bytes, bytes] = {}
         self._valid: dict[bytes, bool] = {}
 
-    def add(self, msg: ProposalMsg) -> bool:
-        """Keep ``msg`` if it is acceptable (see the module docstring); True if kept."""
+    def add(self, msg: ProposalMsg, current_round: int | None = None) -> bool:
+        """Keep ``msg`` if it is acceptable (see the module docstring); True if kept.
+        ``current_round``: the node's round, against which far-ahead proposals are dropped."""
         p = msg.proposal
         if p.height != self.height or p.proposer != proposer(self.validators, p.height, p.round):
+            return False
+        if current_round is not None and p.round > current_round + MAX_PROPOSAL_ROUNDS_AHEAD:
             return False
         kept = self._by_round.setdefault(p.round, [])
         if p in kept or len(kept) >= MAX_PROPOSALS_PER_ROUND:

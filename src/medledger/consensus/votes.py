@@ -10,6 +10,13 @@ quorums of more than 2/3 share more than 1/3 of the power, so some correct valid
 which signs one value only -- is in both. It keeps liveness too: whichever of an
 equivocator's votes reached a node first, the node can still check a quorum that another
 correct node formed with the other one. "2/3+ any" counts each validator once.
+
+Rounds ahead of the node's own are bounded per validator: a validator's votes are kept in
+at most :data:`MAX_FUTURE_ROUNDS` rounds above the node's current round, its highest ones
+(a vote for a higher round drops its votes of the lowest), so a faulty validator cannot make
+a node keep votes for unboundedly many rounds. Correct validators that hear each other are
+at most a round apart, so their latest votes still share a round with f+1 power and the node
+skips to it (lines 55-56).
 """
 
 from __future__ import annotations
@@ -24,12 +31,14 @@ from medledger.ledger import (
     Vote,
 )
 
-__all__ = ["MAX_VALUES_PER_VALIDATOR", "AddResult", "HeightVotes", "VoteSet",
+__all__ = ["MAX_FUTURE_ROUNDS", "MAX_VALUES_PER_VALIDATOR", "AddResult", "HeightVotes", "VoteSet",
            "more_than_one_third", "more_than_two_thirds"]
 
 
 #: Distinct values counted for one validator in one vote set (an equivocator may sign many).
 MAX_VALUES_PER_VALIDATOR = 3
+#: Distinct rounds above the node's own in which one validator's votes are counted.
+MAX_FUTURE_ROUNDS = 2
 
 
 def more_than_two_thirds(power: int, total: int) -> bool:
@@ -88,6 +97,18 @@ class VoteSet:
             return AddResult(True)
         return AddResult(True, self._conflict(earlier[0], vote), reason="equivocation")
 
+    def drop(self, validator: bytes) -> None:
+        """Forget ``validator``'s votes here (a round ahead that it has moved past)."""
+        votes = self._by_validator.pop(validator, [])
+        if not votes:
+            return
+        power = self.validators.power_of(validator)
+        self._any_power -= power
+        for vote in votes:
+            self._power[vote.block_hash] -= power
+            if not self._power[vote.block_hash]:
+                del self._power[vote.block_hash]
+
     def _conflict(self, earlier: Vote, vote: Vote) -> DuplicateVoteEvidence | None:
         key = (vote.validator, vote.block_hash)
         if key in self._reported:
@@ -136,6 +157,7 @@ class HeightVotes:
         self.validators = validators
         self.height = height
         self._sets: dict[tuple[int, str], VoteSet] = {}
+        self._ahead: dict[bytes, set[int]] = {}  # validator -> rounds it voted in, once ahead
 
     def get(self, round_: int, type_: str) -> VoteSet:
         """The vote set of (round, type), empty if nothing arrived yet."""
@@ -146,11 +168,47 @@ class HeightVotes:
             self._sets[key] = found
         return found
 
-    def add(self, vote: Vote, verified: bool = False) -> AddResult:
-        """Add ``vote`` to the set of its round and type."""
+    def add(self, vote: Vote, verified: bool = False, current_round: int | None = None
+            ) -> AddResult:
+        """Add ``vote`` to the set of its round and type. With ``current_round`` (the node's
+        round), a vote for a later round is counted only while its validator has votes in
+        fewer than :data:`MAX_FUTURE_ROUNDS` other rounds above ``current_round``."""
         if vote.height != self.height:
             return AddResult(False, reason="wrong height")
-        return self.get(vote.round, vote.type).add(vote, verified)
+        if current_round is None or vote.round <= current_round:
+            return self._add(vote, verified)
+        ahead = {r for r in self._ahead.get(vote.validator, ()) if r > current_round}
+        if vote.round not in ahead and len(ahead) >= MAX_FUTURE_ROUNDS:
+            if vote.round < min(ahead):
+                return AddResult(False, reason="older than the rounds ahead kept for it")
+            if not verified and not vote.signature_valid(self.chain_id):
+                return AddResult(False, reason="bad signature")
+            lowest = min(ahead)
+            ahead.discard(lowest)
+            for type_ in (PREVOTE, PRECOMMIT):
+                found = self._sets.get((lowest, type_))
+                if found is not None:
+                    found.drop(vote.validator)
+                    if not found.voters():
+                        del self._sets[(lowest, type_)]
+            verified = True
+        result = self._add(vote, verified)
+        if result.added:
+            ahead.add(vote.round)
+            self._ahead[vote.validator] = ahead
+        return result
+
+    def _add(self, vote: Vote, verified: bool) -> AddResult:
+        """Add to the set of the vote's round and type, made only if the vote counts (a
+        refused vote leaves nothing behind)."""
+        key = (vote.round, vote.type)
+        existing = self._sets.get(key)
+        target = existing if existing is not None else VoteSet(
+            self.chain_id, self.validators, self.height, vote.round, vote.type)
+        result = target.add(vote, verified)
+        if result.added and existing is None:
+            self._sets[key] = target
+        return result
 
     def round_power(self, round_: int) -> int:
         """The power of the distinct validators with any vote in ``round_``."""

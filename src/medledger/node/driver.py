@@ -27,6 +27,7 @@ from typing import Any
 
 from medledger.apps import governance
 from medledger.codec import decode_trusted, encode
+from medledger.consensus.proposals import MAX_PROPOSAL_ROUNDS_AHEAD
 from medledger.consensus import (
     Broadcast,
     CommitMsg,
@@ -306,6 +307,9 @@ class ConsensusDriver:
         the machine while it names transactions this node lacks: the machine would take
         "not here yet" for "invalid" for the rest of the height."""
         nxt = self.chain.height + 1
+        if proposal.height > nxt + 1 or (proposal.height > nxt and
+                                         proposal.round > MAX_PROPOSAL_ROUNDS_AHEAD):
+            return  # the machine would not keep it (a commit will bring that height)
         if proposal.height > nxt:  # kept by the machine for later: give it the full block
             try:
                 block = self.values.expand(block_dict)
