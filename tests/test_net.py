@@ -113,9 +113,8 @@ def _add_a_validator_by_governance(c: Consortium, joiner_home: Path) -> None:
     assert shown.returncode == 0, shown.stderr
     ident = json.loads(shown.stdout)
     assert ident["node_key"] == joiner.key.hex()
-    change = json.dumps({"certificate": ident["certificate"], "name": "joiner",
-                         "power": 10, "public_key": ident["node_key"]},
-                        separators=(",", ":"), sort_keys=True)
+    change = json.dumps({"public_key": ident["node_key"], "power": 10, "name": "joiner",
+                         "certificate": ident["certificate"]})  # any JSON spacing and order
     proposed = medledger("governance", "propose", "validator_add", change,
                          "--home", str(c.nodes[0].home))
     assert proposed.returncode == 0, proposed.stdout + proposed.stderr
@@ -138,8 +137,11 @@ def _add_a_validator_by_governance(c: Consortium, joiner_home: Path) -> None:
     assert cert.json()["value"] == ident["certificate"]
     wrong = medledger("governance", "propose", "validator_add", "{not json",
                       "--home", str(c.nodes[0].home))
-    assert wrong.returncode == 1 and "canonical JSON" in wrong.stderr
-    assert "Traceback" not in wrong.stderr
+    assert wrong.returncode == 1 and "JSON object" in wrong.stderr
+    floats = medledger("governance", "propose", "validator_power", '{"power": 1.5}',
+                       "--home", str(c.nodes[0].home))
+    assert floats.returncode == 1 and "JSON object the ledger can carry" in floats.stderr
+    assert "Traceback" not in wrong.stderr + floats.stderr
 
 
 def _alive(pid: int) -> bool:

@@ -17,7 +17,7 @@ from rich.console import Console
 from medledger.apps import governance
 from medledger.cli.errors import err, friendly
 from medledger.client import ApiRefused, Client
-from medledger.codec import CodecError, decode
+from medledger.codec import CodecError, encode
 from medledger.ledger import Transaction
 from medledger.node import ConfigError, Home
 from medledger.p2p import node_certificate
@@ -88,9 +88,12 @@ def propose(
     if kind not in governance.KINDS:
         raise ConfigError(f"kind must be one of {', '.join(governance.KINDS)}")
     try:
-        parsed = decode(change.encode())
-    except CodecError as e:
-        raise ConfigError(f"CHANGE is not canonical JSON: {e}") from None
+        parsed = json.loads(change)
+        encode(parsed)  # what the transaction will carry: integers and strings only
+    except (ValueError, CodecError) as e:
+        raise ConfigError(f"CHANGE is not a JSON object the ledger can carry: {e}") from None
+    if not isinstance(parsed, dict):
+        raise ConfigError("CHANGE must be a JSON object")
     if effective_height is None:
         with _client(api, home) as client:
             effective_height = int(client.status()["height"]) + AHEAD
