@@ -202,3 +202,34 @@ def test_a_certificate_field_must_be_hex(tmp_path: Path) -> None:
         assert result.code == "malformed" and why in result.message
     assert len(node.mempool) == 0
     node.close()
+
+
+def test_a_node_catching_up_asks_for_the_next_commits_at_once(tmp_path: Path) -> None:
+    """Block sync: a node two or more heights behind its most advanced peer asks that peer
+    for the next commits as soon as it has applied those it asked for (not at the next
+    status round a second later); one height behind is ordinary consensus."""
+    import asyncio
+
+    from medledger.codec import decode
+    from medledger.node.driver import SYNC_BLOCKS_PER_ANSWER, ConsensusDriver
+
+    node = Node(SQLiteStore(tmp_path / "n.db"), GENESIS, KEYS[0], NodeConfig())
+    driver = ConsensusDriver(node, None, {}, tmp_path / "tls")
+    sent: list[tuple[bytes, dict]] = []  # type: ignore[type-arg]
+    driver.transport.send = lambda peer, payload: sent.append((peer, decode(payload))) or True  # type: ignore[method-assign]
+    near, far = KEYS[1].public_key, KEYS[2].public_key
+    for peer, height in ((near, 3), (far, 20)):
+        asyncio.run(driver._on_message(peer, "status", {"height": height}))
+    assert sent == []  # both are ahead of it: nothing to answer
+    driver._ask_for_more()
+    assert sent == [(far, {"kind": "status", "height": 0})]
+    driver._ask_for_more()  # the commits asked for are not applied yet
+    assert len(sent) == 1
+    for nonce in range(1, SYNC_BLOCKS_PER_ANSWER + 1):
+        assert node.submit(anchor(nonce)).accepted
+        commit(node)
+    driver._ask_for_more()
+    assert sent[-1] == (far, {"kind": "status", "height": SYNC_BLOCKS_PER_ANSWER})
+    driver._peer_heights = {far: node.chain.height + 1}
+    assert driver._catching_up() is None  # one behind: consensus brings it
+    node.close()
