@@ -284,8 +284,10 @@ def test_more_than_two_thirds_means_strictly_more(powers: tuple[int, int], statu
 
 
 def test_total_power_is_bounded() -> None:
-    big = [Validator(i.to_bytes(32, "big"), 2**40, f"b{i}") for i in range(1, 1024)]
-    current = ValidatorSet.of([*big, Validator(V[0].public_key, 2**40, "v0")])
+    """A set of more total power than the proposer schedule covers would halt the chain at
+    the height it came into force: the change is refused instead."""
+    big = Validator(b"\x01" * 32, governance.MAX_TOTAL_POWER - 10, "big")
+    current = ValidatorSet.of([big, Validator(V[0].public_key, 10, "v0")])
     assert current.total_power == governance.MAX_TOTAL_POWER
     view = Overlay(ReadOnly({"validators/current": encode(current.to_list())}.get))
     t = Transaction.create(V[0], CHAIN, governance.PROPOSE, 1,
@@ -471,3 +473,15 @@ def test_governance_acts_on_evidence(node: Node) -> None:
         assert run(node, n.tx(k, governance.APPROVE, approve(t.tx_id.hex()))) == "ok"
     assert governance.validators_at(node.chain.view(), 10).power_of(V[3].public_key) == 1
     assert governance.validators_at(node.chain.view(), 9).power_of(V[3].public_key) == 10
+
+
+def test_a_genesis_beyond_the_total_power_bound_is_refused() -> None:
+    from medledger.node import Genesis, GenesisError
+
+    data = {"chain_id": CHAIN, "genesis_time": START, "organisations": [], "validators": [
+        {"name": f"v{i}", "power": governance.MAX_TOTAL_POWER // 2 + 1,
+         "public_key": k.public_key.hex()} for i, k in enumerate(V[:2])]}
+    with pytest.raises(GenesisError, match="total power"):
+        Genesis.from_dict(data)
+    data["validators"][0]["power"] = 1
+    assert Genesis.from_dict(data).validators.total_power <= governance.MAX_TOTAL_POWER

@@ -72,7 +72,7 @@ from medledger.ledger import (
     Validator,
     ValidatorSet,
 )
-from medledger.ledger.validators import MAX_POWER
+from medledger.ledger.validators import MAX_POWER, MAX_TOTAL_POWER
 from medledger.state import StateView
 
 __all__ = [
@@ -85,9 +85,6 @@ __all__ = [
 PROPOSE, APPROVE, SUBMIT = "governance.propose", "governance.approve", "evidence.submit"
 KINDS = ("validator_add", "validator_remove", "validator_power", "org_admit")
 EVIDENCE_MAX_AGE = 100_000
-MAX_TOTAL_POWER = 2**50
-"""Total power stays below 2**50 so that 3 x total is an exact integer in a JavaScript
-light client (2**53)."""
 
 CURRENT = "validators/current"
 SCHEDULE = "validators/schedule"

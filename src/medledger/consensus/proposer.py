@@ -18,11 +18,13 @@ from __future__ import annotations
 from functools import lru_cache
 
 from medledger.ledger import ValidatorSet
+from medledger.ledger.validators import MAX_TOTAL_POWER
 
 __all__ = ["MAX_SCHEDULE", "proposer", "schedule"]
 
-#: The longest schedule computed in full (total power); larger sets are refused.
-MAX_SCHEDULE = 1_000_000
+#: The longest schedule computed in full: the most total power a set may hold (genesis and
+#: governance refuse more).
+MAX_SCHEDULE = MAX_TOTAL_POWER
 
 
 @lru_cache(maxsize=64)

@@ -9,10 +9,15 @@ from medledger.codec import Tag, encode, tagged_hash
 from medledger.ledger.errors import MalformedError
 from medledger.ledger.fields import read_bytes, read_int, read_str, require_keys
 
-__all__ = ["Validator", "ValidatorSet"]
+__all__ = ["MAX_POWER", "MAX_TOTAL_POWER", "Validator", "ValidatorSet"]
 
 _FIELDS = frozenset({"name", "power", "public_key"})
-MAX_POWER = 2**40
+MAX_TOTAL_POWER = 1_000_000
+"""The most voting power a validator set may hold in all. Consensus computes one full
+period of the weighted round-robin proposer schedule, ``total_power`` steps long
+(``consensus/proposer.py``); consortium sets hold tens to thousands."""
+MAX_POWER = MAX_TOTAL_POWER
+"""The most voting power one validator may hold."""
 
 
 @dataclass(frozen=True, slots=True)

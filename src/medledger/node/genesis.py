@@ -14,6 +14,7 @@ from typing import Any
 from medledger.apps import governance, identity
 from medledger.codec import CodecError, Tag, decode, encode, tagged_hash
 from medledger.ledger import CHAIN_ID, LedgerError, ValidatorSet
+from medledger.ledger.validators import MAX_TOTAL_POWER
 
 __all__ = ["Genesis", "GenesisError"]
 
@@ -58,6 +59,9 @@ class Genesis:
             identity.genesis_writes(orgs)
         except (LedgerError, ValueError) as e:
             raise GenesisError(str(e)) from e
+        if validators.total_power > MAX_TOTAL_POWER:
+            raise GenesisError(f"the validators' total power {validators.total_power} exceeds "
+                               f"{MAX_TOTAL_POWER}")
         return cls(chain_id, data["genesis_time"], validators, tuple(orgs))
 
     def encode(self) -> bytes:
