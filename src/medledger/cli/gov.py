@@ -103,31 +103,31 @@ def propose(
                                "effective_height": effective_height}))
 
 
+ProposalArg = Annotated[str, typer.Argument(help="The proposal id (64 hex).")]
+
+
+def _stored(api: str | None, home: Path, proposal: str) -> dict[str, Any] | None:
+    with _client(api, home) as client:
+        return client.state(f"governance/proposal/{proposal.lower()}")["value"]  # type: ignore[no-any-return]
+
+
 @gov_app.command("approve")
 @friendly
-def approve(
-    proposal: Annotated[str, typer.Argument(help="The proposal id (64 hex).")],
-    home: HomeOpt = Path(".medledger/node"),
-    api: ApiOpt = None,
-) -> None:
+def approve(proposal: ProposalArg, home: HomeOpt = Path(".medledger/node"),
+            api: ApiOpt = None) -> None:
     """Approve a proposal, signed by this validator; print its status afterwards."""
     done = _submit(home, api, governance.APPROVE, {"proposal": proposal.lower()})
-    with _client(api, home) as client:
-        entry = client.state(f"governance/proposal/{proposal.lower()}")["value"]
+    entry = _stored(api, home, proposal)
     out.print_json(json.dumps({"approved_in": done["height"],
                                "status": entry["status"] if entry else None}))
 
 
 @gov_app.command("show")
 @friendly
-def show(
-    proposal: Annotated[str, typer.Argument(help="The proposal id (64 hex).")],
-    home: HomeOpt = Path(".medledger/node"),
-    api: ApiOpt = None,
-) -> None:
+def show(proposal: ProposalArg, home: HomeOpt = Path(".medledger/node"),
+         api: ApiOpt = None) -> None:
     """Print a proposal as stored: kind, change, approvals, status."""
-    with _client(api, home) as client:
-        entry = client.state(f"governance/proposal/{proposal.lower()}")["value"]
+    entry = _stored(api, home, proposal)
     if entry is None:
         err.print(f"[bold red]error:[/] no proposal {proposal}", highlight=False)
         raise typer.Exit(1)
