@@ -27,7 +27,6 @@ from typing import Any
 
 from medledger.apps import governance
 from medledger.codec import decode_trusted, encode
-from medledger.consensus.proposals import MAX_PROPOSAL_ROUNDS_AHEAD
 from medledger.consensus import (
     Broadcast,
     CommitMsg,
@@ -43,6 +42,7 @@ from medledger.consensus import (
     VoteMsg,
     height_of,
 )
+from medledger.consensus.proposals import MAX_PROPOSAL_ROUNDS_AHEAD
 from medledger.ledger import (
     Block,
     Certificate,
