@@ -50,20 +50,26 @@ class Submitted:
 
 
 def _driver(node: Node, home: Home) -> Any:
-    """The consensus driver of a node of a multi-validator chain (members from
-    ``HOME/members.json``; the signer's state in ``HOME/data/privval.json``)."""
+    """The consensus driver of a node of a multi-validator chain (members' certificates
+    from ``HOME/members.json`` if there is one, and from ``validator_add`` changes; the
+    signer's state in ``HOME/data/privval.json``)."""
     from medledger.codec import decode
     from medledger.node.driver import ConsensusDriver
     from medledger.node.privval import FileSigner
 
     path = home.path / "members.json"
-    if not path.exists():
-        raise ConfigError(f"{path} not found: a node of a multi-validator chain needs the "
-                          "members' node certificates")
 
     def certificates() -> dict[bytes, bytes]:
-        """Node certificates by key, from members.json (re-read when the set changes)."""
-        return {bytes.fromhex(k): bytes.fromhex(v) for k, v in decode(path.read_bytes()).items()}
+        """Node certificates by key, from members.json (re-read when the set changes); none
+        when there is no such file (those that ``validator_add`` changes carried serve)."""
+        if not path.exists():
+            return {}
+        try:
+            found = decode(path.read_bytes())
+            return {bytes.fromhex(k): bytes.fromhex(v) for k, v in found.items()}
+        except (ValueError, TypeError, AttributeError) as e:  # CodecError is a ValueError
+            raise ConfigError(f"{path}: not a JSON object of key hex -> certificate hex "
+                              f"({e})") from e
 
     certificates()  # a malformed file stops the start, with the reason
     # always a signer: a key that gains power by governance votes from then on (others
@@ -113,6 +119,7 @@ class Node:
         self.gossip: Callable[[list[Transaction]], None] | None = None
         #: the consensus driver of a multi-validator chain (None: this node commits alone)
         self.driver: Any = None
+        self._home: Home | None = None  # set by open(): where a driver finds its files
         # the set of the next height: the genesis set, or the one governance made since
         validators = self.chain.validators
         power = validators.power_of(key.public_key)
@@ -138,6 +145,7 @@ class Node:
         if config.verify_on_start if verify is None else verify:
             verify_store(store, genesis, signatures=False)
         node = cls(store, genesis, home.validator_key(), config)
+        node._home = home
         if not node.commits_alone:
             node.driver = _driver(node, home)
         return node
@@ -311,14 +319,23 @@ class Node:
                 if committed is not None:
                     self._notify(committed)
                     if not self._alone():
-                        self.commits_alone = False
-                        log.warning("governance changed the validator set: from height %d "
-                                    "blocks need the consensus of %d validators; restart "
-                                    "this node with its peers to take part",
-                                    self.chain.height + 1,
-                                    len(self.chain.validators.validators))
+                        await self._join_consensus()
                         return
             await asyncio.sleep(0)
+
+    async def _join_consensus(self) -> None:
+        """Governance gave the chain more validators: from the next height blocks need
+        their consensus. A node opened from its home starts its consensus driver now."""
+        self.commits_alone = False
+        size = len(self.chain.validators.validators)
+        if self._home is None or self._stopping:
+            log.warning("from height %d blocks need the consensus of %d validators; restart "
+                        "this node from its home to take part", self.chain.height + 1, size)
+            return
+        log.warning("from height %d blocks need the consensus of %d validators: joining "
+                    "them (p2p %s)", self.chain.height + 1, size, self.config.p2p)
+        self.driver = _driver(self, self._home)
+        await self.driver.start()
 
     def stop(self) -> None:
         self._stopping = True
