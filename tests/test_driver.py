@@ -233,3 +233,31 @@ def test_a_node_catching_up_asks_for_the_next_commits_at_once(tmp_path: Path) ->
     driver._peer_heights = {far: node.chain.height + 1}
     assert driver._catching_up() is None  # one behind: consensus brings it
     node.close()
+
+
+def test_a_node_removed_from_the_set_says_so(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+    import logging
+
+    from medledger.apps import governance
+    from medledger.node.driver import ConsensusDriver
+
+    node = Node(SQLiteStore(tmp_path / "n.db"), GENESIS, KEYS[0], NodeConfig())
+    driver = ConsensusDriver(node, None, {}, tmp_path / "tls")
+    driver.transport.set_members = lambda: None  # type: ignore[method-assign]
+    remove = Transaction.create(KEYS[1], CHAIN, governance.PROPOSE, 1, {
+        "kind": "validator_remove", "change": {"public_key": KEYS[0].public_key.hex()},
+        "effective_height": 4})
+    assert node.submit(remove).accepted
+    commit(node)
+    for key in KEYS[2:]:
+        approve = Transaction.create(key, CHAIN, governance.APPROVE, 1,
+                                     {"proposal": remove.tx_id.hex()})
+        assert node.submit(approve).accepted
+    commit(node)
+    with caplog.at_level(logging.WARNING, logger="medledger.consensus"):
+        driver._follow_validator_set()
+        assert "not in the set" not in caplog.text  # the set of height 3 still holds it
+        commit(node)
+        driver._follow_validator_set()
+    assert "not in the set from height 4" in caplog.text
+    node.close()

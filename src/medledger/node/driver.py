@@ -150,6 +150,10 @@ class ConsensusDriver:
             self._members_of = current
             log.warning("validator set changed at height %d: %d validators",
                         self.chain.height + 1, len(self.chain.validators.validators))
+            if self.chain.validators.power_of(self.node.key.public_key) == 0:
+                log.warning("this node's key is not in the set from height %d: the "
+                            "validators will no longer connect to it, and it will fall "
+                            "behind", self.chain.height + 1)
             self.transport.set_members()
 
     def _last_block_time(self) -> int:
