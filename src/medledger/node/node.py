@@ -334,8 +334,13 @@ class Node:
             return
         log.warning("from height %d blocks need the consensus of %d validators: joining "
                     "them (p2p %s)", self.chain.height + 1, size, self.config.p2p)
-        self.driver = _driver(self, self._home)
-        await self.driver.start()
+        try:
+            driver = _driver(self, self._home)
+        except ConfigError as e:
+            log.error("cannot join consensus: %s; fix it and restart this node", e)
+            return
+        self.driver = driver
+        await driver.start()
 
     def stop(self) -> None:
         self._stopping = True
