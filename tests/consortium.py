@@ -57,8 +57,13 @@ class LocalConsortium:
         return proxies
 
     def start(self) -> None:
-        for node in self.nodes:
-            node.start()
+        """Start every node; if one fails to start, stop those already started."""
+        try:
+            for node in self.nodes:
+                node.start()
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         for node in self.nodes:

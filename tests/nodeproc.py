@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,14 +13,11 @@ import httpx
 
 from medledger.crypto import ScryptParams
 from medledger.node import Home, NodeConfig
+from medledger.node.consortium import free_port
+
+__all__ = ["FAST_KDF", "NodeProcess", "free_port", "make_home"]
 
 FAST_KDF = ScryptParams(n=2**10, r=8, p=1)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make_home(path: Path, *, block_interval_ms: int = 50, demo: bool = False) -> Home:

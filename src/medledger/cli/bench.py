@@ -23,7 +23,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,18 +40,12 @@ from medledger.codec import decode, decode_canonical_list
 from medledger.crypto import ScryptParams, SigningKey, verify_rate
 from medledger.ledger import Transaction
 from medledger.node import Genesis, Home, NodeConfig
-from medledger.node.consortium import Consortium
+from medledger.node.consortium import Consortium, free_port
 from medledger.store import SQLiteStore
 
 __all__ = ["run_bench", "run_consortium_bench"]
 
 FAST_KDF = ScryptParams(n=2**10, r=8, p=1)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _prepare_home(root: Path, senders: list[SigningKey], block_txs: int) -> Home:
@@ -62,7 +55,7 @@ def _prepare_home(root: Path, senders: list[SigningKey], block_txs: int) -> Home
     orgs[0]["admins"] = [*orgs[0]["admins"], *(k.public_key.hex() for k in senders)]
     Genesis(genesis.chain_id, genesis.genesis_time, genesis.validators,
             tuple(orgs)).save(home.genesis_path)
-    config = NodeConfig(api=f"127.0.0.1:{_free_port()}", block_interval_ms=500,
+    config = NodeConfig(api=f"127.0.0.1:{free_port()}", block_interval_ms=500,
                         max_block_txs=block_txs, mempool_max_txs=max(100_000, 4 * block_txs))
     config.save(home.path)
     return home
@@ -394,7 +387,7 @@ def _stop_on_sigterm() -> Any:
 def _prepare_consortium(root: Path, validators: int, senders: list[SigningKey],
                         block_interval_ms: int, max_block_txs: int, mempool_txs: int
                         ) -> list[Home]:
-    ports = [(_free_port(), _free_port()) for _ in range(validators)]
+    ports = [(free_port(), free_port()) for _ in range(validators)]
     consortium = Consortium.init(root, "bench", validators, demo=False, kdf_params=FAST_KDF,
                                  ports=ports)
     homes = [Home(node.home) for node in consortium.nodes]

@@ -16,6 +16,8 @@ home with the shared genesis and its peers' addresses.
 from __future__ import annotations
 
 import os
+import random
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +31,38 @@ from medledger.node.genesis import Genesis
 from medledger.node.home import PASSPHRASE_ENV, Home, found_organisations
 from medledger.p2p import node_certificate
 
-__all__ = ["Consortium", "ConsortiumNode", "MAX_VALIDATORS"]
+__all__ = ["Consortium", "ConsortiumNode", "MAX_VALIDATORS", "free_port"]
+
+_HANDED_OUT: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now, outside the kernel's ephemeral range (so
+    that no outgoing connection is given it before a node binds it), and not handed out
+    before by this process."""
+    low, high = _ephemeral_range()
+    first, last = (20000, low - 1) if low > 21000 else (high + 1, 65535)
+    for _ in range(1000):
+        port = random.randint(first, last)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise OSError(f"no free TCP port on 127.0.0.1 between {first} and {last}")
+
 
 MAX_VALIDATORS = 64
 VALIDATOR_POWER = 10
