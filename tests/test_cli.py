@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import re
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from medledger.codec import decode, encode
 from medledger.crypto import Keystore, ScryptParams, SigningKey
 from medledger.ledger import Transaction
 from medledger.node import PASSPHRASE_ENV, Home, Node
+from medledger.node.consortium import free_port
 
 CHAIN = "test-chain"  # the conftest's demo chain
 PASSPHRASE = "correct horse battery staple"
@@ -429,12 +429,6 @@ def test_a_node_that_is_not_running_is_one_plain_line(tmp_path: Path, runner: Cl
 
 
 # a real node process -------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def wait_until_serving(url: str, proc: subprocess.Popen[bytes], seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
