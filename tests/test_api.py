@@ -361,8 +361,12 @@ async def test_wait_answers_once_a_background_task_commits(
                                   content=tx.raw, headers=JSON)
         await task
     assert response.status_code == 200
-    assert response.json() == {"tx_id": tx.tx_id.hex(), "height": 1, "index": 0, "code": "ok",
-                               "message": "", "status": "committed"}
+    body = tx.to_dict()["body"]
+    assert response.json() == {
+        "tx_id": tx.tx_id.hex(), "height": 1, "index": 0, "code": "ok", "message": "",
+        "status": "committed",
+        "events": [{"type": "anchor.anchored", "attrs": {
+            "digest": body["digest"], "sender": tx.sender.hex(), "label": body["label"]}}]}
 
 
 async def test_wait_answers_once_the_node_run_loop_commits(

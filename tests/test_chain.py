@@ -247,7 +247,7 @@ def test_schema_2_store_is_migrated_with_its_state(tmp_path: Path) -> None:
         db.execute("ALTER TABLE state_2 RENAME TO state")
         db.execute("UPDATE meta SET value = x'32' WHERE name = 'schema'")
     store = SQLiteStore(tmp_path / "old.db")
-    assert store.get_meta("schema") == b"3"
+    assert store.get_meta("schema") == b"4"
     chain = Chain(store, genesis(), default_registry())
     assert chain.state_root == root
     assert chain.committed_value(f"anchor/{(2).to_bytes(32, 'big').hex()}") is not None

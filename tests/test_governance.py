@@ -97,8 +97,8 @@ def run(node: Node, t: Transaction) -> str:
     if submitted.accepted:
         return produce(node)[0]
     root = node.chain.state_root
-    results, writes = node.chain.execute([t], node.chain.next_context())
-    _, empty_block = node.chain.execute([], node.chain.next_context())  # begin_block's writes
+    results, writes, _ = node.chain.execute([t], node.chain.next_context())
+    _, empty_block, _ = node.chain.execute([], node.chain.next_context())  # begin_block's writes
     assert results[0].code == submitted.code, "admission and execution disagree"
     assert writes == {**empty_block, nonce_key(t.sender): writes[nonce_key(t.sender)]}, \
         "a refused transaction wrote state"

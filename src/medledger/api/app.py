@@ -21,9 +21,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from importlib.metadata import PackageNotFoundError, version
 from medledger.api.schemas import ENVELOPE, ERROR, tx_body
 from medledger.codec import CodecError, decode, encode
-from medledger.ledger import MAX_TX_BYTES, TxResult
+from medledger.ledger import MAX_TX_BYTES
 from medledger.merkle import log
-from medledger.node import BatchRefused, Node, Submitted
+from medledger.node import BatchRefused, Node, Submitted, result_of
 from medledger.node.sets import certified as certified_block
 from medledger.node.sets import set_changes, set_proof
 from medledger.store import StoredTx
@@ -66,7 +66,8 @@ def _parse_hex(text: str, size: int, what: str) -> bytes:
 
 def _stored_tx_dict(stored: StoredTx) -> dict[str, Any]:
     return {"tx_id": stored.tx_id.hex(), "height": stored.height, "index": stored.index,
-            "code": stored.code, "message": stored.message}
+            "code": stored.code, "message": stored.message,
+            "events": [] if not stored.events else decode(stored.events)}
 
 
 def _version() -> str:
@@ -223,7 +224,7 @@ def create_app(node: Node, *, run_producer: bool = True, close_node: bool = Fals
         rows = node.store.get_block_txs(stored.height)
         path = log.inclusion_proof([log.leaf_hash(r.tx_id) for r in rows], stored.index)
         result_path = log.inclusion_proof(
-            [log.leaf_hash(encode(TxResult(r.code, r.message).to_dict())) for r in rows],
+            [log.leaf_hash(encode(result_of(r).to_dict())) for r in rows],
             stored.index)
         return {**certified(stored.height), **_stored_tx_dict(stored),
                 "tx": decode(stored.raw),

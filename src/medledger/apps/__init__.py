@@ -1,16 +1,34 @@
-"""The apps (contracts): identity, ledger.anchor, governance and evidence, behind one
-registry."""
+"""The apps (contracts): identity, anchor, governance and evidence, behind one registry.
 
-from medledger.apps import anchor, governance, identity
-from medledger.apps.base import AppRegistry, BlockContext, Handler, Rejected
+:func:`default_registry` is the one place that lists them; the node, the API and the
+command line iterate over the registry and never name an app.
+"""
 
-__all__ = ["AppRegistry", "BlockContext", "Handler", "Rejected", "default_registry"]
+from medledger.apps.anchor import AnchorApp
+from medledger.apps.base import (
+    App,
+    AppView,
+    BlockContext,
+    Event,
+    GenesisDoc,
+    PrefixViolation,
+    Rejected,
+    TxType,
+    ValidatorAuthority,
+)
+from medledger.apps.governance import GovernanceApp
+from medledger.apps.host import AppClient, CommandHost, QueryError, QueryHost
+from medledger.apps.identity import IdentityApp
+from medledger.apps.lists import ProvableList
+from medledger.apps.registry import BASE_CODES, AppRegistry
+
+__all__ = [
+    "BASE_CODES", "App", "AppClient", "AppRegistry", "AppView", "BlockContext",
+    "CommandHost", "Event", "GenesisDoc", "PrefixViolation", "ProvableList", "QueryError",
+    "QueryHost", "Rejected", "TxType", "ValidatorAuthority", "default_registry",
+]
 
 
 def default_registry() -> AppRegistry:
     """A registry with every app this build knows."""
-    registry = AppRegistry()
-    identity.register(registry)
-    anchor.register(registry)
-    governance.register(registry)
-    return registry
+    return AppRegistry([IdentityApp(), AnchorApp(), GovernanceApp()])

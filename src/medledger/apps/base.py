@@ -1,24 +1,52 @@
-"""What an app is: per transaction type, a stateless check, a stateful check and an apply.
+"""What an app is, and the registry the node drives them through.
 
-This keeps the shape of CometBFT's ABCI (CheckTx, FinalizeBlock, Commit): the node calls
-``stateless`` once when a transaction arrives, ``stateful`` against committed state for
-mempool admission, and ``apply`` inside a block against the block's view. Apps are
-deterministic: a result depends on (state, transaction, block context) alone.
+An :class:`App` owns a slice of state (its key prefixes) and a set of transaction types.
+Its boundary keeps the shape of CometBFT's ABCI, so the node maps it straight onto CheckTx,
+FinalizeBlock and Query:
 
+- ``genesis`` -- the state entries the genesis document creates (InitChain);
+- per transaction type (:class:`TxType`): a typed body decoded from the canonical body (the
+  stateless check, CheckTx), who may send it (``auth``), a stateful check against committed
+  state (mempool admission) and an ``apply`` inside a block that writes through the view
+  and returns :class:`~medledger.ledger.Event` s (FinalizeBlock);
+- ``begin_block`` and ``end_block`` hooks for what happens with time (FinalizeBlock);
+- its refusal codes with HTTP statuses, a FastAPI router and a Typer command group.
+
+The view an app's ``apply`` and block hooks receive refuses writes outside the app's
+prefixes (:class:`AppView`); such a write is a programming error and raises
+:class:`PrefixViolation`, never a refusal. An app reads another app's state, and changes
+it, only through that app's public functions, which re-scope the view to their owner
+(:func:`owned`).
+
+Apps are deterministic: a result depends on (state, transaction, block context) alone.
 A bad transaction raises :class:`Rejected` with a stable machine-readable ``code`` and a
 sentence a person understands; the node records it as the transaction's result and keeps
 none of its writes.
+
+Errors::
+
+    Rejected            a transaction is refused (an ordinary result, recorded in the block)
+    PrefixViolation     an app wrote outside its prefixes (a bug: the node stops loudly)
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
-from medledger.ledger import Transaction
+from medledger.ledger import Event, Transaction, ValidatorSet
 from medledger.state import StateView
 
-__all__ = ["AppRegistry", "BlockContext", "Handler", "Rejected"]
+if TYPE_CHECKING:
+    from medledger.apps.host import CommandHost, QueryHost
+
+__all__ = [
+    "App", "AppView", "Authorize", "BlockContext", "Event", "GenesisDoc", "PrefixViolation",
+    "Rejected", "TxType", "ValidatorAuthority", "owned",
+]
+
+B = TypeVar("B")
 
 
 class Rejected(Exception):
@@ -30,6 +58,14 @@ class Rejected(Exception):
         self.message = message
 
 
+class PrefixViolation(RuntimeError):
+    """An app wrote a key outside its prefixes: a bug in the app, never a refusal."""
+
+    def __init__(self, app: str, key: str) -> None:
+        super().__init__(f"app {app!r} wrote {key!r}, outside its state prefixes")
+        self.app, self.key = app, key
+
+
 @dataclass(frozen=True, slots=True)
 class BlockContext:
     """What an app may know of the block it runs in (never the wall clock)."""
@@ -39,66 +75,137 @@ class BlockContext:
     time: int  # BFT time of the block, ms since the epoch
 
 
-Stateless = Callable[[Transaction], None]
-Stateful = Callable[[StateView, Transaction, BlockContext], None]
-Authorize = Callable[[StateView, Transaction], None]
-Reads = Callable[[Transaction], tuple[str, ...]]
+class GenesisDoc(Protocol):
+    """What an app reads of the genesis document."""
+
+    @property
+    def chain_id(self) -> str: ...
+
+    @property
+    def genesis_time(self) -> int: ...
+
+    @property
+    def validators(self) -> ValidatorSet: ...
+
+    @property
+    def organisations(self) -> tuple[dict[str, Any], ...]: ...
+
+
+class AppView:
+    """A state view scoped to one app: reads anything, writes only under its prefixes."""
+
+    __slots__ = ("_app", "_prefixes", "base")
+
+    def __init__(self, base: StateView, app: str, prefixes: tuple[str, ...]) -> None:
+        self.base = base
+        self._app = app
+        self._prefixes = prefixes
+
+    def get(self, key: str) -> Any | None:
+        return self.base.get(key)
+
+    def get_raw(self, key: str) -> bytes | None:
+        return self.base.get_raw(key)
+
+    def put(self, key: str, value: Any) -> None:
+        if not key.startswith(self._prefixes):
+            raise PrefixViolation(self._app, key)
+        self.base.put(key, value)
+
+    def delete(self, key: str) -> None:
+        if not key.startswith(self._prefixes):
+            raise PrefixViolation(self._app, key)
+        self.base.delete(key)
+
+
+def owned(view: StateView, app: App) -> AppView:
+    """``view`` re-scoped to ``app``: what ``app``'s public functions write through when
+    another app calls them (as a Cosmos SDK keeper writes its own module's store)."""
+    base = view.base if isinstance(view, AppView) else view
+    return AppView(base, app.name, app.prefixes)
+
+
+Authorize = Callable[[StateView, Transaction, BlockContext], None]
+"""Who may send a transaction type: raises Rejected for a sender that may not."""
 
 
 @dataclass(frozen=True, slots=True)
-class Handler:
-    """The three steps for one transaction type."""
+class TxType(Generic[B]):
+    """One transaction type of an app.
 
-    stateless: Stateless
-    stateful: Stateful
-    apply: Stateful
-    reads: Reads | None = None
-    """Optional: state keys ``stateful`` will read for this (stateless-checked) transaction,
-    so the node can fetch a whole batch's in one query. A hint: leaving a key out costs a
-    read later, never a wrong answer."""
+    ``body`` is a frozen dataclass decoded by :func:`medledger.apps.body.decode_body`;
+    ``check`` refuses (Rejected) what the state does not allow; ``apply`` writes through
+    its (scoped) view and returns the events; it runs after ``auth`` and ``check`` on the
+    same view. ``reads`` optionally names the state keys ``check`` will read, so the node
+    can fetch a whole batch's in one query (a hint: a key left out costs a read later,
+    never a wrong answer).
+    """
+
+    name: str
+    body: type[B]
+    auth: Authorize
+    check: Callable[[StateView, Transaction, B, BlockContext], None]
+    apply: Callable[[StateView, Transaction, B, BlockContext], Iterable[Event] | None]
+    reads: Callable[[Transaction, B], tuple[str, ...]] | None = None
+    summary: str = ""
 
 
-class AppRegistry:
-    """Transaction type -> handler, plus one authorisation hook run before every stateful step."""
+class ValidatorAuthority(Protocol):
+    """What the app that keeps the validator set in state answers the node."""
 
-    def __init__(self) -> None:
-        self._handlers: dict[str, Handler] = {}
-        self._authorize: Authorize | None = None
+    def validators_at(self, view: StateView, height: int) -> ValidatorSet: ...
 
-    def register(self, type_: str, handler: Handler) -> None:
-        if type_ in self._handlers:
-            raise ValueError(f"transaction type {type_!r} registered twice")
-        self._handlers[type_] = handler
+    def pending_key(self, height: int) -> str: ...
 
-    def set_authorizer(self, authorize: Authorize) -> None:
-        self._authorize = authorize
+    def set_key(self, height: int) -> str: ...
 
-    @property
-    def types(self) -> list[str]:
-        return sorted(self._handlers)
+    def certificate_key(self, public_key: bytes) -> str: ...
 
-    def handler(self, type_: str) -> Handler:
-        try:
-            return self._handlers[type_]
-        except KeyError:
-            raise Rejected("unknown_type", f"no app handles transaction type {type_!r}") from None
 
-    def check_stateless(self, tx: Transaction) -> None:
-        self.handler(tx.type).stateless(tx)
+class App:
+    """An app: subclass it, set the class attributes, override what it needs.
 
-    def reads(self, tx: Transaction) -> tuple[str, ...]:
-        """The keys ``tx``'s handler declares its stateful check reads (may be none)."""
-        handler = self._handlers.get(tx.type)
-        if handler is None or handler.reads is None:
-            return ()
-        return handler.reads(tx)
+    ``name`` is its route prefix (``/v1/<name>/``) and command group; ``prefixes`` are the
+    state key prefixes it owns (each ending in ``/``); ``codes`` maps each refusal code of
+    its own to an HTTP status.
+    """
 
-    def check_stateful(self, view: StateView, tx: Transaction, ctx: BlockContext) -> None:
-        if self._authorize is not None:
-            self._authorize(view, tx)
-        self.handler(tx.type).stateful(view, tx, ctx)
+    name: ClassVar[str]
+    prefixes: ClassVar[tuple[str, ...]]
+    codes: ClassVar[Mapping[str, int]] = {}
+    summary: ClassVar[str] = ""
 
-    def apply(self, view: StateView, tx: Transaction, ctx: BlockContext) -> None:
-        """Check against ``view`` then apply; raises Rejected with nothing applied."""
-        self.check_stateful(view, tx, ctx)
-        self.handler(tx.type).apply(view, tx, ctx)
+    def transactions(self) -> Sequence[TxType[Any]]:
+        return ()
+
+    def check_genesis(self, genesis: GenesisDoc) -> None:
+        """Raise ValueError for a genesis this app can never start from."""
+
+    def genesis(self, genesis: GenesisDoc) -> Mapping[str, Any]:
+        """The state entries the genesis document creates for this app (key -> value)."""
+        return {}
+
+    def begin_block(self, view: StateView, ctx: BlockContext) -> Iterable[Event]:
+        """Run at the start of each block, before its first transaction."""
+        return ()
+
+    def end_block(self, view: StateView, ctx: BlockContext) -> Iterable[Event]:
+        """Run at the end of each block, after its last transaction."""
+        return ()
+
+    def validator_authority(self) -> ValidatorAuthority | None:
+        """The app that keeps the validator set returns itself (exactly one app may)."""
+        return None
+
+    def routes(self, host: QueryHost) -> Any:
+        """A FastAPI ``APIRouter`` served under ``/v1/<name>``, or None."""
+        return None
+
+    def commands(self, host: CommandHost) -> Any:
+        """A Typer app added as ``medledger <name> ...``, or None."""
+        return None
+
+    def sample_tx(self, index: int) -> tuple[str, dict[str, Any]] | None:
+        """A (type, body) any registered key may send, distinct for each ``index``: what
+        ``medledger bench`` commits. None if the app has none."""
+        return None

@@ -11,8 +11,10 @@ from medledger.client.light import (
     verify_state_answer,
     verify_tx_answer,
 )
+from medledger.client.lists import VerifiedList, verify_list_answer
 
 __all__ = [
     "ApiRefused", "Client", "Unreachable", "VerificationFailed", "VerifiedState", "VerifiedTx",
     "follow_sets", "verify_header", "verify_set_change", "verify_state_answer", "verify_tx_answer",
+    "VerifiedList", "verify_list_answer",
 ]

@@ -10,7 +10,7 @@ Nothing here trusts the node that answered.
 Validator sets change by governance. A header whose set is not the trusted one is believed
 after following the changes (:func:`follow_sets`): each change at height ``c`` is proven by
 header ``c - 1``, certified by the set already believed, whose state root holds the set of
-``c`` under ``validators/pending/<c>`` (:func:`verify_set_change`). A node that leaves out a
+``c`` under the validator authority's pending key of ``c`` (:func:`verify_set_change`). A node that leaves out a
 change cannot make a header believed: the set followed would not be the one the header
 names. Like every light client that skips heights, this one assumes that a set it followed
 kept more than 2/3 of its power honest (old validators could otherwise sign a history of
@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from medledger.apps import default_registry
 from medledger.codec import CodecError, encode
 from medledger.ledger import (
     Certificate,
@@ -40,7 +41,7 @@ from medledger.merkle import log
 from medledger.merkle.sparse import SparseProof
 from medledger.state import verify_state_proof
 
-PENDING_PREFIX = "validators/pending/"
+_SETS = default_registry().validators  # the app that keeps the validator set: its keys
 
 __all__ = ["VerificationFailed", "VerifiedState", "VerifiedTx", "follow_sets",
            "verify_header", "verify_set_change", "verify_state_answer", "verify_tx_answer"]
@@ -102,7 +103,8 @@ def verify_tx_answer(answer: dict[str, Any], trusted: ValidatorSet, chain_id: st
         index, size = proof["leaf_index"], proof["tree_size"]
         path = [bytes.fromhex(h) for h in proof["audit_path"]]
         result_path = [bytes.fromhex(h) for h in proof["result_audit_path"]]
-        result = TxResult(answer["code"], answer["message"])
+        result = TxResult.from_dict({k: answer[k] for k in ("code", "message", "events")
+                                     if k in answer and (k != "events" or answer[k])})
         result_leaf = log.leaf_hash(encode(result.to_dict()))
     except (KeyError, TypeError, ValueError, CodecError, LedgerError) as e:
         raise VerificationFailed(f"the transaction or its proof is malformed: {e}") from e
@@ -158,7 +160,7 @@ def verify_set_change(answer: dict[str, Any], trusted: ValidatorSet, chain_id: s
     if header.height != height - 1:
         raise VerificationFailed(f"the set of height {height} must be proven from header "
                                  f"{height - 1}, not {header.height}")
-    if key != f"{PENDING_PREFIX}{height:016d}":
+    if key != _SETS.pending_key(height):
         raise VerificationFailed("the proof is for another key than the set of that height")
     if not verify_state_proof(header.state_root, key, raw, proof):
         raise VerificationFailed(f"the proof of the set of height {height} does not lead to "

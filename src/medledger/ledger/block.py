@@ -9,6 +9,7 @@ proposer. The block hash is ``tagged_hash(Tag.BLOCK, encode(header))``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,7 @@ from medledger.ledger.fields import read_bytes, read_int, read_str, require_keys
 from medledger.ledger.tx import Transaction
 from medledger.merkle import log
 
-__all__ = ["Block", "Header", "TxResult", "ZERO_HASH", "results_root", "tx_root"]
+__all__ = ["Block", "Event", "Header", "TxResult", "ZERO_HASH", "results_root", "tx_root"]
 
 ZERO_HASH = bytes(32)
 _HEADER_FIELDS = frozenset({
@@ -27,24 +28,98 @@ _HEADER_FIELDS = frozenset({
     "results_root", "state_root", "time", "tx_count", "tx_root", "validators_hash",
 })
 _RESULT_FIELDS = frozenset({"code", "message"})
+_RESULT_WITH_EVENTS = frozenset({"code", "message", "events"})
+_EVENT_FIELDS = frozenset({"type", "attrs"})
+_EVENT_TYPE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
+_ATTR_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+MAX_EVENTS = 64
+MAX_ATTR_VALUE = 512
 _BLOCK_FIELDS = frozenset({"header", "last_commit", "results", "txs"})
 _OK_LEAF = log.leaf_hash(encode({"code": "ok", "message": ""}))
 
 
 @dataclass(frozen=True, slots=True)
+class Event:
+    """Something a transaction (or a block hook) did, for clients to find and follow.
+
+    ``type`` is ``<app>.<what>`` (``identity.member_registered``); ``attrs`` are string
+    attributes (``(("member", ...), ("org", "st-mary"))``), kept sorted by name as
+    canonical bytes order them. Names are ``[a-z][a-z0-9_]*``, at most 32 characters;
+    values at most 512.
+    """
+
+    type: str
+    attrs: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "attrs", tuple(sorted(self.attrs)))
+
+    @classmethod
+    def of(cls, type_: str, **attrs: str) -> Event:
+        """``Event.of("anchor.anchored", digest=..., sender=...)``, checked."""
+        event = cls(type_, tuple(attrs.items()))
+        event.validate()
+        return event
+
+    def validate(self) -> None:
+        """Raise MalformedError unless the type and every attribute are well formed."""
+        if type(self.type) is not str or not _EVENT_TYPE.fullmatch(self.type):
+            raise MalformedError("event", f"type {self.type!r} must be <app>.<name>")
+        names = [name for name, _ in self.attrs]
+        if len(set(names)) != len(names):
+            raise MalformedError("event", f"{self.type}: an attribute name appears twice")
+        for name, value in self.attrs:
+            if type(name) is not str or not _ATTR_NAME.fullmatch(name):
+                raise MalformedError("event", f"{self.type}: attribute name {name!r}")
+            if type(value) is not str or len(value) > MAX_ATTR_VALUE:
+                raise MalformedError("event", f"{self.type}.{name}: value must be a string "
+                                              f"of at most {MAX_ATTR_VALUE} characters")
+
+    def attr(self, name: str) -> str | None:
+        return next((v for k, v in self.attrs if k == name), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "attrs": dict(self.attrs)}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Event:
+        data = require_keys(data, "event", _EVENT_FIELDS)
+        attrs = data["attrs"]
+        if type(attrs) is not dict:
+            raise MalformedError("event", "attrs must be an object")
+        event = cls(read_str(data, "type", 128), tuple(attrs.items()))
+        event.validate()
+        return event
+
+
+@dataclass(frozen=True, slots=True)
 class TxResult:
-    """The outcome of one transaction in a block: ``code`` is ``"ok"`` or a stable error code."""
+    """The outcome of one transaction in a block: ``code`` is ``"ok"`` or a stable error
+    code; ``events`` are what an accepted transaction did (none for a refused one)."""
 
     code: str
     message: str
+    events: tuple[Event, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message}
+        """Canonical form; ``events`` appears only when there are some, so that a result
+        without events has the same bytes as before events existed."""
+        out: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.events:
+            out["events"] = [e.to_dict() for e in self.events]
+        return out
 
     @classmethod
     def from_dict(cls, data: Any) -> TxResult:
-        data = require_keys(data, "result", _RESULT_FIELDS)
-        return cls(read_str(data, "code", 64), read_str(data, "message", 1024))
+        keys = _RESULT_WITH_EVENTS if type(data) is dict and "events" in data else _RESULT_FIELDS
+        data = require_keys(data, "result", keys)
+        events: tuple[Event, ...] = ()
+        if "events" in data:
+            raw = data["events"]
+            if type(raw) is not list or not 1 <= len(raw) <= MAX_EVENTS:
+                raise MalformedError("result", f"events must be a list of 1-{MAX_EVENTS}")
+            events = tuple(Event.from_dict(e) for e in raw)
+        return cls(read_str(data, "code", 64), read_str(data, "message", 1024), events)
 
     @property
     def ok(self) -> bool:
@@ -57,7 +132,7 @@ def tx_root(tx_ids: list[bytes]) -> bytes:
 
 
 def _result_leaf(result: TxResult) -> bytes:
-    if result.code == "ok" and not result.message:
+    if result.code == "ok" and not result.message and not result.events:
         return _OK_LEAF
     return log.leaf_hash(encode(result.to_dict()))
 

@@ -1,7 +1,7 @@
 """The node: genesis, config and home, the chain executor, mempool, block production and
 store verification."""
 
-from medledger.node.chain import Chain, CommittedBlock, nonce_key
+from medledger.node.chain import Chain, CommittedBlock, nonce_key, result_of
 from medledger.node.config import ConfigError, NodeConfig, parse_hostport
 from medledger.node.genesis import Genesis, GenesisError
 from medledger.node.home import DEMO_ORGANISATIONS, PASSPHRASE_ENV, Home
@@ -12,5 +12,5 @@ from medledger.node.verify import VerifyReport, verify_store
 __all__ = [
     "DEMO_ORGANISATIONS", "PASSPHRASE_ENV", "BatchRefused", "Chain", "CommittedBlock", "ConfigError", "Genesis",
     "GenesisError", "Home", "Mempool", "Node", "NodeConfig", "Submitted", "VerifyReport",
-    "nonce_key", "parse_hostport", "verify_store",
+    "nonce_key", "parse_hostport", "result_of", "verify_store",
 ]

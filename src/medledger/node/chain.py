@@ -7,8 +7,8 @@ overlay so a rejected transaction leaves nothing), computes the roots, and commi
 block with its certificate as one store transaction. It has no clock and no sockets: the
 caller passes the time a validator signs at.
 
-Validator sets follow governance: the set of height ``h`` is
-``governance.validators_at(state committed at h - 1, h)``. :attr:`Chain.validators` is the
+Validator sets follow the registry's validator authority (the app that keeps the set): the
+set of height ``h`` is ``validators_at(state committed at h - 1, h)``. :attr:`Chain.validators` is the
 set of the next height (the one being built, checked and certified) and
 :attr:`Chain.tip_validators` the set of the tip (its certificate, carried by the next block,
 and the BFT time of the next block are weighed with it). Both are recomputed at each commit.
@@ -20,13 +20,14 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from medledger.apps import AppRegistry, BlockContext, Rejected, governance
+from medledger.apps import AppRegistry, BlockContext, Rejected
 from medledger.codec import decode, encode
 from medledger.crypto import SigningKey
 from medledger.ledger import (
     ZERO_HASH,
     Block,
     Certificate,
+    Event,
     Header,
     IntegrityError,
     Transaction,
@@ -39,9 +40,9 @@ from medledger.merkle.log import Frontier
 from medledger.merkle.sparse import EMPTY_ROOT, NodeRef
 from medledger.node.genesis import Genesis
 from medledger.state import Overlay, ReadOnly, StateTree
-from medledger.store import BlockRecord, Store, StoreMismatch
+from medledger.store import BlockRecord, Store, StoredTx, StoreMismatch
 
-__all__ = ["Chain", "CommittedBlock", "nonce_key"]
+__all__ = ["BlockEvents", "Chain", "CommittedBlock", "events_bytes", "nonce_key", "result_of"]
 
 CACHE_ENTRIES = 200_000
 
@@ -59,6 +60,15 @@ def check_store_genesis(store: Store, genesis: Genesis) -> None:
         raise StoreMismatch(
             f"the store was made from another genesis (hash {stored.hex()[:16]}..., "
             f"this genesis {expected.hex()[:16]}...)")
+
+
+@dataclass(frozen=True, slots=True)
+class BlockEvents:
+    """The events of a block's begin- and end-block hooks (not committed by the header:
+    as in CometBFT, only transaction results are)."""
+
+    begin: tuple[Event, ...] = ()
+    end: tuple[Event, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +93,8 @@ class Chain:
         #: the validator set of the tip height (genesis set before block 1)
         self.tip_validators: ValidatorSet = genesis.validators
         self.tree = StateTree(store)
-        self._genesis_writes = genesis.state_writes()
+        self._genesis_writes = registry.genesis_writes(genesis)
+        self._authority = registry.validators
         self._next_ctx: BlockContext | None = None
         self._cache: dict[str, bytes | None] = {}  # committed values, written through on commit
         # Admission reads from one thread while a block commits from another: a value read
@@ -117,18 +128,13 @@ class Chain:
         self.tip_header = Header.from_dict(decode(stored.header))
         self.tip_certificate = Certificate.from_dict(decode(stored.certificate))
         self.state_root = NodeRef(stored.state_root_id, self.tip_header.state_root)
-        # the tip's own execution made its set current (governance.begin_block)
-        current = self.view().get(governance.CURRENT)
-        self.tip_validators = (self.genesis.validators if current is None
-                               else ValidatorSet.from_list(current))
+        # the tip's own execution made its set current (the authority's begin-block hook)
+        self.tip_validators = self._authority.validators_at(self.view(), self.height)
         self.validators = self._next_validators()
 
     def _next_validators(self) -> ValidatorSet:
         """The set of height tip + 1, from the state committed at the tip."""
-        view = self.view()
-        if view.get(governance.CURRENT) is None:  # a store made before genesis wrote it
-            return self.genesis.validators
-        return governance.validators_at(view, self.height + 1)
+        return self._authority.validators_at(self.view(), self.height + 1)
 
     # reading committed state -------------------------------------------------------------
     def committed_value(self, key: str) -> bytes | None:
@@ -214,19 +220,23 @@ class Chain:
     # executing --------------------------------------------------------------------------
     def execute(
         self, txs: list[Transaction], ctx: BlockContext, *, prechecked: bool = False
-    ) -> tuple[list[TxResult], dict[str, bytes | None]]:
-        """Run ``txs`` in order on top of committed state; return results and the writes.
+    ) -> tuple[list[TxResult], dict[str, bytes | None], BlockEvents]:
+        """Run ``txs`` in order on top of committed state; return their results, the
+        block's writes and its block-level events (of the begin- and end-block hooks).
 
-        ``prechecked``: the transactions passed the stateless check at admission here.
-        Before the first transaction, governance promotes the validator set due at
-        ``ctx.height`` (part of the block's writes, so of its state root).
+        ``prechecked``: the transactions passed the stateless check at admission here
+        (each body is decoded again all the same: the apps need it typed, and it is cheap).
+        Each app's begin-block hook runs before the first transaction (the validator set
+        due at ``ctx.height`` is promoted there) and its end-block hook after the last;
+        their writes are part of the block's, so of its state root.
         """
         block_view = Overlay(self.view())
         if ctx.height == 1:
             block_view.writes.update(self._genesis_writes)
-        governance.begin_block(block_view, ctx)
+        begin = self.registry.begin_block(block_view, ctx)
         results = [self._execute_one(block_view, tx, ctx, prechecked) for tx in txs]
-        return results, block_view.writes
+        end = self.registry.end_block(block_view, ctx)
+        return results, block_view.writes, BlockEvents(begin, end)
 
     def _execute_one(self, block_view: Overlay, tx: Transaction, ctx: BlockContext,
                      prechecked: bool) -> TxResult:
@@ -239,15 +249,13 @@ class Chain:
             return TxResult("nonce", f"nonce {tx.nonce} already used; next must exceed {last}")
         tx_view = block_view.child()
         try:
-            if not prechecked:
-                self.registry.check_stateless(tx)
-            self.registry.apply(tx_view, tx, ctx)
+            events = self.registry.apply(tx_view, tx, ctx)
         except Rejected as e:
             block_view.writes[key] = b"%d" % tx.nonce
             return TxResult(e.code, e.message)
         tx_view.writes[key] = b"%d" % tx.nonce  # canonical bytes of an integer
         tx_view.merge_into_parent()
-        return TxResult("ok", "")
+        return TxResult("ok", "", events)
 
     def build_block(self, txs: list[Transaction], proposer: bytes, *, prechecked: bool = False,
                     last_commit: Certificate | None = None) -> tuple[Block, BlockRecord]:
@@ -261,7 +269,7 @@ class Chain:
             last_commit = self.tip_certificate
         else:
             ctx = BlockContext(self.chain_id, self.height + 1, self.next_time(last_commit))
-        results, writes = self.execute(txs, ctx, prechecked=prechecked)
+        results, writes, block_events = self.execute(txs, ctx, prechecked=prechecked)
         new_root, nodes = self.tree.update(self.state_root, writes)
         history = Frontier.from_list(self.height, self.store.get_history())
         header = Header(
@@ -288,7 +296,9 @@ class Chain:
             last_commit=encode(last_commit.to_dict()) if last_commit else None,
             certificate=b"",
             state_root_id=new_root.node_id,
-            txs=[(t.tx_id, t.raw, r.code, r.message) for t, r in zip(txs, results, strict=True)],
+            txs=[(t.tx_id, t.raw, r.code, r.message, t.sender, events_bytes(r.events))
+                 for t, r in zip(txs, results, strict=True)],
+            events=_event_rows(results, block_events),
             state_writes=writes,
             nodes=nodes,
             history=history.to_list(),
@@ -346,6 +356,33 @@ class Chain:
         sign_time = max(now_ms, block.header.time + 1)
         cert = Certificate.sign([key], self.chain_id, record.height, record.block_hash, sign_time)
         return self.commit(block, record, cert)
+
+
+def result_of(stored: StoredTx) -> TxResult:
+    """The committed result of a stored transaction, events included. Raises LedgerError
+    or CodecError when the stored events are not well formed (a damaged store)."""
+    if not stored.events:
+        return TxResult(stored.code, stored.message)
+    return TxResult.from_dict({"code": stored.code, "message": stored.message,
+                               "events": decode(stored.events)})
+
+
+def events_bytes(events: tuple[Event, ...]) -> bytes:
+    """How a result's events are stored: a canonical JSON list (b"" for none)."""
+    return encode([e.to_dict() for e in events]) if events else b""
+
+
+def _event_rows(results: list[TxResult], block: BlockEvents
+                ) -> list[tuple[int | None, str, bytes]]:
+    """What the store indexes: (transaction index, or None for a block hook's event, type,
+    canonical attributes), in the order they happened: begin-block, each transaction's,
+    end-block."""
+    rows: list[tuple[int | None, str, bytes]] = [
+        (None, e.type, encode(dict(e.attrs))) for e in block.begin]
+    for index, result in enumerate(results):
+        rows.extend((index, e.type, encode(dict(e.attrs))) for e in result.events)
+    rows.extend((None, e.type, encode(dict(e.attrs))) for e in block.end)
+    return rows
 
 
 def _fields(record: BlockRecord) -> dict[str, Any]:

@@ -25,7 +25,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from medledger.apps import governance
 from medledger.codec import decode_trusted, encode
 from medledger.consensus import (
     Broadcast,
@@ -54,6 +53,7 @@ from medledger.ledger import (
 )
 from medledger.p2p import P2PError, Transport, check_certificate, decode_message, encode_message
 from medledger.p2p.connection import Limits
+from medledger.node.chain import result_of
 from medledger.node.values import BlockValues
 
 __all__ = ["ConsensusDriver"]
@@ -131,7 +131,7 @@ class ConsensusDriver:
         return dict(sorted(found.items()))
 
     def _certificate_in_state(self, key: bytes) -> bytes | None:
-        raw = self.chain.committed_value(governance.cert_key(key))
+        raw = self.chain.committed_value(self.chain.registry.validators.certificate_key(key))
         if raw is None:
             return None
         try:
@@ -443,7 +443,7 @@ def stored_commit(store: Any, height: int) -> tuple[Block, Certificate] | None:
     last = None if stored.last_commit is None else Certificate.from_dict(decode(stored.last_commit))
     block = Block(Header.from_dict(decode(stored.header)),
                   tuple(Transaction.decode(r.raw) for r in rows),
-                  tuple(TxResult(r.code, r.message) for r in rows), last)
+                  tuple(result_of(r) for r in rows), last)
     return block, Certificate.from_dict(decode(stored.certificate))
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medledger.apps import governance, identity
+from medledger.apps import AppRegistry, default_registry
 from medledger.codec import CodecError, Tag, decode, encode, tagged_hash
 from medledger.ledger import CHAIN_ID, LedgerError, ValidatorSet
 from medledger.ledger.validators import MAX_TOTAL_POWER
@@ -56,13 +56,17 @@ class Genesis:
             raise GenesisError("organisations must be a list")
         try:
             validators = ValidatorSet.from_list(data["validators"])
-            identity.genesis_writes(orgs)
         except (LedgerError, ValueError) as e:
             raise GenesisError(str(e)) from e
         if validators.total_power > MAX_TOTAL_POWER:
             raise GenesisError(f"the validators' total power {validators.total_power} exceeds "
                                f"{MAX_TOTAL_POWER}")
-        return cls(chain_id, data["genesis_time"], validators, tuple(orgs))
+        genesis = cls(chain_id, data["genesis_time"], validators, tuple(orgs))
+        try:
+            default_registry().check_genesis(genesis)
+        except ValueError as e:
+            raise GenesisError(str(e)) from e
+        return genesis
 
     def encode(self) -> bytes:
         return encode(self.to_dict())
@@ -70,14 +74,10 @@ class Genesis:
     def hash(self) -> bytes:
         return tagged_hash(Tag.GENESIS, self.encode())
 
-    def state_writes(self) -> dict[str, bytes]:
-        """The state entries genesis creates, as canonical bytes by key: the organisations
-        and their admins, and the first validator set (``validators/current``)."""
-        writes = {
-            **identity.genesis_writes(list(self.organisations)),
-            **governance.genesis_writes(self.validators),
-        }
-        return {k: encode(v) for k, v in writes.items()}
+    def state_writes(self, registry: AppRegistry | None = None) -> dict[str, bytes]:
+        """The state entries genesis creates, as canonical bytes by key: each app's
+        (``registry``'s, by default every app this build knows)."""
+        return (registry or default_registry()).genesis_writes(self)
 
     @classmethod
     def load(cls, path: str | Path) -> Genesis:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from medledger.apps import governance
 from medledger.codec import decode
 from medledger.ledger import Header
 from medledger.merkle.sparse import NodeRef
@@ -55,11 +54,12 @@ def set_proof(chain: Chain, height: int) -> dict[str, Any] | None:
         return None
     header = Header.from_dict(decode(stored.header))
     root = NodeRef(stored.state_root_id, header.state_root)
-    key = governance.pending_key(height)
+    sets = chain.registry.validators
+    key = sets.pending_key(height)
     scheduled = chain.tree.get_hash(root, key)
     # a pending set leaves state when it comes into force; its value stays, append-only,
     # under validators/at/<height>
-    raw = None if scheduled is None else chain.store.get_value(governance.set_key(height))
+    raw = None if scheduled is None else chain.store.get_value(sets.set_key(height))
     if scheduled is not None and raw is None:
         raise LookupError(f"the set scheduled for height {height} is missing from state")
     proof = chain.tree.prove(root, key, raw)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from medledger.apps import governance
+from medledger.apps import default_registry
 from medledger.codec import CodecError, decode
 from medledger.ledger import (
     ZERO_HASH,
@@ -33,7 +33,7 @@ from medledger.ledger import (
 )
 from medledger.merkle.log import Frontier
 from medledger.merkle.sparse import NodeRef, SparseMerkleError
-from medledger.node.chain import check_store_genesis
+from medledger.node.chain import check_store_genesis, result_of
 from medledger.node.genesis import Genesis
 from medledger.state import StateTree, value_hash
 from medledger.store import Store, StoredBlock
@@ -52,6 +52,9 @@ class VerifyReport:
     state_entries: int
 
 
+_SETS = default_registry().validators  # the app that keeps the validator set
+
+
 def _decode(height: int, what: str, raw: bytes) -> object:
     try:
         return decode(raw)
@@ -67,12 +70,12 @@ def _validators_of(store: Store, tree: StateTree, height: int, prev: StoredBlock
         return prev_set
     root = NodeRef(prev.state_root_id, prev_header.state_root)
     try:
-        scheduled = tree.get_hash(root, governance.pending_key(height))
+        scheduled = tree.get_hash(root, _SETS.pending_key(height))
     except SparseMerkleError as e:
         raise IntegrityError(prev.height, f"state tree node is damaged: {e}") from e
     if scheduled is None:
         return prev_set
-    raw = store.get_value(governance.set_key(height))
+    raw = store.get_value(_SETS.set_key(height))
     if raw is None:
         raise IntegrityError(height, "the validator set scheduled for this height is not "
                                      "in state")
@@ -160,7 +163,10 @@ def _check_txs(store: Store, header: Header, signatures: bool) -> int:
         txs.append(tx)
     if len(txs) != header.tx_count or tx_root([t.tx_id for t in txs]) != header.tx_root:
         raise IntegrityError(height, "transactions do not match the header's tx root")
-    results = [TxResult(r.code, r.message) for r in rows]
+    try:
+        results = [result_of(r) for r in rows]
+    except (LedgerError, CodecError) as e:
+        raise IntegrityError(height, f"a stored result's events are damaged: {e}") from e
     if results_root(results) != header.results_root:
         raise IntegrityError(height, "results do not match the header's results root")
     return len(txs)

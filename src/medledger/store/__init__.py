@@ -2,8 +2,10 @@
 
 from medledger.store.base import (
     BlockRecord,
+    EventQuery,
     Store,
     StoredBlock,
+    StoredEvent,
     StoredTx,
     StoreError,
     StoreMismatch,
@@ -11,6 +13,6 @@ from medledger.store.base import (
 from medledger.store.sqlite import SQLiteStore
 
 __all__ = [
-    "BlockRecord", "SQLiteStore", "Store", "StoreError", "StoreMismatch", "StoredBlock",
-    "StoredTx",
+    "BlockRecord", "EventQuery", "SQLiteStore", "Store", "StoreError", "StoreMismatch",
+    "StoredBlock", "StoredEvent", "StoredTx",
 ]

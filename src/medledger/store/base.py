@@ -18,7 +18,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-__all__ = ["BlockRecord", "StoreError", "StoreMismatch", "Store", "StoredBlock", "StoredTx"]
+__all__ = ["BlockRecord", "EventQuery", "StoreError", "StoreMismatch", "Store", "StoredBlock",
+           "StoredEvent", "StoredTx"]
 
 
 class StoreError(Exception):
@@ -39,6 +40,31 @@ class StoredTx:
     raw: bytes
     code: str
     message: str
+    events: bytes = b""  # canonical JSON list of the result's events; b"" when none
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An indexed event: ``seq`` numbers every event of the chain from 1, in commit order
+    (the same on every node); ``tx_index`` is None for a block hook's event."""
+
+    seq: int
+    height: int
+    tx_index: int | None
+    type: str
+    attrs: bytes  # canonical JSON object of string attributes
+
+
+@dataclass(frozen=True, slots=True)
+class EventQuery:
+    """Which events to list: after event ``after`` (a seq), of ``type`` (or any), with
+    every attribute of ``attrs`` equal, from block ``from_height`` on."""
+
+    after: int = 0
+    type: str | None = None
+    attrs: tuple[tuple[str, str], ...] = ()
+    from_height: int = 0
+    limit: int = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +89,13 @@ class BlockRecord:
     last_commit: bytes | None
     certificate: bytes
     state_root_id: int
-    txs: list[tuple[bytes, bytes, str, str]]  # (tx_id, raw, code, message), block order
+    # (tx_id, raw, code, message, sender, events bytes), block order
+    txs: list[tuple[bytes, bytes, str, str, bytes, bytes]]
     state_writes: dict[str, bytes | None]  # key -> canonical value bytes, None deletes
     nodes: list[tuple[int, bytes]]  # new sparse Merkle tree nodes
     history: list[bytes] = field(default_factory=list)  # log-tree frontier after this block
+    # (tx index or None for a block hook, type, attrs bytes), in the order they happened
+    events: list[tuple[int | None, str, bytes]] = field(default_factory=list)
 
 
 class Store(ABC):
@@ -99,6 +128,25 @@ class Store(ABC):
 
     @abstractmethod
     def get_tx(self, tx_id: bytes) -> StoredTx | None: ...
+
+    @abstractmethod
+    def list_blocks(self, before: int | None, limit: int) -> list[StoredBlock]:
+        """Up to ``limit`` blocks below height ``before`` (the tip's and down when None),
+        newest first."""
+
+    @abstractmethod
+    def txs_by_sender(self, sender: bytes, before: tuple[int, int] | None,
+                      limit: int) -> list[StoredTx]:
+        """Up to ``limit`` of ``sender``'s committed transactions before position
+        ``(height, index)`` (from the newest when None), newest first."""
+
+    @abstractmethod
+    def list_events(self, query: EventQuery) -> list[StoredEvent]:
+        """Events matching ``query``, in commit order."""
+
+    @abstractmethod
+    def last_event_seq(self) -> int:
+        """The seq of the last committed event (0 when there is none)."""
 
     @abstractmethod
     def get_history(self) -> list[bytes]:

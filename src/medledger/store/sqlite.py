@@ -5,11 +5,13 @@ Sparse Merkle tree nodes are addressed by integer ids and stored 64 to a row ("p
 fixed slots: a length byte, then the node's bytes), so that a block's thousands of new nodes
 cost a few dozen row inserts; each block's nodes start on a fresh page, so a page is written
 once and never changed. Transactions are found by id through an index on the first 8 bytes
-of the id.
+of the id, and by sender through one on the first 8 bytes of the sender's key. Events are
+numbered in commit order (``seq``) and indexed by type and by each attribute.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -17,8 +19,10 @@ from pathlib import Path
 
 from medledger.store.base import (
     BlockRecord,
+    EventQuery,
     Store,
     StoredBlock,
+    StoredEvent,
     StoredTx,
     StoreError,
     StoreMismatch,
@@ -26,7 +30,7 @@ from medledger.store.base import (
 
 __all__ = ["SQLiteStore"]
 
-SCHEMA_VERSION = b"3"
+SCHEMA_VERSION = b"4"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS blocks (
@@ -36,12 +40,21 @@ CREATE TABLE IF NOT EXISTS blocks (
 CREATE TABLE IF NOT EXISTS txs (
     height INTEGER NOT NULL, idx INTEGER NOT NULL, id_prefix INTEGER NOT NULL,
     tx_id BLOB NOT NULL, raw BLOB NOT NULL, code TEXT NOT NULL, message TEXT NOT NULL,
+    sender_prefix INTEGER, events BLOB,
     PRIMARY KEY (height, idx)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS txs_by_id ON txs (id_prefix);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY, height INTEGER NOT NULL, tx_index INTEGER,
+    type TEXT NOT NULL, attrs BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS events_by_type ON events (type, seq);
+CREATE INDEX IF NOT EXISTS events_by_height ON events (height, seq);
+CREATE TABLE IF NOT EXISTS event_attrs (
+    name TEXT NOT NULL, value TEXT NOT NULL, seq INTEGER NOT NULL,
+    PRIMARY KEY (name, value, seq)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS smt_pages (page INTEGER PRIMARY KEY, data BLOB NOT NULL);
 """
-
+_SENDER_INDEX = "CREATE INDEX IF NOT EXISTS txs_by_sender ON txs (sender_prefix, height, idx)"
 
 PAGE_NODES = 64
 SLOT = 82  # one length byte + up to 81 bytes of node
@@ -92,6 +105,20 @@ def _prefix(tx_id: bytes) -> int:
     return int.from_bytes(tx_id[:8], "big", signed=True)
 
 
+def _sender_of_raw(raw: bytes) -> bytes | None:
+    """The sender key in a stored transaction's canonical bytes (None if unreadable)."""
+    try:
+        sender = bytes.fromhex(json.loads(raw)["sender"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    return sender if len(sender) == 32 else None
+
+
+def _sender_prefix_of_raw(raw: bytes) -> int | None:
+    sender = _sender_of_raw(raw)
+    return None if sender is None else _prefix(sender)
+
+
 def _blob(value: object) -> bytes:
     """Column value as bytes: a tampered row may hold TEXT where BLOB belongs."""
     if isinstance(value, str):
@@ -107,6 +134,23 @@ def _join(hashes: list[bytes]) -> bytes:
 
 def _split(blob: bytes) -> list[bytes]:
     return [blob[i : i + 32] for i in range(0, len(blob), 32)]
+
+
+_TX_COLUMNS = "tx_id, height, idx, raw, code, message, events"
+
+
+def _stored_tx(r: tuple) -> StoredTx:  # type: ignore[type-arg]
+    return StoredTx(_blob(r[0]), r[1], r[2], _blob(r[3]), str(r[4]), str(r[5]),
+                    b"" if r[6] is None else _blob(r[6]))
+
+
+def _sender_of(tx: StoredTx) -> bytes | None:
+    return _sender_of_raw(tx.raw)
+
+
+def _attrs_of(attrs: bytes) -> list[tuple[str, str]]:
+    """The (name, value) pairs of an event's canonical attributes object."""
+    return [(str(k), str(v)) for k, v in json.loads(attrs).items()]
 
 
 class SQLiteStore(Store):
@@ -125,10 +169,13 @@ class SQLiteStore(Store):
         version = self.get_meta("schema")
         if version is None:
             self.put_meta("schema", SCHEMA_VERSION)
-        elif version == b"2":
-            self._migrate_from_2()
+        elif version in (b"2", b"3"):
+            if version == b"2":
+                self._migrate_from_2()
+            self._migrate_from_3()
         elif version != SCHEMA_VERSION:
             raise StoreMismatch(f"store {self.path} has schema {version!r}, expected {SCHEMA_VERSION!r}")
+        self._conn().execute(_SENDER_INDEX)  # after any migration added its column
         self._next_node = self._query_next_node()
         self._pages: dict[int, bytes] = {}
 
@@ -144,6 +191,28 @@ class SQLiteStore(Store):
                 db.execute("INSERT INTO state_3 SELECT key, value FROM state")
                 db.execute("DROP TABLE state")
                 db.execute("ALTER TABLE state_3 RENAME TO state")
+                db.execute("UPDATE meta SET value = '3' WHERE name = 'schema'")
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+
+    def _migrate_from_3(self) -> None:
+        """Schema 4 adds the sender and events of each transaction, and the event index.
+        Blocks committed before it have no events; their senders are read from their
+        bytes."""
+        db = self._conn()
+        with self._lock:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                columns = {r[1] for r in db.execute("PRAGMA table_info(txs)")}
+                for column, kind in (("sender_prefix", "INTEGER"), ("events", "BLOB")):
+                    if column not in columns:
+                        db.execute(f"ALTER TABLE txs ADD COLUMN {column} {kind}")
+                rows = db.execute("SELECT height, idx, raw FROM txs").fetchall()
+                db.executemany("UPDATE txs SET sender_prefix = ? WHERE height = ? AND idx = ?",
+                               [(_sender_prefix_of_raw(_blob(r[2])), r[0], r[1]) for r in rows])
                 db.execute("UPDATE meta SET value = ? WHERE name = 'schema'", (SCHEMA_VERSION,))
                 db.execute("COMMIT")
             except BaseException:
@@ -218,23 +287,63 @@ class SQLiteStore(Store):
                            None if row[3] is None else _blob(row[3]), _blob(row[4]), row[5])
 
     def get_block_txs(self, height: int) -> list[StoredTx]:
-        rows = self._all(
-            "SELECT tx_id, height, idx, raw, code, message FROM txs WHERE height = ? ORDER BY idx",
-            (height,))
-        return [StoredTx(_blob(r[0]), r[1], r[2], _blob(r[3]), str(r[4]), str(r[5])) for r in rows]
+        rows = self._all(f"SELECT {_TX_COLUMNS} FROM txs WHERE height = ? ORDER BY idx",
+                         (height,))
+        return [_stored_tx(r) for r in rows]
 
     def count_txs(self) -> int:
         row = self._one("SELECT COUNT(*) FROM txs")
         return int(row[0]) if row else 0
 
     def get_tx(self, tx_id: bytes) -> StoredTx | None:
-        rows = self._all(
-            "SELECT tx_id, height, idx, raw, code, message FROM txs WHERE id_prefix = ?",
-            (_prefix(tx_id),))
+        rows = self._all(f"SELECT {_TX_COLUMNS} FROM txs WHERE id_prefix = ?",
+                         (_prefix(tx_id),))
         for r in rows:
             if _blob(r[0]) == tx_id:
-                return StoredTx(_blob(r[0]), r[1], r[2], _blob(r[3]), str(r[4]), str(r[5]))
+                return _stored_tx(r)
         return None
+
+    def list_blocks(self, before: int | None, limit: int) -> list[StoredBlock]:
+        top = self.latest_height() + 1 if before is None else before
+        rows = self._all(
+            "SELECT height, hash, header, last_commit, certificate, state_root_id "
+            "FROM blocks WHERE height < ? ORDER BY height DESC LIMIT ?", (top, limit))
+        return [StoredBlock(r[0], _blob(r[1]), _blob(r[2]),
+                            None if r[3] is None else _blob(r[3]), _blob(r[4]), r[5])
+                for r in rows]
+
+    def txs_by_sender(self, sender: bytes, before: tuple[int, int] | None,
+                      limit: int) -> list[StoredTx]:
+        height, index = before if before is not None else (2**62, 0)
+        found: list[StoredTx] = []
+        # the index holds 8 bytes of the key: rows of another sender sharing them are skipped
+        while len(found) < limit:
+            rows = self._all(
+                f"SELECT {_TX_COLUMNS} FROM txs WHERE sender_prefix = ? AND "
+                "(height < ? OR (height = ? AND idx < ?)) ORDER BY height DESC, idx DESC "
+                "LIMIT ?", (_prefix(sender), height, height, index, limit))
+            if not rows:
+                break
+            found.extend(t for t in map(_stored_tx, rows) if _sender_of(t) == sender)
+            height, index = rows[-1][1], rows[-1][2]
+        return found[:limit]
+
+    def list_events(self, query: EventQuery) -> list[StoredEvent]:
+        where, args = ["e.seq > ?", "e.height >= ?"], [query.after, query.from_height]
+        if query.type is not None:
+            where.append("e.type = ?")
+            args.append(query.type)
+        for name, value in query.attrs:
+            where.append("e.seq IN (SELECT seq FROM event_attrs WHERE name = ? AND value = ?)")
+            args.extend((name, value))
+        rows = self._all(
+            f"SELECT e.seq, e.height, e.tx_index, e.type, e.attrs FROM events e "
+            f"WHERE {' AND '.join(where)} ORDER BY e.seq LIMIT ?", (*args, query.limit))
+        return [StoredEvent(r[0], r[1], r[2], str(r[3]), _blob(r[4])) for r in rows]
+
+    def last_event_seq(self) -> int:
+        row = self._one("SELECT MAX(seq) FROM events")
+        return int(row[0]) if row and row[0] is not None else 0
 
     def get_history(self) -> list[bytes]:
         row = self._one("SELECT history FROM blocks ORDER BY height DESC LIMIT 1")
@@ -291,6 +400,19 @@ class SQLiteStore(Store):
     def next_node_id(self) -> int:
         return self._next_node
 
+    def _insert_events(self, db: sqlite3.Connection, record: BlockRecord) -> None:
+        if not record.events:
+            return
+        row = db.execute("SELECT MAX(seq) FROM events").fetchone()
+        first = (row[0] or 0) + 1
+        _insert_rows(db, "INSERT INTO events", [
+            (first + n, record.height, index, type_, attrs)
+            for n, (index, type_, attrs) in enumerate(record.events)])
+        pairs = [(name, value, first + n)
+                 for n, (_, _, attrs) in enumerate(record.events)
+                 for name, value in _attrs_of(attrs)]
+        _insert_rows(db, "INSERT OR IGNORE INTO event_attrs", pairs)
+
     # the one write ------------------------------------------------------------------------
     def commit_block(self, record: BlockRecord) -> None:
         with self._lock:
@@ -306,8 +428,10 @@ class SQLiteStore(Store):
                 _insert_rows(db, "INSERT OR REPLACE INTO state", writes)
                 db.executemany("DELETE FROM state WHERE key = ?", deletes)
                 _insert_rows(db, "INSERT INTO txs",
-                             [(record.height, i, _prefix(t[0]), t[0], t[1], t[2], t[3])
+                             [(record.height, i, _prefix(t[0]), t[0], t[1], t[2], t[3],
+                               _prefix(t[4]), t[5] or None)
                               for i, t in enumerate(record.txs)])
+                self._insert_events(db, record)
                 db.execute(
                     "INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (record.height, record.block_hash, record.header, record.last_commit,

@@ -51,19 +51,28 @@ against the set in force and the chain id, recorded once, and refused when its o
 more than :data:`EVIDENCE_MAX_AGE` heights old. A ``validator_remove`` or
 ``validator_power`` change may cite it by hash; the cited evidence must name that validator.
 
-The node must call :func:`begin_block` at the start of each block's execution (before its
-first transaction, on the block's overlay) and take the validators of height ``h`` from
+Events: ``governance.proposed {proposal, kind, proposer}``, ``governance.approval
+{proposal, approver}``, ``governance.approved_proposal {proposal, kind, effective_height}``
+(then, for ``org_admit``, identity's ``identity.org_admitted``),
+``governance.evidence_recorded {hash, validator, offence_height}``, and at block start
+``governance.validators_changed {height, hash, total_power}``.
+
+This app is the registry's validator authority: its begin-block hook promotes the set due
+at the block's height, and the node takes the validators of height ``h`` from
 :func:`validators_at` on the state committed at ``h - 1``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar
 
 from medledger.apps import identity
-from medledger.apps.base import AppRegistry, BlockContext, Handler, Rejected, Stateful
+from medledger.apps.base import App, BlockContext, Event, GenesisDoc, Rejected, TxType
+from medledger.apps.body import Hex, OneOf, Range
 from medledger.apps.fields import body_keys, hex_field, str_field
+from medledger.apps.host import CommandHost, QueryHost
 from medledger.ledger import (
     DuplicateVoteEvidence,
     IntegrityError,
@@ -77,9 +86,9 @@ from medledger.state import StateView
 
 __all__ = [
     "APPROVE", "EVIDENCE_MAX_AGE", "KINDS", "MAX_CERTIFICATE", "MAX_TOTAL_POWER", "PROPOSE",
-    "SUBMIT", "begin_block", "cert_key", "evidence_entry", "genesis_writes", "list_evidence", "pending_key",
-    "promote_pending", "proposal_entry", "proposal_expired", "register", "set_key",
-    "validators_at",
+    "SUBMIT", "GovernanceApp", "begin_block", "cert_key", "evidence_entry", "evidence_key",
+    "genesis_writes", "list_evidence", "pending_key", "promote_pending", "proposal_entry",
+    "proposal_expired", "proposal_key", "set_key", "validators_at",
 ]
 
 PROPOSE, APPROVE, SUBMIT = "governance.propose", "governance.approve", "evidence.submit"
@@ -110,8 +119,21 @@ def set_key(height: int) -> str:
 _pending_key = pending_key
 
 
-def _proposal_key(proposal_id: str) -> str:
+def proposal_key(proposal_id: str) -> str:
+    """The state key of a governance proposal (its id: 64 hex)."""
     return f"governance/proposal/{proposal_id}"
+
+
+def evidence_key(evidence_hash: str) -> str:
+    """The state key of committed evidence (its hash: 64 hex)."""
+    return f"evidence/{evidence_hash}"
+
+
+def _evidence_seq_key(seq: int) -> str:
+    return f"evidence/seq/{seq:016d}"
+
+
+_proposal_key = proposal_key
 
 
 # the validator set in state ---------------------------------------------------------------
@@ -154,7 +176,7 @@ def promote_pending(view: StateView, height: int) -> ValidatorSet | None:
 
 
 def begin_block(view: StateView, ctx: BlockContext) -> ValidatorSet | None:
-    """What the node runs at the start of block ``ctx.height``: :func:`promote_pending`."""
+    """What runs at the start of block ``ctx.height``: :func:`promote_pending`."""
     return promote_pending(view, ctx.height)
 
 
@@ -195,19 +217,19 @@ def _check_change(kind: str, change: Any) -> None:
         hex_field(change, "certificate", max_size=MAX_CERTIFICATE)
 
 
-def _propose_stateless(tx: Transaction) -> None:
-    body_keys(tx.body, {"kind", "change", "effective_height"})
-    if tx.body["kind"] not in KINDS:
-        raise Rejected("malformed", f"kind must be one of {', '.join(KINDS)}")
-    height = tx.body["effective_height"]
-    if type(height) is not int or not 1 <= height < 10**16:
-        raise Rejected("malformed", "effective_height must be a positive integer")
-    _check_change(tx.body["kind"], tx.body["change"])
+@dataclass(frozen=True, slots=True)
+class ProposeBody:
+    kind: Annotated[str, OneOf(KINDS)]
+    change: dict[str, Any]
+    effective_height: Annotated[int, Range(1, 10**16 - 1)]
+
+    def validate(self) -> None:
+        _check_change(self.kind, self.change)
 
 
-def _approve_stateless(tx: Transaction) -> None:
-    body_keys(tx.body, {"proposal"})
-    hex_field(tx.body, "proposal", 32)
+@dataclass(frozen=True, slots=True)
+class ApproveBody:
+    proposal: Annotated[str, Hex(32)]
 
 
 # applying a change ------------------------------------------------------------------------
@@ -252,22 +274,21 @@ def _validator_writes(view: StateView, kind: str, change: dict[str, Any],
     return out
 
 
-def _org_writes(view: StateView, org: dict[str, Any]) -> dict[str, Any]:
+def _check_org_admit(view: StateView, org: dict[str, Any]) -> None:
     if identity.org_entry(view, org["id"]) is not None:
         raise Rejected("exists", f"organisation {org['id']} already exists")
-    writes = identity.organisation_writes(org)
-    for key in writes:
-        if key.startswith("identity/key/") and view.get(key) is not None:
-            raise Rejected("exists", f"admin key {key.removeprefix('identity/key/')} is "
-                                     "already registered")
-    return writes
+    for admin in org["admins"]:
+        if identity.key_entry(view, admin) is not None:
+            raise Rejected("exists", f"admin key {admin} is already registered")
 
 
 def _enactment(view: StateView, kind: str, change: dict[str, Any],
                effective: int) -> dict[str, Any]:
-    """The writes that enact a change, or Rejected if it cannot be enacted now."""
+    """The writes that enact a change (none of its own for ``org_admit``, which identity
+    writes when the proposal is approved), or Rejected if it cannot be enacted now."""
     if kind == "org_admit":
-        return _org_writes(view, change)
+        _check_org_admit(view, change)
+        return {}
     if "evidence" in change:
         entry = evidence_entry(view, change["evidence"])
         if entry is None:
@@ -288,50 +309,73 @@ def proposal_expired(proposal: dict[str, Any], height: int) -> bool:
     return height >= proposal["effective_height"]
 
 
-def _require_validator(view: StateView, sender: bytes, ctx: BlockContext) -> ValidatorSet:
-    validators = validators_at(view, ctx.height)
-    if validators.power_of(sender) == 0:
-        raise Rejected("not_validator", "only a current validator may do this")
-    return validators
-
-
 def _approved(validators: ValidatorSet, approvals: list[str]) -> bool:
     power = sum(validators.power_of(bytes.fromhex(k)) for k in approvals)
     return 3 * power > 2 * validators.total_power
 
 
 def _settle(view: StateView, proposal: dict[str, Any], validators: ValidatorSet,
-            ctx: BlockContext) -> dict[str, Any]:
-    """The writes of recording ``proposal`` as it now stands, enacting it if approved."""
+            ctx: BlockContext) -> tuple[dict[str, Any], bool]:
+    """The writes of recording ``proposal`` as it now stands, enacting it if approved, and
+    whether it was approved."""
     writes: dict[str, Any] = {}
-    if _approved(validators, proposal["approvals"]):
+    approved = _approved(validators, proposal["approvals"])
+    if approved:
         writes = _enactment(view, proposal["kind"], proposal["change"],
                             proposal["effective_height"])
         proposal = {**proposal, "status": "approved", "approved_height": ctx.height}
-    return {**writes, _proposal_key(proposal["id"]): proposal}
+    return {**writes, proposal_key(proposal["id"]): proposal}, approved
 
 
-def _new_proposal(tx: Transaction, ctx: BlockContext) -> dict[str, Any]:
-    b = tx.body
+def _new_proposal(tx: Transaction, b: ProposeBody, ctx: BlockContext) -> dict[str, Any]:
     return {
-        "approvals": [tx.sender.hex()], "approved_height": None, "change": b["change"],
-        "effective_height": b["effective_height"], "height": ctx.height, "id": tx.tx_id.hex(),
-        "kind": b["kind"], "proposer": tx.sender.hex(), "status": "open",
+        "approvals": [tx.sender.hex()], "approved_height": None, "change": b.change,
+        "effective_height": b.effective_height, "height": ctx.height, "id": tx.tx_id.hex(),
+        "kind": b.kind, "proposer": tx.sender.hex(), "status": "open",
     }
 
 
-def _propose_writes(view: StateView, tx: Transaction, ctx: BlockContext) -> dict[str, Any]:
-    validators = _require_validator(view, tx.sender, ctx)
-    if tx.body["effective_height"] <= ctx.height + 1:
+def validator_sender(view: StateView, tx: Transaction, ctx: BlockContext) -> None:
+    """``auth``: only a validator of the set in force at the block's height."""
+    if validators_at(view, ctx.height).power_of(tx.sender) == 0:
+        raise Rejected("not_validator", "only a current validator may do this")
+
+
+def _propose_check(view: StateView, tx: Transaction, b: ProposeBody, ctx: BlockContext) -> None:
+    if b.effective_height <= ctx.height + 1:
         raise Rejected("too_soon", f"effective_height must be above {ctx.height + 1}")
     # refuse now what could never be enacted as things stand
-    _enactment(view, tx.body["kind"], tx.body["change"], tx.body["effective_height"])
-    return _settle(view, _new_proposal(tx, ctx), validators, ctx)
+    _enactment(view, b.kind, b.change, b.effective_height)
 
 
-def _approve_writes(view: StateView, tx: Transaction, ctx: BlockContext) -> dict[str, Any]:
-    validators = _require_validator(view, tx.sender, ctx)
-    proposal = proposal_entry(view, tx.body["proposal"])
+def _enact(view: StateView, proposal: dict[str, Any], writes: dict[str, Any],
+           approved: bool) -> list[Event]:
+    """Put ``writes`` in key order; on approval, admit an organisation through identity.
+    The events of an approval."""
+    for key in sorted(writes):
+        view.put(key, writes[key])
+    if not approved:
+        return []
+    events = [Event("governance.approved_proposal", (
+        ("proposal", proposal["id"]), ("kind", proposal["kind"]),
+        ("effective_height", str(proposal["effective_height"]))))]
+    if proposal["kind"] == "org_admit":
+        identity.admit_organisation(view, proposal["change"])
+    return events
+
+
+def _propose_apply(view: StateView, tx: Transaction, b: ProposeBody,
+                   ctx: BlockContext) -> list[Event]:
+    proposal = _new_proposal(tx, b, ctx)
+    writes, approved = _settle(view, proposal, validators_at(view, ctx.height), ctx)
+    events = [Event("governance.proposed", (("proposal", proposal["id"]), ("kind", b.kind),
+                                             ("proposer", tx.sender.hex())))]
+    return events + _enact(view, proposal, writes, approved)
+
+
+def _open_proposal(view: StateView, tx: Transaction, b: ApproveBody,
+                   ctx: BlockContext) -> dict[str, Any]:
+    proposal = proposal_entry(view, b.proposal)
     if proposal is None:
         raise Rejected("not_found", "no such proposal")
     if proposal["status"] != "open":
@@ -339,48 +383,60 @@ def _approve_writes(view: StateView, tx: Transaction, ctx: BlockContext) -> dict
     if proposal_expired(proposal, ctx.height):
         raise Rejected("expired", f"the proposal expired at height "
                                   f"{proposal['effective_height']}")
-    sender = tx.sender.hex()
-    if sender in proposal["approvals"]:
+    if tx.sender.hex() in proposal["approvals"]:
         raise Rejected("already_approved", "this validator already approved the proposal")
-    approvals = sorted([*proposal["approvals"], sender])
-    return _settle(view, {**proposal, "approvals": approvals}, validators, ctx)
+    approvals = sorted([*proposal["approvals"], tx.sender.hex()])
+    return {**proposal, "approvals": approvals}
 
 
-def _put_all(view: StateView, writes: dict[str, Any]) -> None:
-    for key in sorted(writes):
-        view.put(key, writes[key])
+def _approve_check(view: StateView, tx: Transaction, b: ApproveBody, ctx: BlockContext) -> None:
+    _settle(view, _open_proposal(view, tx, b, ctx), validators_at(view, ctx.height), ctx)
+
+
+def _approve_apply(view: StateView, tx: Transaction, b: ApproveBody,
+                   ctx: BlockContext) -> list[Event]:
+    proposal = _open_proposal(view, tx, b, ctx)
+    writes, approved = _settle(view, proposal, validators_at(view, ctx.height), ctx)
+    events = [Event("governance.approval", (("proposal", proposal["id"]),
+                                            ("approver", tx.sender.hex())))]
+    return events + _enact(view, proposal, writes, approved)
 
 
 # evidence.submit --------------------------------------------------------------------------
 def evidence_entry(view: StateView, evidence_hash: str) -> dict[str, Any] | None:
     """The committed evidence with hash ``evidence_hash`` (64 hex), or None."""
-    return view.get(f"evidence/{evidence_hash}")  # type: ignore[no-any-return]
+    return view.get(evidence_key(evidence_hash))  # type: ignore[no-any-return]
 
 
 def list_evidence(view: StateView, start: int = 1, limit: int = 100) -> list[dict[str, Any]]:
     """Committed evidence entries in commit order, from the ``start``-th (1-based)."""
     end = min(view.get(EVIDENCE_COUNT) or 0, start + limit - 1)
-    hashes = [view.get(f"evidence/seq/{n:016d}") for n in range(max(start, 1), end + 1)]
-    return [view.get(f"evidence/{h}") for h in hashes]
+    hashes = [view.get(_evidence_seq_key(n)) for n in range(max(start, 1), end + 1)]
+    return [view.get(evidence_key(h)) for h in hashes]
 
 
-def _evidence_of(tx: Transaction) -> DuplicateVoteEvidence:
-    try:
-        return DuplicateVoteEvidence.from_dict(tx.body["evidence"])
-    except MalformedError as e:
-        raise Rejected("malformed", f"evidence: {e}") from None
+@dataclass(frozen=True, slots=True)
+class EvidenceBody:
+    evidence: dict[str, Any]
+
+    def parsed(self) -> DuplicateVoteEvidence:
+        try:
+            return DuplicateVoteEvidence.from_dict(self.evidence)
+        except MalformedError as e:
+            raise Rejected("malformed", f"evidence: {e}") from None
+
+    def validate(self) -> None:
+        self.parsed()
 
 
-def _submit_stateless(tx: Transaction) -> None:
-    body_keys(tx.body, {"evidence"})
-    _evidence_of(tx)
-
-
-def _submit_stateful(view: StateView, tx: Transaction, ctx: BlockContext) -> None:
-    validators = validators_at(view, ctx.height)
-    if validators.power_of(tx.sender) == 0:
+def validator_or_member(view: StateView, tx: Transaction, ctx: BlockContext) -> None:
+    """``auth`` of evidence: a validator in force, or any active registered key."""
+    if validators_at(view, ctx.height).power_of(tx.sender) == 0:
         identity.check_sender(view, tx)
-    evidence = _evidence_of(tx)
+
+
+def _submit_check(view: StateView, tx: Transaction, b: EvidenceBody, ctx: BlockContext) -> None:
+    evidence = b.parsed()
     if evidence_entry(view, evidence.hash().hex()) is not None:
         raise Rejected("exists", "this evidence is already on the ledger")
     if evidence.height + EVIDENCE_MAX_AGE < ctx.height:
@@ -388,44 +444,83 @@ def _submit_stateful(view: StateView, tx: Transaction, ctx: BlockContext) -> Non
     if evidence.height > ctx.height:
         raise Rejected("invalid_evidence", "the offence is at a height not yet reached")
     try:
-        evidence.verify(ctx.chain_id, validators)
+        evidence.verify(ctx.chain_id, validators_at(view, ctx.height))
     except IntegrityError as e:
         raise Rejected("invalid_evidence", str(e)) from None
 
 
-def _submit_apply(view: StateView, tx: Transaction, ctx: BlockContext) -> None:
-    evidence = _evidence_of(tx)
+def _submit_apply(view: StateView, tx: Transaction, b: EvidenceBody,
+                  ctx: BlockContext) -> tuple[Event, ...]:
+    evidence = b.parsed()
     digest = evidence.hash().hex()
     seq = (view.get(EVIDENCE_COUNT) or 0) + 1
-    view.put(f"evidence/{digest}", {
+    view.put(evidence_key(digest), {
         "evidence": evidence.to_dict(), "hash": digest, "height": ctx.height,
         "offence_height": evidence.height, "seq": seq, "validator": evidence.validator.hex(),
     })
-    view.put(f"evidence/seq/{seq:016d}", digest)
+    view.put(_evidence_seq_key(seq), digest)
     view.put(EVIDENCE_COUNT, seq)
+    return (Event("governance.evidence_recorded", (
+        ("hash", digest), ("validator", evidence.validator.hex()),
+        ("offence_height", str(evidence.height)))),)
 
 
-Writes = Callable[[StateView, Transaction, BlockContext], dict[str, Any]]
+class GovernanceApp(App):
+    """Validator-set changes, organisation admission, and double-sign evidence."""
 
+    name: ClassVar[str] = "governance"
+    prefixes: ClassVar[tuple[str, ...]] = ("governance/", "validators/", "evidence/")
+    codes: ClassVar[dict[str, int]] = {
+        "not_validator": 403, "too_soon": 422, "closed": 409, "expired": 409,
+        "already_approved": 409, "empty_set": 422, "too_much_power": 422,
+        "evidence_mismatch": 422, "invalid_evidence": 422,
+    }
+    summary: ClassVar[str] = ("Validator-set changes, organisation admission, and a node's "
+                              "identity.")
 
-def _checked(writes: Writes) -> Stateful:
-    """A stateful check made of a writes function: compute the writes, keep none."""
-    def stateful(view: StateView, tx: Transaction, ctx: BlockContext) -> None:
-        writes(view, tx, ctx)
-    return stateful
+    def transactions(self) -> Sequence[TxType[Any]]:
+        return (
+            TxType(PROPOSE, ProposeBody, validator_sender, _propose_check, _propose_apply,
+                   summary="A validator proposes a change (its own first approval)"),
+            TxType(APPROVE, ApproveBody, validator_sender, _approve_check, _approve_apply,
+                   summary="A validator approves an open proposal"),
+            TxType(SUBMIT, EvidenceBody, validator_or_member, _submit_check, _submit_apply,
+                   summary="Record a validator's double-sign evidence"),
+        )
 
+    def genesis(self, genesis: GenesisDoc) -> dict[str, Any]:
+        return genesis_writes(genesis.validators)
 
-def _applied(writes: Writes) -> Stateful:
-    """An apply made of a writes function: compute the writes and put them, in key order."""
-    def apply(view: StateView, tx: Transaction, ctx: BlockContext) -> None:
-        _put_all(view, writes(view, tx, ctx))
-    return apply
+    def begin_block(self, view: StateView, ctx: BlockContext) -> tuple[Event, ...]:
+        promoted = promote_pending(view, ctx.height)
+        if promoted is None:
+            return ()
+        return (Event("governance.validators_changed", (
+            ("height", str(ctx.height)), ("hash", promoted.hash().hex()),
+            ("total_power", str(promoted.total_power)))),)
 
+    # the validator authority the node asks (medledger.apps.base.ValidatorAuthority)
+    def validator_authority(self) -> GovernanceApp:
+        return self
 
-def register(registry: AppRegistry) -> None:
-    """Register the governance and evidence transaction types."""
-    registry.register(PROPOSE, Handler(_propose_stateless, _checked(_propose_writes),
-                                       _applied(_propose_writes)))
-    registry.register(APPROVE, Handler(_approve_stateless, _checked(_approve_writes),
-                                       _applied(_approve_writes)))
-    registry.register(SUBMIT, Handler(_submit_stateless, _submit_stateful, _submit_apply))
+    def validators_at(self, view: StateView, height: int) -> ValidatorSet:
+        return validators_at(view, height)
+
+    def pending_key(self, height: int) -> str:
+        return pending_key(height)
+
+    def set_key(self, height: int) -> str:
+        return set_key(height)
+
+    def certificate_key(self, public_key: bytes) -> str:
+        return cert_key(public_key)
+
+    def routes(self, host: QueryHost) -> Any:
+        from medledger.apps.governance.routes import router
+
+        return router(host)
+
+    def commands(self, host: CommandHost) -> Any:
+        from medledger.apps.governance.commands import commands
+
+        return commands(host)

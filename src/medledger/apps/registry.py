@@ -1,0 +1,188 @@
+"""The registry of apps: what the node, the API and the command line iterate over.
+
+It routes each transaction type to the app that owns it, runs ``auth``, ``check`` and
+``apply`` in that order, hands ``apply`` and the block hooks a view scoped to the app's
+prefixes, checks that events are named after their app, and answers the node's questions
+about genesis and the validator set without the node naming any app.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from medledger.apps.base import (
+    App,
+    AppView,
+    BlockContext,
+    GenesisDoc,
+    Rejected,
+    TxType,
+    ValidatorAuthority,
+)
+from medledger.apps.body import decode_body
+from medledger.codec import encode
+from medledger.ledger import Event, Transaction
+from medledger.state import StateView
+
+__all__ = ["AppRegistry", "BASE_CODES"]
+
+BASE_CODES = {
+    "malformed": 400, "chain_id": 400, "signature": 400, "unknown_type": 400,
+    "too_large": 413, "nonce": 409, "duplicate": 409, "exists": 409,
+    "unknown_sender": 403, "unauthorized": 403, "not_found": 404, "mempool_full": 429,
+}
+"""Refusal codes of the node itself, and those every app may use, with HTTP statuses."""
+
+
+class AppRegistry:
+    """Apps by name, transaction types by name, merged refusal codes."""
+
+    def __init__(self, apps: Sequence[App]) -> None:
+        self.apps: tuple[App, ...] = tuple(apps)
+        self._types: dict[str, tuple[App, TxType[Any]]] = {}
+        self.codes: dict[str, int] = dict(BASE_CODES)
+        names: set[str] = set()
+        for app in self.apps:
+            if app.name in names:
+                raise ValueError(f"app {app.name!r} registered twice")
+            names.add(app.name)
+            self._add(app)
+        self._check_prefixes()
+        authorities = [a for a in self.apps if a.validator_authority() is not None]
+        if len(authorities) > 1:
+            raise ValueError("more than one app keeps the validator set")
+        self._authority = authorities[0].validator_authority() if authorities else None
+
+    def _add(self, app: App) -> None:
+        for t in app.transactions():
+            if t.name in self._types:
+                raise ValueError(f"transaction type {t.name!r} registered twice")
+            self._types[t.name] = (app, t)
+        for code, status in app.codes.items():
+            if self.codes.get(code, status) != status:
+                raise ValueError(f"refusal code {code!r} has two HTTP statuses")
+            self.codes[code] = status
+
+    def _check_prefixes(self) -> None:
+        owned = [(p, a.name) for a in self.apps for p in a.prefixes]
+        for p, name in owned:
+            if not p.endswith("/"):
+                raise ValueError(f"app {name}: prefix {p!r} must end with '/'")
+            clash = [o for q, o in owned if q != p and q.startswith(p)]
+            if clash:
+                raise ValueError(f"prefix {p!r} of {name} overlaps one of {clash[0]}")
+
+    # lookups ------------------------------------------------------------------------------
+    @property
+    def types(self) -> list[str]:
+        return sorted(self._types)
+
+    def app(self, name: str) -> App:
+        for app in self.apps:
+            if app.name == name:
+                return app
+        raise KeyError(f"no app named {name!r}")
+
+    def owner(self, type_: str) -> App:
+        """The app that owns transaction type ``type_`` (Rejected unknown_type)."""
+        return self._entry(type_)[0]
+
+    def _entry(self, type_: str) -> tuple[App, TxType[Any]]:
+        try:
+            return self._types[type_]
+        except KeyError:
+            raise Rejected("unknown_type", f"no app handles transaction type {type_!r}") from None
+
+    @property
+    def validators(self) -> ValidatorAuthority:
+        """The app that keeps the validator set."""
+        if self._authority is None:
+            raise LookupError("no registered app keeps the validator set")
+        return self._authority
+
+    # transactions -------------------------------------------------------------------------
+    def check_stateless(self, tx: Transaction) -> Any:
+        """Decode ``tx``'s body (Rejected when malformed); return the typed body."""
+        return decode_body(self._entry(tx.type)[1].body, tx.body)
+
+    def reads(self, tx: Transaction) -> tuple[str, ...]:
+        """The keys ``tx``'s type declares its check reads (may be none)."""
+        entry = self._types.get(tx.type)
+        if entry is None or entry[1].reads is None:
+            return ()
+        try:
+            return entry[1].reads(tx, decode_body(entry[1].body, tx.body))
+        except Rejected:
+            return ()
+
+    def check_stateful(self, view: StateView, tx: Transaction, ctx: BlockContext,
+                       body: Any = None) -> Any:
+        """Authorise and check ``tx`` against ``view``; return its body."""
+        _, t = self._entry(tx.type)
+        if body is None:
+            body = decode_body(t.body, tx.body)
+        t.auth(view, tx, ctx)
+        t.check(view, tx, body, ctx)
+        return body
+
+    def apply(self, view: StateView, tx: Transaction, ctx: BlockContext,
+              body: Any = None) -> tuple[Event, ...]:
+        """Check against ``view`` then apply; raises Rejected with nothing applied (the
+        caller gives each transaction its own overlay). Returns the events."""
+        app, t = self._entry(tx.type)
+        body = self.check_stateful(view, tx, ctx, body)
+        events = t.apply(AppView(view, app.name, app.prefixes), tx, body, ctx)
+        return _checked_events(app, events)
+
+    # blocks -------------------------------------------------------------------------------
+    def begin_block(self, view: StateView, ctx: BlockContext) -> tuple[Event, ...]:
+        return self._hook("begin_block", view, ctx)
+
+    def end_block(self, view: StateView, ctx: BlockContext) -> tuple[Event, ...]:
+        return self._hook("end_block", view, ctx)
+
+    def _hook(self, hook: str, view: StateView, ctx: BlockContext) -> tuple[Event, ...]:
+        events: list[Event] = []
+        for app in self.apps:
+            run = getattr(app, hook)
+            events.extend(_checked_events(app, run(AppView(view, app.name, app.prefixes), ctx)))
+        return tuple(events)
+
+    # genesis ------------------------------------------------------------------------------
+    def check_genesis(self, genesis: GenesisDoc) -> None:
+        """Raise ValueError when an app cannot start from ``genesis``."""
+        for app in self.apps:
+            app.check_genesis(genesis)
+
+    def genesis_writes(self, genesis: GenesisDoc) -> dict[str, bytes]:
+        """Every app's genesis entries, as canonical bytes by key, each inside its app's
+        prefixes."""
+        writes: dict[str, bytes] = {}
+        for app in self.apps:
+            for key, value in app.genesis(genesis).items():
+                if not key.startswith(app.prefixes):
+                    from medledger.apps.base import PrefixViolation
+
+                    raise PrefixViolation(app.name, key)
+                writes[key] = encode(value)
+        return writes
+
+    def sample_tx(self, index: int) -> tuple[str, dict[str, Any]]:
+        """The first app's sample transaction (what ``medledger bench`` commits)."""
+        for app in self.apps:
+            sample = app.sample_tx(index)
+            if sample is not None:
+                return sample
+        raise LookupError("no registered app offers a sample transaction")
+
+
+def _checked_events(app: App, events: Iterable[Event] | None) -> tuple[Event, ...]:
+    if not events:
+        return ()
+    out = tuple(events)
+    for event in out:
+        if not event.type.startswith(app.name + "."):
+            raise ValueError(f"app {app.name!r} emitted event {event.type!r}: events are "
+                             f"named <app>.<what>")
+    return out
