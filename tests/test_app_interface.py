@@ -281,3 +281,22 @@ def test_a_prefix_violation_inside_a_block_stops_execution(tmp_path: Path) -> No
     with pytest.raises(PrefixViolation):
         chain.commit_next([note("a", "outside")], KEY, 2_000)
     assert chain.height == 0
+
+
+_NAMES = st.from_regex(r"[a-z][a-z0-9_]{0,31}", fullmatch=True)
+_VALUES = st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=40)
+
+
+@given(st.dictionaries(_NAMES, _VALUES, max_size=5), st.text(max_size=20))
+def test_event_and_result_bytes_are_the_canonical_encoding(attrs: dict[str, str],
+                                                           message: str) -> None:
+    """Events and results build their bytes by hand (it is on every block's hot path);
+    they must be exactly what the canonical encoder gives."""
+    from medledger.codec import encode
+
+    event = Event("app.happened", tuple(attrs.items()))
+    assert event.attrs_bytes == encode(attrs)
+    assert event.encode() == encode(event.to_dict())
+    for result in (TxResult("ok", "", (event, event)), TxResult("exists", message, (event,))):
+        assert result.encode() == encode(result.to_dict())
+        assert TxResult.from_dict(result.to_dict()) == result

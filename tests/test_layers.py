@@ -197,3 +197,55 @@ def test_only_allowed_imports(rule: str) -> None:
     importer, allowed = ONLY[rule]
     bad = [i for i in cross_package(importer) if i.target not in allowed]
     assert not bad, report(bad, rule)
+
+
+# --- apps are self-contained: nothing outside apps/ names one ---------------------------------
+APPS = ROOT / "apps"
+
+
+def app_packages() -> list[str]:
+    """The apps this build has: each a package under ``medledger/apps/``."""
+    return sorted(p.name for p in APPS.iterdir() if (p / "__init__.py").is_file())
+
+
+def named_apps(path: Path) -> list[tuple[int, str]]:
+    """(line, app) for each import in ``path`` that reaches a specific app's package:
+    ``import medledger.apps.x``, ``from medledger.apps.x import y`` or
+    ``from medledger.apps import x``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    apps, found = set(app_packages()), []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            targets = [alias.name.split(".") for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            base = node.module.split(".")
+            targets = [base + [alias.name] for alias in node.names]
+        else:
+            continue
+        for dotted in targets:
+            if dotted[:2] == ["medledger", "apps"] and len(dotted) > 2 and dotted[2] in apps:
+                found.append((node.lineno, dotted[2]))
+    return found
+
+
+def test_the_apps_are_found() -> None:
+    assert {"identity", "anchor", "governance"} <= set(app_packages())
+    probe = ROOT / "apps" / "__init__.py"
+    assert {app for _, app in named_apps(probe)} >= {"identity", "anchor", "governance"}
+
+
+def test_no_module_outside_apps_names_a_specific_app() -> None:
+    bad = [f"{path.relative_to(SRC.parent)}:{line}: imports app {app!r}"
+           for path in sorted(ROOT.rglob("*.py"))
+           if package_of_file(path) != "apps"
+           for line, app in named_apps(path)]
+    assert not bad, ("the node, the API, the SDK and the command line reach apps through "
+                     "the registry (medledger.apps.default_registry()), never by name:\n"
+                     + "\n".join(bad))
+
+
+def test_app_routes_and_commands_stay_below_the_edges() -> None:
+    """An app's routes and commands get the node and the CLI through apps/host.py's
+    interfaces; they never import the api, node, client or cli packages."""
+    bad = [i for i in cross_package("apps") if i.target in {"api", "node", "client", "cli"}]
+    assert not bad, report(bad, "apps reach the edges only through medledger.apps.host")

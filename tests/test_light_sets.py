@@ -114,7 +114,7 @@ def test_a_change_left_out_gets_nothing_believed(answers: dict[str, Any]) -> Non
 def test_the_cli_follows_the_changes_a_header_needs(answers: dict[str, Any]) -> None:
     """``tx show --verify`` and ``state show --verify`` trust the genesis set and follow
     the changes only when the answer's header names another set."""
-    from medledger.cli.main import _trusted_for
+    from medledger.cli.host import trusted_for
 
     class Answers:  # what the HTTP client would fetch, from the same node's API
         def validator_changes(self) -> list[int]:
@@ -123,8 +123,8 @@ def test_the_cli_follows_the_changes_a_header_needs(answers: dict[str, Any]) -> 
         def validator_proof(self, height: int) -> Answer:
             return answers[height]  # type: ignore[no-any-return]
 
-    validators, chain_id = _trusted_for(answers["state"], (OLD, CHAIN), Answers())  # type: ignore[arg-type]
+    validators, chain_id = trusted_for(answers["state"], (OLD, CHAIN), Answers())  # type: ignore[arg-type]
     assert chain_id == CHAIN and len(validators.validators) == 5
     verify_state_answer(answers["state"], validators, CHAIN)
     early = answers[3]  # header 2, of the genesis set: nothing to follow
-    assert _trusted_for(early, (OLD, CHAIN), None)[0] is OLD  # type: ignore[arg-type]
+    assert trusted_for(early, (OLD, CHAIN), None)[0] is OLD  # type: ignore[arg-type]

@@ -31,6 +31,8 @@ Errors::
 
 from __future__ import annotations
 
+import importlib
+
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
@@ -198,14 +200,30 @@ class App:
         return None
 
     def routes(self, host: QueryHost) -> Any:
-        """A FastAPI ``APIRouter`` served under ``/v1/<name>``, or None."""
-        return None
+        """A FastAPI ``APIRouter`` served under ``/v1/<name>``, or None. By default the
+        ``router(host)`` of the module ``routes`` beside the app's, if it has one (imported
+        only when the API asks, so the app's rules never import FastAPI)."""
+        module = _edge_module(self, "routes")
+        return None if module is None else module.router(host)
 
     def commands(self, host: CommandHost) -> Any:
-        """A Typer app added as ``medledger <name> ...``, or None."""
-        return None
+        """A Typer app added as ``medledger <name> ...``, or None. By default the
+        ``commands(host)`` of the module ``commands`` beside the app's, if it has one."""
+        module = _edge_module(self, "commands")
+        return None if module is None else module.commands(host)
 
     def sample_tx(self, index: int) -> tuple[str, dict[str, Any]] | None:
         """A (type, body) any registered key may send, distinct for each ``index``: what
         ``medledger bench`` commits. None if the app has none."""
+        return None
+
+
+def _edge_module(app: App, name: str) -> Any:
+    """The module ``name`` in ``app``'s package, or None when it has none."""
+    package = type(app).__module__
+    try:
+        return importlib.import_module(f"{package}.{name}")
+    except ModuleNotFoundError as e:
+        if e.name != f"{package}.{name}":
+            raise  # the module exists but imports something missing: a real error
         return None

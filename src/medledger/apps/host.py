@@ -59,15 +59,23 @@ class AppClient(Protocol):
     """The SDK client as an app's commands use it."""
 
     def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
-        """GET ``path`` (``/v1/...``) and return the decoded JSON; refusals raise."""
+        """GET ``path`` (``/v1/...``) and return the decoded JSON; refusals raise (the
+        command line prints them as one line and exits 1)."""
 
-    def status(self) -> dict[str, Any]: ...
+    def status(self) -> dict[str, Any]:
+        """``GET /v1/status``: ``chain_id``, ``height``, ..."""
 
-    def state(self, key: str) -> dict[str, Any]: ...
+    def state(self, key: str) -> dict[str, Any]:
+        """``GET /v1/state/{key}``: the entry (``value`` None when absent) with its proof."""
 
 
 class CommandHost(Protocol):
-    """The command line as an app's commands use it."""
+    """The command line as an app's commands use it.
+
+    What fails for a reason a person can act on (no such home or key, a wrong passphrase,
+    a node that does not answer or refuses) is printed as one ``error:`` line with exit
+    code 1; a proof that does not check out, as ``NOT VERIFIED: reason`` with exit code 2.
+    """
 
     def client(self, home: Path | None, api: str | None) -> AbstractContextManager[AppClient]:
         """A client of the node at ``api``, or of the one ``home``'s config names."""
@@ -76,21 +84,39 @@ class CommandHost(Protocol):
         """The keystore named ``key`` in ``home``'s keys folder (or a path), else
         ``default``, else the home's only key."""
 
+    def keystore(self, path: Path) -> Keystore:
+        """A keystore file of its own (a patient's, a new member's), opened with the
+        passphrase of ``MEDLEDGER_PASSPHRASE`` or, in a terminal, one asked for."""
+
     def validator_key(self, home: Path) -> SigningKey:
         """The home's validator key."""
+
+    def node_identity(self, home: Path) -> dict[str, str]:
+        """The home's node key and its TLS certificate, as hex: ``{"node_key",
+        "certificate"}`` (what ``validator_add`` carries and ``members.json`` holds)."""
 
     def submit(self, home: Path | None, api: str | None, signer: SigningKey, type_: str,
                body: dict[str, Any]) -> dict[str, Any]:
         """Sign and submit a transaction, wait for its block and return the committed
-        answer (``tx_id``, ``height``, ``code``...); print a refusal and exit 1 on one."""
+        answer (``tx_id``, ``height``, ``code``...), printing nothing; print a refusal and
+        exit 1 on one (and exit 0 after saying so when it is not committed in time)."""
 
     def show(self, data: Any, *, as_json: bool, title: str = "") -> None:
-        """Print ``data``: JSON with ``as_json``, else a readable table."""
+        """Print ``data``: JSON with ``as_json``, else a readable table (a dict as rows, a
+        list of dicts as one row each; fields named ``time`` or ``*_time`` in ISO 8601)."""
 
     def verify(self, answer: dict[str, Any], home: Path | None, genesis: Path | None,
-               client: AppClient) -> Any:
-        """Check a proven state answer against the trusted validators; exit 2 if it fails.
-        Returns the verified value."""
+               client: AppClient, key: str | None = None) -> Any:
+        """Check a proven state answer (``?prove=true``) against the trusted validators
+        (``genesis``'s, else ``home``'s, else the node's own with a warning) and, when
+        given, that it answers for state key ``key``. Says ``verified: ...`` on stderr and
+        returns the verified value (None: proven absent); exit 2 if it fails."""
+
+    def verify_list(self, answer: dict[str, Any], home: Path | None, genesis: Path | None,
+                    client: AppClient, lst: ProvableList, owner: str, start: int = 1,
+                    limit: int | None = None) -> list[Any]:
+        """Check a proven page of ``owner``'s list ``lst`` (items ``start``.. up to
+        ``limit``) as :meth:`verify` does; return its items, in order."""
 
     def fail(self, message: str) -> NoReturn:
         """Print ``message`` as an error and exit 1."""

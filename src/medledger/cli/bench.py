@@ -36,6 +36,7 @@ from typing import Any
 import httpx
 from rich.console import Console
 
+from medledger.apps import default_registry
 from medledger.codec import decode, decode_canonical_list
 from medledger.crypto import ScryptParams, SigningKey, verify_rate
 from medledger.ledger import Transaction
@@ -46,6 +47,8 @@ from medledger.store import SQLiteStore
 __all__ = ["run_bench", "run_consortium_bench"]
 
 FAST_KDF = ScryptParams(n=2**10, r=8, p=1)
+
+_REGISTRY = default_registry()
 
 
 def _prepare_home(root: Path, senders: list[SigningKey], block_txs: int) -> Home:
@@ -61,12 +64,17 @@ def _prepare_home(root: Path, senders: list[SigningKey], block_txs: int) -> Home
     return home
 
 
+def _sample(key: SigningKey, nonce: int, index: int) -> Transaction:
+    """The registry's sample transaction number ``index`` (an anchor of a distinct digest
+    in this build), signed by ``key`` with ``nonce``."""
+    type_, body = _REGISTRY.sample_tx(index)
+    return Transaction.create(key, "bench", type_, nonce, body)
+
+
 def _sign_batches(key: SigningKey, count: int, batch: int, tag: int) -> list[bytes]:
     txs = []
     for nonce in range(1, count + 1):
-        digest = (tag.to_bytes(4, "big") + nonce.to_bytes(8, "big")).rjust(32, b"\x01")
-        txs.append(Transaction.create(key, "bench", "ledger.anchor", nonce,
-                                      {"digest": digest.hex(), "label": f"bench {tag}/{nonce}"}))
+        txs.append(_sample(key, nonce, (tag << 40) | nonce))
     return [b"[" + b",".join(t.raw for t in txs[i:i + batch]) + b"]"
             for i in range(0, len(txs), batch)]
 
@@ -210,11 +218,7 @@ def _sign_client_batches(keys: list[SigningKey], count: int, batch: int, first: 
         for _ in range(min(batch, count - start)):
             nonces[j] += 1
             n = nonces[j]
-            digest = (tag.to_bytes(2, "big") + j.to_bytes(2, "big")
-                      + n.to_bytes(8, "big")).rjust(32, b"\x01")
-            txs.append(Transaction.create(keys[j], "bench", "ledger.anchor", n,
-                                          {"digest": digest.hex(),
-                                           "label": f"bench {tag}/{j}/{n}"}))
+            txs.append(_sample(keys[j], n, (tag << 56) | (j << 40) | n))
         out.append(txs)
     return out
 

@@ -13,54 +13,43 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from medledger.cli.errors import err, friendly
-from medledger.cli.gov import gov_app
+from medledger.apps import default_registry
+from medledger.cli.errors import err, friendly, iso_time
+from medledger.cli.events import events_app
+from medledger.cli.host import (
+    CliHost,
+    add_app_commands,
+    api_url,
+    passphrase,
+    trusted_for,
+    trusted_validators,
+)
 from medledger.cli.net import net_app
 from medledger.client import (
     Client,
     VerificationFailed,
-    follow_sets,
     verify_state_answer,
     verify_tx_answer,
 )
 from medledger.crypto import DEFAULT_SUITE, SUITES, Keystore
-from medledger.ledger import Transaction, ValidatorSet
-from medledger.node import PASSPHRASE_ENV, ConfigError, Genesis, Home, Node, verify_store
+from medledger.node import ConfigError, Home, Node, verify_store
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                   help="medledger: a permissioned BFT ledger for a healthcare consortium.")
 keys_app = typer.Typer(no_args_is_help=True, help="Make and inspect key files.")
-anchor_app = typer.Typer(no_args_is_help=True, help="Anchor digests on the chain.")
 tx_app = typer.Typer(no_args_is_help=True, help="Look up committed transactions.")
 state_app = typer.Typer(no_args_is_help=True, help="Read state entries with proofs.")
 app.add_typer(keys_app, name="keys")
-app.add_typer(anchor_app, name="anchor")
 app.add_typer(tx_app, name="tx")
 app.add_typer(state_app, name="state")
 app.add_typer(net_app, name="net")
-app.add_typer(gov_app, name="governance")
+app.add_typer(events_app, name="events")
+add_app_commands(app, default_registry().apps, CliHost())
 out = Console(soft_wrap=True)
 
 HomeOpt = Annotated[Path, typer.Option("--home", help="The node's home directory.")]
 ApiOpt = Annotated[str | None, typer.Option(
     "--api", help="The node's API as HOST:PORT or URL (default: from the home's config).")]
-
-
-def _url(api: str | None, home: Path | None) -> str:
-    if api is None:
-        if home is None:
-            raise ConfigError("give --api HOST:PORT or --home DIR")
-        api = Home(home).config().api
-    return api if "://" in api else f"http://{api}"
-
-
-def _passphrase(confirm: bool) -> str:
-    env = os.environ.get(PASSPHRASE_ENV)
-    if env:
-        return env
-    if not sys.stdin.isatty():
-        raise ConfigError(f"no passphrase: set {PASSPHRASE_ENV} or run in a terminal")
-    return str(typer.prompt("Passphrase", hide_input=True, confirmation_prompt=confirm))
 
 
 # keys ---------------------------------------------------------------------------------------
@@ -74,7 +63,7 @@ def keys_new(
     if out_file.exists():
         raise ConfigError(f"{out_file} exists; choose another --out")
     keys = Keystore.generate(suite)
-    keys.save(out_file, _passphrase(confirm=True))
+    keys.save(out_file, passphrase(confirm=True))
     out.print(f"wrote {out_file}")
     out.print(f"signing key    {keys.signing.public_key.hex()}")
     out.print(f"encryption key {keys.encryption.suite} ({len(keys.encryption.public_bytes())} B)")
@@ -82,9 +71,9 @@ def keys_new(
 
 @keys_app.command("show")
 @friendly
-def keys_show(path: Path) -> None:
+def keys_show(path: Annotated[Path, typer.Argument(help="The keystore file to read.")]) -> None:
     """Print the public keys held in a keystore."""
-    keys = Keystore.load(path, _passphrase(confirm=False))
+    keys = Keystore.load(path, passphrase(confirm=False))
     out.print(f"signing key    {keys.signing.public_key.hex()}")
     out.print(f"encryption key {keys.encryption.suite} {keys.encryption.public_bytes().hex()}")
 
@@ -147,7 +136,7 @@ def up(home: HomeOpt, api: Annotated[str | None, typer.Option(
               f"{node.chain.height}, API http://{config.api}", highlight=False)
     server = uvicorn.Server(uvicorn.Config(
         create_app(node, close_node=True), host=config.api_host, port=config.api_port, log_level="warning",
-        access_log=False))
+        access_log=False, timeout_graceful_shutdown=5))
     try:
         server.run()
     finally:
@@ -186,106 +175,48 @@ def verify(home: HomeOpt, signatures: Annotated[bool, typer.Option(
 
 @app.command()
 @friendly
-def status(home: Annotated[Path | None, typer.Option("--home")] = None, api: ApiOpt = None,
-           as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def status(
+    home: Annotated[Path | None, typer.Option(
+        "--home", help="The node's home directory (its config names the API).")] = None,
+    api: ApiOpt = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print the node's answer as JSON (times as milliseconds since the "
+                       "epoch).")] = False,
+) -> None:
     """Show a node's chain id, height, latest block and state root."""
-    with Client(_url(api, home)) as client:
+    with Client(api_url(api, home)) as client:
         answer = client.status()
     if as_json:
         out.print_json(json.dumps(answer))
         return
     table = Table(show_header=False)
     for key, value in answer.items():
-        table.add_row(key, str(value))
+        shown = iso_time(value) if key.endswith("_time") else str(value)
+        table.add_row(key + (" (UTC)" if key.endswith("_time") else ""), shown)
     out.print(table)
 
 
-# anchor ---------------------------------------------------------------------------------------
-@anchor_app.command("add")
-@friendly
-def anchor_add(
-    digest: Annotated[str, typer.Argument(help="The 32-byte digest, as 64 hex characters.")],
-    label: Annotated[str, typer.Option(help="A label stored with the digest.")],
-    home: HomeOpt = Path(".medledger/node"),
-    key: Annotated[Path | None, typer.Option(help="Keystore to sign with (default: the home's "
-                                                  "admin key).")] = None,
-    api: ApiOpt = None,
-) -> None:
-    """Anchor DIGEST under LABEL, wait for the commit and print the transaction id."""
-    h = Home(home)
-    keys = h.load_keys(key) if key else h.member_keys("admin")
-    with Client(_url(api, home)) as client:
-        chain_id = client.status()["chain_id"]
-        nonce = _next_nonce(client, keys.signing.public_key)
-        tx = Transaction.create(keys.signing, chain_id, "ledger.anchor", nonce,
-                                {"digest": digest.lower(), "label": label})
-        answer = client.submit(tx, wait=True)
-    if answer.get("status") != "committed":
-        out.print(f"submitted {tx.tx_id.hex()}; not committed yet")
-        return
-    if answer["code"] != "ok":
-        err.print(f"[bold red]rejected[/] in block {answer['height']}: {answer['code']}: "
-                  f"{answer['message']}", highlight=False)
-        raise typer.Exit(1)
-    out.print(f"anchored in block {answer['height']}: tx {tx.tx_id.hex()}")
-
-
-def _next_nonce(client: Client, sender: bytes) -> int:
-    from medledger.client import ApiRefused
-
-    try:
-        return client.next_nonce(sender)
-    except ApiRefused as e:
-        if e.code == "not_found":
-            return 1
-        raise
-
-
 # tx / state -----------------------------------------------------------------------------------
-def _trusted(home: Path | None, genesis_file: Path | None, client: Client) -> tuple[ValidatorSet, str]:
-    if genesis_file is not None or home is not None:
-        genesis = Genesis.load(genesis_file) if genesis_file else Home(home).genesis()  # type: ignore[arg-type]
-        return genesis.validators, genesis.chain_id
-    err.print("[yellow]warning:[/] no --home or --genesis: trusting the node's own genesis")
-    genesis = Genesis.from_dict(client.genesis())
-    return genesis.validators, genesis.chain_id
-
-
-def _trusted_for(answer: dict[str, Any], trusted: tuple[ValidatorSet, str],
-                 client: Client) -> tuple[ValidatorSet, str]:
-    """The trusted set, followed through governance's changes up to the answer's header
-    when that header names another set (each change checked by the light client)."""
-    validators, chain_id = trusted
-    try:
-        named = bytes.fromhex(answer["header"]["validators_hash"])
-        height = int(answer["header"]["height"])
-    except (KeyError, TypeError, ValueError):
-        return trusted  # malformed: the header check says so
-    if named == validators.hash():
-        return trusted
-    return follow_sets(validators, chain_id, height, client.validator_changes(),
-                       client.validator_proof), chain_id
-
-
 @tx_app.command("show")
 @friendly
 def tx_show(
-    tx_id: str,
+    tx_id: Annotated[str, typer.Argument(help="The transaction id, as 64 hex characters.")],
     verify_: Annotated[bool, typer.Option("--verify", help="Check the proof, header and "
                                                            "certificate locally.")] = False,
     home: Annotated[Path | None, typer.Option("--home", help="Trust this home's genesis.")] = None,
-    genesis_file: Annotated[Path | None, typer.Option("--genesis")] = None,
+    genesis_file: Annotated[Path | None, typer.Option(
+        "--genesis", help="Trust this genesis file's validators (instead of --home's).")] = None,
     api: ApiOpt = None,
 ) -> None:
     """Fetch a committed transaction; with --verify, check it without trusting the node."""
-    with Client(_url(api, home)) as client:
+    with Client(api_url(api, home)) as client:
         answer = client.tx(tx_id)
         out.print_json(json.dumps({k: answer[k] for k in ("tx_id", "height", "index", "code",
                                                           "message", "tx")}))
         if not verify_:
             return
         try:
-            trusted = _trusted_for(answer, _trusted(home, genesis_file, client), client)
+            trusted = trusted_for(answer, trusted_validators(home, genesis_file, client), client)
             checked = verify_tx_answer(answer, *trusted)
             if checked.tx.tx_id.hex() != tx_id.lower():
                 raise VerificationFailed("the node answered with another transaction than the "
@@ -294,28 +225,31 @@ def tx_show(
             err.print(f"[bold red]NOT VERIFIED[/]: {e.reason}", highlight=False)
             raise typer.Exit(2) from None
     out.print(f"[bold green]verified[/]: transaction {tx_id[:16]}... is in block "
-              f"{checked.header.height} (BFT time {checked.header.time}), whose header is "
-              f"signed by more than 2/3 of the trusted validators", highlight=False)
+              f"{checked.header.height} (BFT time {iso_time(checked.header.time)}), whose "
+              f"header is signed by more than 2/3 of the trusted validators", highlight=False)
 
 
 @state_app.command("show")
 @friendly
 def state_show(
-    key: str,
-    verify_: Annotated[bool, typer.Option("--verify")] = False,
-    home: Annotated[Path | None, typer.Option("--home")] = None,
-    genesis_file: Annotated[Path | None, typer.Option("--genesis")] = None,
+    key: Annotated[str, typer.Argument(
+        help="The state key, such as anchor/<DIGEST> or nonce/<KEY HEX>.")],
+    verify_: Annotated[bool, typer.Option(
+        "--verify", help="Check the proof, header and certificate locally.")] = False,
+    home: Annotated[Path | None, typer.Option("--home", help="Trust this home's genesis.")] = None,
+    genesis_file: Annotated[Path | None, typer.Option(
+        "--genesis", help="Trust this genesis file's validators (instead of --home's).")] = None,
     api: ApiOpt = None,
 ) -> None:
     """Fetch a state entry (or proof of its absence); with --verify, check it locally."""
-    with Client(_url(api, home)) as client:
+    with Client(api_url(api, home)) as client:
         answer = client.state(key)
         out.print_json(json.dumps({"key": answer["key"], "value": answer["value"],
                                    "height": answer["height"]}))
         if not verify_:
             return
         try:
-            trusted = _trusted_for(answer, _trusted(home, genesis_file, client), client)
+            trusted = trusted_for(answer, trusted_validators(home, genesis_file, client), client)
             checked = verify_state_answer(answer, *trusted)
             if checked.key != key:
                 raise VerificationFailed("the node answered for another key than the one "
@@ -324,7 +258,8 @@ def state_show(
             err.print(f"[bold red]NOT VERIFIED[/]: {e.reason}", highlight=False)
             raise typer.Exit(2) from None
     what = "absent" if checked.value is None else "present"
-    out.print(f"[bold green]verified[/]: {key} is {what} at height {checked.header.height}")
+    out.print(f"[bold green]verified[/]: {key} is {what} at height {checked.header.height} "
+              f"(BFT time {iso_time(checked.header.time)})", highlight=False)
 
 
 @app.command()

@@ -1,8 +1,9 @@
-"""``medledger net up|down|status``: run and watch a local consortium's node processes.
+"""``medledger net up|down|status|run``: run and watch a local consortium's node processes.
 
 Each node runs as ``python -m medledger up --home ROOT/nodeI`` in its own session, with its
 output in ``nodeI/node.log`` and its process id in ``nodeI/node.pid``. ``down`` signals only
-processes whose id is in a pid file and whose command line is that node's ``up``.
+processes whose id is in a pid file and whose command line is that node's ``up``. ``run``
+stops the nodes on SIGINT or SIGTERM, whatever handlers it inherited.
 """
 
 from __future__ import annotations
@@ -13,15 +14,17 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any
 
 import httpx
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
-from medledger.cli.errors import friendly
+from medledger.cli.errors import friendly, iso_time
 from medledger.node import ConfigError, Home
 from medledger.node.consortium import Consortium, ConsortiumNode
 
@@ -33,6 +36,9 @@ RootOpt = Annotated[Path, typer.Option(
     "--home", help="The consortium directory (made by `medledger init --validators N`).")]
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
+QUIET_S = 30.0  # `net run` without a terminal: repeat a node's line at least this often
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+PLAIN_WIDTH = 160  # columns of a table printed to a file or a pipe
 
 
 def _pid_file(node: ConsortiumNode) -> Path:
@@ -150,57 +156,124 @@ def node_report(node: ConsortiumNode) -> dict[str, Any]:
 
 @net_app.command("status")
 @friendly
-def net_status(home: RootOpt, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def net_status(home: RootOpt, as_json: Annotated[bool, typer.Option(
+        "--json", help="Print the reports as JSON (times as milliseconds since the epoch).")
+        ] = False) -> None:
     """Each node's pid, height, round, peers and last block time."""
     reports = [node_report(node) for node in Consortium.load(home).nodes]
     if as_json:
         out.print_json(json.dumps(reports))
         return
-    out.print(_table(reports))
+    if out.is_terminal:
+        out.print(_table(reports))
+    else:  # a file or a pipe has no width: print the whole table, not cut at 80 columns
+        Console(file=out.file, width=PLAIN_WIDTH, soft_wrap=True).print(_table(reports))
 
 
 def _table(reports: list[dict[str, Any]]) -> Table:
-    table = Table("node", "pid", "height", "round", "peers", "last block time", "api")
+    table = Table("node", "pid", "height", "round", "peers",  # a narrow terminal folds the
+                  Column("last block (UTC)", no_wrap=True, min_width=24),  # api, not times
+                  Column("api", overflow="fold"))
     for r in reports:
         table.add_row(r["name"], str(r["pid"] or "-"), _cell(r["height"]), _cell(r["round"]),
-                      _cell(r["peers"]), _block_time(r["last_block_time"]), r["api"])
+                      _cell(r["peers"]), iso_time(r["last_block_time"]), r["api"])
     return table
-
-
-def _block_time(ms: int | None) -> str:
-    if ms is None:
-        return "-"
-    return time.strftime("%H:%M:%S", time.localtime(ms / 1000)) + f".{ms % 1000:03d}"
 
 
 def _cell(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
+def _line(report: dict[str, Any]) -> str:
+    """One node's report as one plain line, stamped with the time now (for a log file)."""
+    now = iso_time(time.time_ns() // 10**6)
+    if not report["running"]:
+        why = "not answering" if report["pid"] is not None else "not running"
+        return f"{now} {report['name']}: {why} (pid {_cell(report['pid'])}, {report['api']})"
+    return (f"{now} {report['name']}: height {_cell(report['height'])}, round "
+            f"{_cell(report['round'])}, peers {_cell(report['peers'])}, last block "
+            f"{iso_time(report['last_block_time'])} (pid {report['pid']}, {report['api']})")
+
+
+class Stop(BaseException):
+    """Raised in ``net run`` by its SIGINT and SIGTERM handlers: stop the nodes and exit.
+
+    A BaseException, so that no ``except Exception`` on the way swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise Stop(signum)
+
+
+def _already_stopping(signum: int, frame: FrameType | None) -> None:
+    out.print(f"{signal.Signals(signum).name}: already stopping the consortium...")
+
+
+Handler = Callable[[int, FrameType | None], Any] | int | None
+
+
+def _handle_stop_signals(handler: Handler) -> dict[int, Handler]:
+    """Set ``handler`` for SIGINT and SIGTERM (also over an inherited SIG_IGN, as a shell
+    sets for ``make run &``); return the handlers there were before."""
+    return {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
+
+
+def _watch(nodes: Iterable[ConsortiumNode], every: float) -> None:
+    """Show the nodes until a stop signal: a live table in a terminal, else plain lines."""
+    nodes = list(nodes)
+    pause = max(every, 0.2)
+    if out.is_terminal:
+        _watch_table(nodes, pause)
+    else:
+        _watch_lines(nodes, pause)
+
+
+def _watch_table(nodes: list[ConsortiumNode], pause: float) -> None:
+    from rich.live import Live
+
+    with Live(_table([node_report(n) for n in nodes]), console=out,
+              refresh_per_second=1) as live:
+        while True:
+            time.sleep(pause)
+            live.update(_table([node_report(n) for n in nodes]))
+
+
+def _watch_lines(nodes: list[ConsortiumNode], pause: float) -> None:
+    """A line per node when its pid, height, round or peers change, and at least every
+    QUIET_S seconds: what a log file of ``make run > run.log`` shows."""
+    shown: dict[str, tuple[tuple[Any, ...], float]] = {}
+    while True:
+        for report in (node_report(n) for n in nodes):
+            seen = tuple(report[k] for k in ("pid", "running", "height", "round", "peers"))
+            last = shown.get(report["name"])
+            if last is None or last[0] != seen or time.monotonic() - last[1] >= QUIET_S:
+                out.print(_line(report), highlight=False, markup=False)
+                shown[report["name"]] = (seen, time.monotonic())
+        time.sleep(pause)
+
+
 @net_app.command("run")
 @friendly
 def net_run(home: RootOpt, every: Annotated[float, typer.Option(
-        help="Seconds between refreshes of the table.")] = 2.0) -> None:
-    """Start the consortium, show its nodes until interrupted (Ctrl-C), then stop it."""
-    from rich.live import Live
+        help="Seconds between looks at the nodes (at least 0.2).")] = 2.0) -> None:
+    """Start the consortium, show its nodes until Ctrl-C (SIGINT) or SIGTERM, then stop it.
 
-    net_up(home)
-    nodes = Consortium.load(home).nodes
-    stop = {"now": False}
-
-    def interrupted(signum: int, frame: Any) -> None:
-        stop["now"] = True
-
-    previous = signal.signal(signal.SIGTERM, interrupted)
+    In a terminal it shows a live table; otherwise (output to a file or a pipe) it prints a
+    line per node whenever the node changes, and at least every 30 s."""
+    previous = _handle_stop_signals(_raise_stop)
     try:
-        with Live(_table([node_report(n) for n in nodes]), console=out,
-                  refresh_per_second=1) as live:
-            while not stop["now"]:
-                time.sleep(max(every, 0.2))
-                live.update(_table([node_report(n) for n in nodes]))
-    except KeyboardInterrupt:
-        pass
+        net_up(home)
+        _watch(Consortium.load(home).nodes, every)
+    except Stop as stop:
+        out.print(f"{stop}: stopping the consortium...")
     finally:
-        signal.signal(signal.SIGTERM, previous)
-        out.print("stopping the consortium...")
-        net_down(home)
+        _handle_stop_signals(_already_stopping)
+        try:
+            net_down(home)
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)

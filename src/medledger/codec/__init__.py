@@ -8,6 +8,7 @@ from medledger.codec.canonical import (
     decode_trusted,
     encode,
     is_canonical,
+    utf8_ok,
     validate,
 )
 from medledger.codec.hashing import Tag, tagged_hash
@@ -15,5 +16,5 @@ from medledger.codec.hashing import Tag, tagged_hash
 __all__ = [
     "MAX_SAFE_INT", "CodecError", "Tag", "decode", "decode_canonical_list",
     "decode_trusted", "encode", "is_canonical",
-    "tagged_hash", "validate",
+    "tagged_hash", "utf8_ok", "validate",
 ]

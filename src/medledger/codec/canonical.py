@@ -21,7 +21,7 @@ _MAX_INT_DIGITS = len(str(MAX_SAFE_INT))
 MAX_DEPTH = 64
 
 __all__ = ["CodecError", "MAX_SAFE_INT", "decode", "decode_canonical_list", "decode_trusted",
-           "encode", "is_canonical", "validate"]
+           "encode", "is_canonical", "utf8_ok", "validate"]
 
 
 class CodecError(ValueError):
@@ -40,7 +40,7 @@ def _valid(value: Any, depth: int = 0) -> bool:
     """Fast check with no error reporting; :func:`_check` explains a failure."""
     kind = type(value)
     if kind is str:
-        return value.isascii() or _utf8_ok(value)
+        return value.isascii() or utf8_ok(value)
     if kind is int:
         return -MAX_SAFE_INT <= value <= MAX_SAFE_INT
     if kind is dict:
@@ -51,7 +51,7 @@ def _valid(value: Any, depth: int = 0) -> bool:
                 return False
             kind = type(item)
             if kind is str:
-                if not item.isascii() and not _utf8_ok(item):
+                if not item.isascii() and not utf8_ok(item):
                     return False
             elif kind is int:
                 if not -MAX_SAFE_INT <= item <= MAX_SAFE_INT:
@@ -66,7 +66,8 @@ def _valid(value: Any, depth: int = 0) -> bool:
     return kind is bool or value is None
 
 
-def _utf8_ok(text: str) -> bool:
+def utf8_ok(text: str) -> bool:
+    """Whether ``text`` has UTF-8 bytes (it holds no lone surrogate)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -79,7 +80,7 @@ def _check(value: Any, path: str, depth: int) -> None:
         raise CodecError(f"nesting deeper than {MAX_DEPTH}", path)
     kind = type(value)
     if kind is str:
-        if not _utf8_ok(value):
+        if not utf8_ok(value):
             raise CodecError("string holds a lone surrogate", path)
     elif kind is bool or value is None:
         return

@@ -10,17 +10,19 @@ proposer. The block hash is ``tagged_hash(Tag.BLOCK, encode(header))``.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from json.encoder import encode_basestring as _json_string  # type: ignore[attr-defined]
+from dataclasses import dataclass, field
 from typing import Any
 
-from medledger.codec import CodecError, Tag, decode, encode, tagged_hash
+from medledger.codec import CodecError, Tag, decode, encode, tagged_hash, utf8_ok
 from medledger.ledger.commit import Certificate
 from medledger.ledger.errors import MalformedError
 from medledger.ledger.fields import read_bytes, read_int, read_str, require_keys
 from medledger.ledger.tx import Transaction
 from medledger.merkle import log
 
-__all__ = ["Block", "Event", "Header", "TxResult", "ZERO_HASH", "results_root", "tx_root"]
+__all__ = ["Block", "Event", "Header", "TxResult", "ZERO_HASH", "encode_events", "results_root",
+           "tx_root"]
 
 ZERO_HASH = bytes(32)
 _HEADER_FIELDS = frozenset({
@@ -45,33 +47,44 @@ class Event:
     ``type`` is ``<app>.<what>`` (``identity.member_registered``); ``attrs`` are string
     attributes (``(("member", ...), ("org", "st-mary"))``), kept sorted by name as
     canonical bytes order them. Names are ``[a-z][a-z0-9_]*``, at most 32 characters;
-    values at most 512.
+    values at most 512. An event checks itself when made (MalformedError) and encodes
+    itself once (:attr:`attrs_bytes`, :meth:`encode`).
     """
 
     type: str
     attrs: tuple[tuple[str, str], ...] = ()
+    attrs_bytes: bytes = field(default=b"", init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "attrs", tuple(sorted(self.attrs)))
+        self.validate()
+        # names need no escaping (validated); values take JSON's string escaping, which is
+        # RFC 8785's (see medledger.codec.canonical)
+        text = ",".join(f'"{name}":{_json_string(value)}' for name, value in self.attrs)
+        object.__setattr__(self, "attrs_bytes", ("{" + text + "}").encode())
 
     @classmethod
     def of(cls, type_: str, **attrs: str) -> Event:
-        """``Event.of("anchor.anchored", digest=..., sender=...)``, checked."""
-        event = cls(type_, tuple(attrs.items()))
-        event.validate()
-        return event
+        """``Event.of("anchor.anchored", digest=..., sender=...)``."""
+        return cls(type_, tuple(attrs.items()))
 
     def validate(self) -> None:
         """Raise MalformedError unless the type and every attribute are well formed."""
-        if type(self.type) is not str or not _EVENT_TYPE.fullmatch(self.type):
-            raise MalformedError("event", f"type {self.type!r} must be <app>.<name>")
-        names = [name for name, _ in self.attrs]
-        if len(set(names)) != len(names):
-            raise MalformedError("event", f"{self.type}: an attribute name appears twice")
+        if self.type not in _GOOD_NAMES:
+            if type(self.type) is not str or not _EVENT_TYPE.fullmatch(self.type):
+                raise MalformedError("event", f"type {self.type!r} must be <app>.<name>")
+            _remember(self.type)
+        previous = None
         for name, value in self.attrs:
-            if type(name) is not str or not _ATTR_NAME.fullmatch(name):
-                raise MalformedError("event", f"{self.type}: attribute name {name!r}")
-            if type(value) is not str or len(value) > MAX_ATTR_VALUE:
+            if name not in _GOOD_NAMES:
+                if type(name) is not str or not _ATTR_NAME.fullmatch(name):
+                    raise MalformedError("event", f"{self.type}: attribute name {name!r}")
+                _remember(name)
+            if name == previous:
+                raise MalformedError("event", f"{self.type}: attribute {name} appears twice")
+            previous = name
+            if (type(value) is not str or len(value) > MAX_ATTR_VALUE
+                    or not (value.isascii() or utf8_ok(value))):
                 raise MalformedError("event", f"{self.type}.{name}: value must be a string "
                                               f"of at most {MAX_ATTR_VALUE} characters")
 
@@ -81,15 +94,32 @@ class Event:
     def to_dict(self) -> dict[str, Any]:
         return {"type": self.type, "attrs": dict(self.attrs)}
 
+    def encode(self) -> bytes:
+        """Canonical bytes of :meth:`to_dict`, from the attributes' (the type needs no
+        escaping: it is ``[a-z0-9_.]``)."""
+        return b'{"attrs":' + self.attrs_bytes + b',"type":"' + self.type.encode() + b'"}'
+
     @classmethod
     def from_dict(cls, data: Any) -> Event:
         data = require_keys(data, "event", _EVENT_FIELDS)
         attrs = data["attrs"]
         if type(attrs) is not dict:
             raise MalformedError("event", "attrs must be an object")
-        event = cls(read_str(data, "type", 128), tuple(attrs.items()))
-        event.validate()
-        return event
+        return cls(read_str(data, "type", 128), tuple(attrs.items()))
+
+
+_GOOD_NAMES: set[str] = set()  # event types and attribute names already checked
+
+
+def _remember(name: str) -> None:
+    if len(_GOOD_NAMES) >= 10_000:
+        _GOOD_NAMES.clear()
+    _GOOD_NAMES.add(name)
+
+
+def encode_events(events: tuple[Event, ...]) -> bytes:
+    """Canonical bytes of a list of events (``b"[]"`` for none)."""
+    return b"[" + b",".join(e.encode() for e in events) + b"]"
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +155,13 @@ class TxResult:
     def ok(self) -> bool:
         return self.code == "ok"
 
+    def encode(self) -> bytes:
+        """Canonical bytes of :meth:`to_dict` (what the results root commits)."""
+        if not self.events:
+            return encode(self.to_dict())
+        return (b'{"code":' + encode(self.code) + b',"events":' + encode_events(self.events)
+                + b',"message":' + encode(self.message) + b"}")
+
 
 def tx_root(tx_ids: list[bytes]) -> bytes:
     """RFC 9162 root over the transaction ids, in block order."""
@@ -134,7 +171,7 @@ def tx_root(tx_ids: list[bytes]) -> bytes:
 def _result_leaf(result: TxResult) -> bytes:
     if result.code == "ok" and not result.message and not result.events:
         return _OK_LEAF
-    return log.leaf_hash(encode(result.to_dict()))
+    return log.leaf_hash(result.encode())
 
 
 def results_root(results: list[TxResult]) -> bytes:

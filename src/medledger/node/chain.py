@@ -33,6 +33,7 @@ from medledger.ledger import (
     Transaction,
     TxResult,
     ValidatorSet,
+    encode_events,
     results_root,
     tx_root,
 )
@@ -369,19 +370,19 @@ def result_of(stored: StoredTx) -> TxResult:
 
 def events_bytes(events: tuple[Event, ...]) -> bytes:
     """How a result's events are stored: a canonical JSON list (b"" for none)."""
-    return encode([e.to_dict() for e in events]) if events else b""
+    return encode_events(events) if events else b""
 
 
 def _event_rows(results: list[TxResult], block: BlockEvents
-                ) -> list[tuple[int | None, str, bytes]]:
+                ) -> list[tuple[int | None, str, bytes, tuple[tuple[str, str], ...]]]:
     """What the store indexes: (transaction index, or None for a block hook's event, type,
     canonical attributes), in the order they happened: begin-block, each transaction's,
     end-block."""
-    rows: list[tuple[int | None, str, bytes]] = [
-        (None, e.type, encode(dict(e.attrs))) for e in block.begin]
+    rows: list[tuple[int | None, str, bytes, tuple[tuple[str, str], ...]]] = [
+        (None, e.type, e.attrs_bytes, e.attrs) for e in block.begin]
     for index, result in enumerate(results):
-        rows.extend((index, e.type, encode(dict(e.attrs))) for e in result.events)
-    rows.extend((None, e.type, encode(dict(e.attrs))) for e in block.end)
+        rows.extend((index, e.type, e.attrs_bytes, e.attrs) for e in result.events)
+    rows.extend((None, e.type, e.attrs_bytes, e.attrs) for e in block.end)
     return rows
 
 

@@ -28,7 +28,7 @@ from medledger.crypto import KdfParams, Keystore
 from medledger.ledger import CHAIN_ID, Validator, ValidatorSet
 from medledger.node.config import ConfigError, NodeConfig
 from medledger.node.genesis import Genesis
-from medledger.node.home import PASSPHRASE_ENV, Home, found_organisations
+from medledger.node.home import CONSORTIUM_MANIFEST, PASSPHRASE_ENV, Home, found_organisations
 from medledger.p2p import node_certificate
 
 __all__ = ["Consortium", "ConsortiumNode", "MAX_VALIDATORS", "free_port"]
@@ -66,7 +66,7 @@ def free_port() -> int:
 
 MAX_VALIDATORS = 64
 VALIDATOR_POWER = 10
-MANIFEST = "consortium.json"
+MANIFEST = CONSORTIUM_MANIFEST
 MEMBERS = "members.json"  # in each home: node key hex -> TLS certificate DER hex
 
 
@@ -98,8 +98,7 @@ class Consortium:
         root = Path(root)
         path = root / MANIFEST
         if not path.exists():
-            raise ConfigError(f"{path} not found: run `medledger init --home {root} "
-                              f"--validators N` first")
+            raise _not_a_consortium(root)
         data = decode(path.read_bytes())
         nodes = tuple(ConsortiumNode(n["name"], Path(n["home"]), n["api"], n["p2p"],
                                      bytes.fromhex(n["key"])) for n in data["nodes"])
@@ -161,6 +160,19 @@ class Consortium:
         (root / MANIFEST).write_bytes(encode(
             {"chain_id": chain_id, "nodes": [n.to_dict() for n in nodes]}) + b"\n")
         return consortium
+
+
+def _not_a_consortium(root: Path) -> ConfigError:
+    """The error for a folder without a manifest: a node's home (pointing to its
+    consortium's folder when the parent is one), or a folder to make a consortium in."""
+    if Home(root).exists():
+        parent = root.parent
+        where = (f"its consortium's folder is {parent}: use --home {parent}"
+                 if (parent / MANIFEST).exists() else
+                 f"use `medledger status --home {root}` for this node")
+        return ConfigError(f"{root} is a node's home, not a local consortium's folder: {where}")
+    return ConfigError(f"{root / MANIFEST} not found: {root} holds no local consortium; make "
+                       f"one with `medledger init --home {root} --validators N`")
 
 
 def _write_secret(path: Path, value: str) -> None:

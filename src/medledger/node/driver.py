@@ -48,7 +48,6 @@ from medledger.ledger import (
     LedgerError,
     Proposal,
     Transaction,
-    TxResult,
     Vote,
 )
 from medledger.p2p import P2PError, Transport, check_certificate, decode_message, encode_message

@@ -19,9 +19,11 @@ from medledger.ledger import CHAIN_ID, Validator, ValidatorSet
 from medledger.node.config import ConfigError, NodeConfig
 from medledger.node.genesis import Genesis
 
-__all__ = ["DEMO_ORGANISATIONS", "Home", "PASSPHRASE_ENV", "found_organisations"]
+__all__ = ["CONSORTIUM_MANIFEST", "DEMO_ORGANISATIONS", "Home", "PASSPHRASE_ENV",
+           "found_organisations"]
 
 PASSPHRASE_ENV = "MEDLEDGER_PASSPHRASE"
+CONSORTIUM_MANIFEST = "consortium.json"  # what marks a local consortium's folder
 
 DEMO_ORGANISATIONS = (
     ("st-mary", "St Mary's Hospital", "hospital"),
@@ -78,12 +80,42 @@ class Home:
         return self.config_path.exists()
 
     def config(self) -> NodeConfig:
+        if not self.config_path.exists():
+            raise self._not_a_home(self.config_path)
         return NodeConfig.load(self.path)
 
     def genesis(self) -> Genesis:
         if not self.genesis_path.exists():
-            raise ConfigError(f"{self.genesis_path} not found: run `medledger init` first")
+            raise self._not_a_home(self.genesis_path)
         return Genesis.load(self.genesis_path)
+
+    def _not_a_home(self, missing: Path) -> ConfigError:
+        """The error for a home that lacks ``missing``, saying what the folder is instead:
+        a consortium's folder, a folder that does not exist, or a folder never set up."""
+        where = self.path
+        if (where / CONSORTIUM_MANIFEST).exists():
+            return ConfigError(
+                f"{where} is a local consortium's folder (it holds {CONSORTIUM_MANIFEST}), not "
+                f"a node's home: use `medledger net status --home {where}`, or give one "
+                f"node's folder, e.g. --home {where / 'node0'}")
+        if not where.exists():
+            return ConfigError(f"{where} not found: there is no node home there. "
+                               f"{self._hint()}")
+        if self.exists():
+            return ConfigError(f"{missing} not found: the node home {where} is incomplete")
+        return ConfigError(f"{missing} not found: {where} is not a node's home. {self._hint()}")
+
+    def _hint(self) -> str:
+        """Where a node home may be instead: a node of a local consortium in or next to
+        this folder's parent, or else the command that makes a home here."""
+        parent = self.path.parent
+        roots = [parent] if (parent / CONSORTIUM_MANIFEST).exists() else sorted(
+            m.parent for m in parent.glob(f"*/{CONSORTIUM_MANIFEST}"))
+        if roots:
+            nodes = sorted(p.name for p in roots[0].glob("node*") if p.is_dir())
+            return (f"The local consortium in {roots[0]} has the nodes {', '.join(nodes)}: "
+                    f"give one, e.g. --home {roots[0] / (nodes[0] if nodes else 'node0')}")
+        return f"Give --home a node's folder, or make one with `medledger init --home {self.path}`"
 
     def passphrase(self) -> str:
         env = os.environ.get(PASSPHRASE_ENV)
@@ -101,15 +133,52 @@ class Home:
 
     def validator_key(self) -> SigningKey:
         if not self.validator_key_path.exists():
-            raise ConfigError(f"{self.validator_key_path} not found: run `medledger init` first")
+            raise self._not_a_home(self.validator_key_path)
         return self.load_keys(self.validator_key_path).signing
+
+    def known_keys(self) -> list[str]:
+        """The names of the key files in ``HOME/keys`` (``northgate`` for northgate.key)."""
+        return sorted(p.stem for p in (self.path / "keys").glob("*.key"))
 
     def member_keys(self, name: str) -> Keystore:
         path = self.key_path(name)
         if not path.exists():
-            known = sorted(p.stem for p in (self.path / "keys").glob("*.key"))
-            raise ConfigError(f"no key {name!r} in {self.path / 'keys'} (known: {known})")
+            raise ConfigError(f"no key {name!r} in {self.path / 'keys'} "
+                              f"(known: {self.known_keys()})")
         return self.load_keys(path)
+
+    def resolve_keys(self, key: str | None, default: str = "admin") -> Keystore:
+        """The keystore a command signs with, from its ``--key``.
+
+        None: the key named ``default`` if the home has it, else the home's only key, else
+        an error naming the keys there. A name of a key file in ``HOME/keys`` (with or
+        without ``.key``): that file. Anything else: a keystore's path.
+        """
+        if key is None:
+            return self.load_keys(self._default_key_path(default))
+        name = key.removesuffix(".key")
+        if name and "/" not in key and os.sep not in key and self.key_path(name).exists():
+            return self.load_keys(self.key_path(name))
+        if Path(key).is_file():
+            return self.load_keys(Path(key))
+        if not self.exists():
+            raise self._not_a_home(self.path / "keys")
+        raise ConfigError(f"no key {key!r}: not a key of {self.path / 'keys'} (known: "
+                          f"{self.known_keys()}), nor a keystore file")
+
+    def _default_key_path(self, default: str) -> Path:
+        if self.key_path(default).exists():
+            return self.key_path(default)
+        known = self.known_keys()
+        if len(known) == 1:
+            return self.key_path(known[0])
+        if not self.exists():
+            raise self._not_a_home(self.path / "keys")
+        if not known:
+            raise ConfigError(f"no key in {self.path / 'keys'}: give --key with a keystore "
+                              f"path")
+        raise ConfigError(f"no key {default!r} in {self.path / 'keys'} and more than one "
+                          f"other (known: {known}): choose one with --key NAME")
 
     @classmethod
     def init(

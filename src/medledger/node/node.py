@@ -110,6 +110,9 @@ class Node:
         self._waiters: dict[bytes, list[asyncio.Future[StoredTx]]] = {}
         self._wake: asyncio.Event | None = None
         self._stopping = False
+        # commit notification: an event (with its loop) that the next commit or stop sets
+        # and replaces; wait_new_block() waits on it
+        self._new_block: tuple[asyncio.Event, asyncio.AbstractEventLoop] | None = None
         self.verifier = SignatureVerifier()
         self._mempool_lock = threading.Lock()
         self._produce_lock = threading.Lock()
@@ -129,8 +132,8 @@ class Node:
         if power == 0:
             log.warning("this node's key is not a validator: it cannot commit blocks")
         elif not self.commits_alone:
-            log.warning("this validator holds %d of %d voting power: blocks need the "
-                        "consensus of its peers", power, validators.total_power)
+            log.info("this validator holds %d of %d voting power: blocks need the "
+                     "consensus of its peers", power, validators.total_power)
 
     def _alone(self) -> bool:
         validators = self.chain.validators
@@ -266,6 +269,7 @@ class Node:
             return committed
 
     def _notify(self, committed: CommittedBlock) -> None:
+        self._wake_block_waiters()
         if not self._waiters:
             return
         height = committed.block.header.height
@@ -275,6 +279,47 @@ class Node:
                 if not future.done():
                     future.set_result(StoredTx(tx.tx_id, height, index, tx.raw, result.code,
                                                result.message, events_bytes(result.events)))
+
+    @property
+    def stopping(self) -> bool:
+        """True once :meth:`stop` was called (streams that follow commits end then)."""
+        return self._stopping
+
+    def _wake_block_waiters(self) -> None:
+        """Wake whoever waits in :meth:`wait_new_block` (from any thread)."""
+        pending, self._new_block = self._new_block, None
+        if pending is None:
+            return
+        event, loop = pending
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            event.set()
+        elif not loop.is_closed():
+            loop.call_soon_threadsafe(event.set)
+
+    async def wait_new_block(self, after_height: int, timeout: float) -> int:
+        """Wait until a block above ``after_height`` is committed, the node stops, or
+        ``timeout`` seconds pass; return the chain's height then. Wakes on the commit itself
+        (no polling): callers re-read the store, and may call again with the new height."""
+        height = self.chain.height
+        if height > after_height or self._stopping or timeout <= 0:
+            return height
+        loop = asyncio.get_running_loop()
+        if self._new_block is None or self._new_block[1] is not loop:
+            self._wake_block_waiters()  # one loop at a time; a waiter of another just re-checks
+            self._new_block = (asyncio.Event(), loop)
+        event = self._new_block[0]
+        if self.chain.height > after_height:  # committed while the event was being made
+            return self.chain.height
+        try:
+            async with asyncio.timeout(timeout):
+                await event.wait()
+        except TimeoutError:
+            pass
+        return self.chain.height
 
     async def wait_committed(self, tx_id: bytes, timeout: float) -> StoredTx | None:
         """Wait until ``tx_id`` is committed (None on timeout)."""
@@ -346,6 +391,7 @@ class Node:
         self._stopping = True
         if self._wake is not None:
             self._wake.set()
+        self._wake_block_waiters()
 
     def close(self) -> None:
         self.stop()

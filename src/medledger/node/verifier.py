@@ -14,7 +14,6 @@ import os
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any
 
 from medledger.apps import AppRegistry, Rejected, default_registry
 from medledger.codec import CodecError, decode, decode_canonical_list

@@ -26,7 +26,6 @@ from medledger.ledger import (
     IntegrityError,
     LedgerError,
     Transaction,
-    TxResult,
     ValidatorSet,
     results_root,
     tx_root,

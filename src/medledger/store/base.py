@@ -94,8 +94,10 @@ class BlockRecord:
     state_writes: dict[str, bytes | None]  # key -> canonical value bytes, None deletes
     nodes: list[tuple[int, bytes]]  # new sparse Merkle tree nodes
     history: list[bytes] = field(default_factory=list)  # log-tree frontier after this block
-    # (tx index or None for a block hook, type, attrs bytes), in the order they happened
-    events: list[tuple[int | None, str, bytes]] = field(default_factory=list)
+    # (tx index or None for a block hook, type, attrs bytes, attrs as (name, value) pairs),
+    # in the order they happened
+    events: list[tuple[int | None, str, bytes, tuple[tuple[str, str], ...]]] = field(
+        default_factory=list)
 
 
 class Store(ABC):
@@ -169,10 +171,16 @@ class Store(ABC):
     def iter_values(self) -> Iterator[tuple[str, bytes]]:
         """Every current state entry, in key order."""
 
-    def iter_prefix(self, prefix: str) -> Iterator[tuple[str, bytes]]:
-        """The current state entries whose key starts with ``prefix``, in key order."""
+    def iter_prefix(self, prefix: str, after: str | None = None,
+                    limit: int | None = None) -> Iterator[tuple[str, bytes]]:
+        """The current state entries whose key starts with ``prefix``, in key order; only
+        those after the key ``after``, and at most ``limit`` of them, when given."""
+        found = 0
         for key, value in self.iter_values():
-            if key.startswith(prefix):
+            if key.startswith(prefix) and (after is None or key > after):
+                if limit is not None and found >= limit:
+                    return
+                found += 1
                 yield key, value
 
     @abstractmethod

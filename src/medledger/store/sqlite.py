@@ -11,6 +11,7 @@ numbered in commit order (``seq``) and indexed by type and by each attribute.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import threading
@@ -47,10 +48,9 @@ CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY, height INTEGER NOT NULL, tx_index INTEGER,
     type TEXT NOT NULL, attrs BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS events_by_type ON events (type, seq);
-CREATE INDEX IF NOT EXISTS events_by_height ON events (height, seq);
+-- no height index
 CREATE TABLE IF NOT EXISTS event_attrs (
-    name TEXT NOT NULL, value TEXT NOT NULL, seq INTEGER NOT NULL,
-    PRIMARY KEY (name, value, seq)) WITHOUT ROWID;
+    attr INTEGER NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (attr, seq)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS smt_pages (page INTEGER PRIMARY KEY, data BLOB NOT NULL);
 """
@@ -148,9 +148,18 @@ def _sender_of(tx: StoredTx) -> bytes | None:
     return _sender_of_raw(tx.raw)
 
 
-def _attrs_of(attrs: bytes) -> list[tuple[str, str]]:
-    """The (name, value) pairs of an event's canonical attributes object."""
-    return [(str(k), str(v)) for k, v in json.loads(attrs).items()]
+def _attr_key(name: str, value: str) -> int:
+    """An event attribute's index key: 8 bytes of a hash of ``name=value``, as a signed
+    integer (a small, fixed-size key whatever the value; matches are re-checked)."""
+    digest = hashlib.blake2b(f"{name}={value}".encode("utf-8", "surrogatepass"), digest_size=8)
+    return int.from_bytes(digest.digest(), "big", signed=True)
+
+
+def _matches(event: StoredEvent, attrs: tuple[tuple[str, str], ...]) -> bool:
+    if not attrs:
+        return True
+    held = json.loads(event.attrs)
+    return all(held.get(name) == value for name, value in attrs)
 
 
 class SQLiteStore(Store):
@@ -334,12 +343,14 @@ class SQLiteStore(Store):
             where.append("e.type = ?")
             args.append(query.type)
         for name, value in query.attrs:
-            where.append("e.seq IN (SELECT seq FROM event_attrs WHERE name = ? AND value = ?)")
-            args.extend((name, value))
+            where.append("e.seq IN (SELECT seq FROM event_attrs WHERE attr = ?)")
+            args.append(_attr_key(name, value))
         rows = self._all(
             f"SELECT e.seq, e.height, e.tx_index, e.type, e.attrs FROM events e "
             f"WHERE {' AND '.join(where)} ORDER BY e.seq LIMIT ?", (*args, query.limit))
-        return [StoredEvent(r[0], r[1], r[2], str(r[3]), _blob(r[4])) for r in rows]
+        found = [StoredEvent(r[0], r[1], r[2], str(r[3]), _blob(r[4])) for r in rows]
+        # two attributes sharing an index key are told apart here
+        return [e for e in found if _matches(e, query.attrs)]
 
     def last_event_seq(self) -> int:
         row = self._one("SELECT MAX(seq) FROM events")
@@ -372,11 +383,14 @@ class SQLiteStore(Store):
                 yield key, _blob(value)
             rows = cursor.fetchmany(10_000)
 
-    def iter_prefix(self, prefix: str) -> Iterator[tuple[str, bytes]]:
+    def iter_prefix(self, prefix: str, after: str | None = None,
+                    limit: int | None = None) -> Iterator[tuple[str, bytes]]:
         # a range of the primary key: every key that starts with prefix sorts in
         # [prefix, prefix + U+10FFFF)
-        rows = self._all("SELECT key, value FROM state WHERE key >= ? AND key < ? ORDER BY key",
-                         (prefix, prefix + "\U0010ffff"))
+        low, op = (prefix, ">=") if after is None or after < prefix else (after, ">")
+        rows = self._all(f"SELECT key, value FROM state WHERE key {op} ? AND key < ? "
+                         "ORDER BY key LIMIT ?",
+                         (low, prefix + "\U0010ffff", -1 if limit is None else limit))
         for key, value in rows:
             yield key, _blob(value)
 
@@ -407,11 +421,11 @@ class SQLiteStore(Store):
         first = (row[0] or 0) + 1
         _insert_rows(db, "INSERT INTO events", [
             (first + n, record.height, index, type_, attrs)
-            for n, (index, type_, attrs) in enumerate(record.events)])
-        pairs = [(name, value, first + n)
-                 for n, (_, _, attrs) in enumerate(record.events)
-                 for name, value in _attrs_of(attrs)]
-        _insert_rows(db, "INSERT OR IGNORE INTO event_attrs", pairs)
+            for n, (index, type_, attrs, _) in enumerate(record.events)])
+        keys = [(_attr_key(name, value), first + n)
+                for n, (_, _, _, pairs) in enumerate(record.events)
+                for name, value in pairs]
+        _insert_rows(db, "INSERT OR IGNORE INTO event_attrs", keys)
 
     # the one write ------------------------------------------------------------------------
     def commit_block(self, record: BlockRecord) -> None:

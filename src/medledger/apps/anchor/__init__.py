@@ -18,7 +18,6 @@ from typing import Annotated, Any, ClassVar
 from medledger.apps import identity
 from medledger.apps.base import App, BlockContext, Event, Rejected, TxType
 from medledger.apps.body import Hex, Text
-from medledger.apps.host import CommandHost, QueryHost
 from medledger.ledger import Transaction
 from medledger.state import StateView
 
@@ -78,12 +77,3 @@ class AnchorApp(App):
         digest = index.to_bytes(32, "big").hex()
         return TYPE, {"digest": digest, "label": f"bench {index}"}
 
-    def routes(self, host: QueryHost) -> Any:
-        from medledger.apps.anchor.routes import router
-
-        return router(host)
-
-    def commands(self, host: CommandHost) -> Any:
-        from medledger.apps.anchor.commands import commands
-
-        return commands(host)

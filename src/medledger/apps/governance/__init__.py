@@ -72,7 +72,6 @@ from medledger.apps import identity
 from medledger.apps.base import App, BlockContext, Event, GenesisDoc, Rejected, TxType
 from medledger.apps.body import Hex, OneOf, Range
 from medledger.apps.fields import body_keys, hex_field, str_field
-from medledger.apps.host import CommandHost, QueryHost
 from medledger.ledger import (
     DuplicateVoteEvidence,
     IntegrityError,
@@ -515,12 +514,3 @@ class GovernanceApp(App):
     def certificate_key(self, public_key: bytes) -> str:
         return cert_key(public_key)
 
-    def routes(self, host: QueryHost) -> Any:
-        from medledger.apps.governance.routes import router
-
-        return router(host)
-
-    def commands(self, host: CommandHost) -> Any:
-        from medledger.apps.governance.commands import commands
-
-        return commands(host)

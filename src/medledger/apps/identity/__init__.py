@@ -42,7 +42,6 @@ from medledger.apps.base import (
     owned,
 )
 from medledger.apps.body import Hex, OneOf, Text
-from medledger.apps.host import CommandHost, QueryHost
 from medledger.apps.lists import ProvableList
 from medledger.codec import Tag, decode_trusted, tagged_hash
 from medledger.crypto import SUITES, public_key_size
@@ -384,12 +383,3 @@ class IdentityApp(App):
     def genesis(self, genesis: GenesisDoc) -> dict[str, Any]:
         return genesis_writes(genesis.organisations)
 
-    def routes(self, host: QueryHost) -> Any:
-        from medledger.apps.identity.routes import router
-
-        return router(host)
-
-    def commands(self, host: CommandHost) -> Any:
-        from medledger.apps.identity.commands import commands
-
-        return commands(host)
