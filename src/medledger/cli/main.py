@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from medledger.apps import default_registry
+from medledger.apps.options import LimitOpt, hex_text, show_page
 from medledger.cli.errors import err, friendly, iso_time
 from medledger.cli.events import events_app
 from medledger.cli.host import (
@@ -50,6 +52,12 @@ out = Console(soft_wrap=True)
 HomeOpt = Annotated[Path, typer.Option("--home", help="The node's home directory.")]
 ApiOpt = Annotated[str | None, typer.Option(
     "--api", help="The node's API as HOST:PORT or URL (default: from the home's config).")]
+ListHomeOpt = Annotated[Path | None, typer.Option(
+    "--home", help="The node's home directory (its config names the API).")]
+BlocksJsonOpt = Annotated[bool, typer.Option(
+    "--json", help="Print the node's answer as JSON (times as milliseconds since the epoch).")]
+TxsJsonOpt = Annotated[bool, typer.Option(
+    "--json", help="Print the node's answer as JSON instead of a table.")]
 
 
 # keys ---------------------------------------------------------------------------------------
@@ -194,6 +202,68 @@ def status(
         shown = iso_time(value) if key.endswith("_time") else str(value)
         table.add_row(key + (" (UTC)" if key.endswith("_time") else ""), shown)
     out.print(table)
+
+
+# blocks / tx list ------------------------------------------------------------------------------
+_host = CliHost()
+_TX_CURSOR = re.compile(r"[0-9]{1,18}:[0-9]{1,9}")  # <height>:<index>, as the node takes it
+SHORT_HEX = 16  # hex characters shown of a block hash or a proposer key
+
+
+def _block_row(block: dict[str, Any]) -> dict[str, Any]:
+    return {"height": block["height"], "time": iso_time(block["time"]),
+            "txs": block["tx_count"], "hash": block["hash"][:SHORT_HEX],
+            "proposer": block["proposer"][:SHORT_HEX]}
+
+
+def _tx_row(tx: dict[str, Any]) -> dict[str, Any]:
+    return {"height": tx["height"], "index": tx["index"], "type": tx["type"],
+            "code": tx["code"], "tx_id": tx["tx_id"]}
+
+
+@app.command()
+@friendly
+def blocks(
+    before: Annotated[int | None, typer.Option(
+        "--before", min=1, help="List only the blocks below this height (the `next` of the "
+                                "previous page).")] = None,
+    limit: LimitOpt = 20,
+    home: ListHomeOpt = None,
+    api: ApiOpt = None,
+    as_json: BlocksJsonOpt = False,
+) -> None:
+    """List recent blocks, newest first: height, BFT time, transaction count, and the
+    start of the block's hash and of its proposer's key."""
+    with Client(api_url(api, home)) as client:
+        page = client.blocks(before, limit)
+    show_page(_host, page, "blocks", as_json=as_json, title="blocks", row=_block_row,
+              cursor="--before")
+
+
+@tx_app.command("list")
+@friendly
+def tx_list(
+    sender: Annotated[str, typer.Option(
+        "--sender", metavar="KEY_HEX", help="The sender's signing key, as 64 hex characters.")],
+    before: Annotated[str | None, typer.Option(
+        "--before", metavar="HEIGHT:INDEX", help="List only the transactions before this "
+                                                 "position (the `next` of the previous "
+                                                 "page).")] = None,
+    limit: LimitOpt = 20,
+    home: ListHomeOpt = None,
+    api: ApiOpt = None,
+    as_json: TxsJsonOpt = False,
+) -> None:
+    """List a sender's committed transactions, newest first: height, index, type, result
+    code and id (`medledger tx show ID` shows one with its proof)."""
+    key = hex_text(_host, sender, "--sender")
+    if before is not None and not _TX_CURSOR.fullmatch(before):
+        _host.fail(f"--before must be HEIGHT:INDEX (the `next` of the previous page), not "
+                   f"{before!r}")
+    with Client(api_url(api, home)) as client:
+        page = client.txs_by_sender(key, before, limit)
+    show_page(_host, page, "txs", as_json=as_json, title="transactions", row=_tx_row,
+              cursor="--before")
 
 
 # tx / state -----------------------------------------------------------------------------------

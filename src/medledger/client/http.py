@@ -141,6 +141,28 @@ class Client:
     def block(self, height: int) -> dict[str, Any]:
         return self._call("GET", f"/v1/blocks/{height}")  # type: ignore[no-any-return]
 
+    def blocks(self, before: int | None = None, limit: int = 20) -> dict[str, Any]:
+        """A page of recent blocks, newest first: ``{"blocks": [{"height", "hash", "time",
+        "tx_count", "proposer"}, ...], "next": <before> or None}``. ``before`` (the previous
+        page's ``next``) lists only the blocks below that height; ``limit`` is 1 to 100."""
+        params: dict[str, Any] = {"limit": limit}
+        if before is not None:
+            params["before"] = before
+        return self._call("GET", "/v1/blocks", params=params)  # type: ignore[no-any-return]
+
+    def txs_by_sender(self, sender: bytes | str, before: str | None = None,
+                      limit: int = 20) -> dict[str, Any]:
+        """A page of ``sender``'s committed transactions (its key, as bytes or 64 hex),
+        newest first: ``{"txs": [{"tx_id", "height", "index", "type", "nonce", "code",
+        "message"}, ...], "next": <before> or None}``. ``before`` (``"<height>:<index>"``,
+        the previous page's ``next``) lists only those before that position; ``limit`` is
+        1 to 100."""
+        key = sender.hex() if isinstance(sender, bytes) else sender.lower()
+        params: dict[str, Any] = {"sender": key, "limit": limit}
+        if before is not None:
+            params["before"] = before
+        return self._call("GET", "/v1/txs", params=params)  # type: ignore[no-any-return]
+
     def state(self, key: str) -> dict[str, Any]:
         return self._call("GET", f"/v1/state/{key}")  # type: ignore[no-any-return]
 

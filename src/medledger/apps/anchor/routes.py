@@ -11,23 +11,25 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path
 
 from medledger.apps.anchor import anchor_key
-from medledger.apps.host import QueryError, QueryHost
+from medledger.apps.host import QueryHost
+from medledger.apps.queries import (
+    HEX32,
+    HEX32_PATTERN,
+    STR,
+    Prove,
+    answer_response,
+    entry,
+    not_found,
+    obj,
+)
 
 __all__ = ["router"]
 
-DIGEST_PATTERN = "^[0-9a-f]{64}$"
-
-ANCHOR = {"type": "object", "required": ["label", "sender", "height", "time"],
-          "properties": {"label": {"type": "string"},
-                         "sender": {"type": "string", "pattern": DIGEST_PATTERN},
-                         "height": {"type": "integer", "minimum": 1},
-                         "time": {"type": "integer", "minimum": 0}}}
-_ANSWER = {"allOf": [{"$ref": "#/components/schemas/Answer"},
-                     {"properties": {"value": {"anyOf": [ANCHOR, {"type": "null"}]}}}]}
-_ERROR = {"$ref": "#/components/schemas/Error"}
+ANCHOR = obj(label=STR, sender=HEX32, height={"type": "integer", "minimum": 1},
+             time={"type": "integer", "minimum": 0})
 
 
 def router(host: QueryHost) -> APIRouter:
@@ -35,22 +37,16 @@ def router(host: QueryHost) -> APIRouter:
     api = APIRouter()
 
     @api.get("/{digest}", summary="The anchor of a digest",
-             responses={
-                 200: {"description": "the anchor (null: never anchored, proven)",
-                       "content": {"application/json": {"schema": _ANSWER}}},
-                 404: {"description": "not_found: never anchored (without `prove`), or no "
-                                      "block committed yet",
-                       "content": {"application/json": {"schema": _ERROR}}}})
+             responses={200: answer_response(ANCHOR, "the anchor (null: never anchored, "
+                                                     "proven)"),
+                        **not_found("never anchored")})
     async def anchor(
-        digest: Annotated[str, Path(pattern=DIGEST_PATTERN, description="64 hex")],
-        prove: Annotated[bool, Query(description="answer with the proof and the certified "
-                                                 "header")] = False,
+        digest: Annotated[str, Path(pattern=HEX32_PATTERN, description="64 hex")],
+        prove: Prove = False,
     ) -> Any:
         """Who anchored the digest, under which label, in which block and at what BFT
         time: state key ``anchor/<digest>``."""
-        answer = host.answer(anchor_key(bytes.fromhex(digest)), prove=prove)
-        if not prove and answer["value"] is None:
-            raise QueryError(404, "not_found", f"digest {digest} is not anchored")
-        return answer
+        return entry(host, anchor_key(bytes.fromhex(digest)), prove,
+                     f"digest {digest} is not anchored")
 
     return api

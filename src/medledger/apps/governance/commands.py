@@ -10,7 +10,6 @@ line's :class:`~medledger.apps.host.CommandHost`.
 # Typer reads their annotations as objects.
 
 import json
-import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,35 +26,28 @@ from medledger.apps.governance import (
     proposal_key,
 )
 from medledger.apps.host import CommandHost
+from medledger.apps.options import (
+    NODE_HOME,
+    GenesisOpt,
+    LimitOpt,
+    ReadHomeOpt,
+    VerifyOpt,
+    api_option,
+    entry,
+    hex_text,
+    json_option,
+    show_page,
+)
 from medledger.codec import CodecError, encode
 
 __all__ = ["AHEAD", "commands"]
 
 AHEAD = 5  # default effective height: this many above the tip
-MAX_PAGE = 100  # what the routes serve at most in one page
-_HEX32 = re.compile(r"[0-9a-fA-F]{64}")
 
 HomeOpt = Annotated[Path, typer.Option("--home", help="The validator's home directory.")]
-ReadHomeOpt = Annotated[Path | None, typer.Option(
-    "--home", help="Trust this home's genesis (its config names the API unless --api).")]
-GenesisOpt = Annotated[Path | None, typer.Option(
-    "--genesis", help="With --verify: trust this genesis file's validators (instead of "
-                      "--home's).")]
-ApiOpt = Annotated[str | None, typer.Option(
-    "--api", help="A node's API as HOST:PORT or URL (default: from the home's config).")]
+ApiOpt = api_option("A node's API as HOST:PORT or URL (default: from the home's config).")
 ProposalArg = Annotated[str, typer.Argument(help="The proposal id (64 hex).")]
-VerifyOpt = Annotated[bool, typer.Option(
-    "--verify", help="Check the proof, header and certificate locally.")]
-JsonOpt = Annotated[bool, typer.Option(
-    "--json", help="Print the node's answer as JSON instead of a table.")]
-LimitOpt = Annotated[int, typer.Option(
-    "--limit", min=1, max=MAX_PAGE, help=f"How many to list (1 to {MAX_PAGE}).")]
-
-
-def _hex32(host: CommandHost, text: str, what: str) -> str:
-    if not _HEX32.fullmatch(text):
-        host.fail(f"{what} must be 64 hex characters, not {text!r}")
-    return text.lower()
+JsonOpt = json_option("Print the node's answer as JSON instead of a table.")
 
 
 def _change(host: CommandHost, kind: str, change: str) -> dict[str, Any]:
@@ -72,6 +64,12 @@ def _change(host: CommandHost, kind: str, change: str) -> dict[str, Any]:
     return parsed
 
 
+def _evidence_row(e: dict[str, Any]) -> dict[str, Any]:
+    """A piece of evidence as the list's table shows it."""
+    return {"seq": e["seq"], "hash": e["hash"], "validator": e["validator"],
+            "offence_height": e["offence_height"], "committed_at": e["height"]}
+
+
 def _print_json(out: Console, data: Any) -> None:
     out.print_json(json.dumps(data))
 
@@ -82,7 +80,7 @@ def commands(host: CommandHost) -> typer.Typer:
     out = Console(soft_wrap=True)
 
     @group.command("identity")
-    def identity(home: HomeOpt = Path(".medledger/node")) -> None:
+    def identity(home: HomeOpt = NODE_HOME) -> None:
         """Print this node's key and TLS certificate (DER hex) as JSON: what the other
         members put in members.json, or what a validator_add change carries as
         "certificate"."""
@@ -96,7 +94,7 @@ def commands(host: CommandHost) -> typer.Typer:
                  '"name": "node4"}\'.')],
         effective_height: Annotated[int | None, typer.Option(
             help=f"The height the change applies from (default: the tip + {AHEAD}).")] = None,
-        home: HomeOpt = Path(".medledger/node"),
+        home: HomeOpt = NODE_HOME,
         api: ApiOpt = None,
     ) -> None:
         """Propose a change, signed by this validator (its first approval); print the
@@ -112,30 +110,25 @@ def commands(host: CommandHost) -> typer.Typer:
                           "effective_height": effective_height})
 
     @group.command("approve")
-    def approve(proposal: ProposalArg, home: HomeOpt = Path(".medledger/node"),
+    def approve(proposal: ProposalArg, home: HomeOpt = NODE_HOME,
                 api: ApiOpt = None) -> None:
         """Approve a proposal, signed by this validator; print its status afterwards."""
-        proposal = _hex32(host, proposal, "PROPOSAL")
+        proposal = hex_text(host, proposal, "PROPOSAL")
         done = host.submit(home, api, host.validator_key(home), APPROVE, {"proposal": proposal})
         with host.client(home, api) as client:
-            entry = client.state(proposal_key(proposal))["value"]
+            stored = client.state(proposal_key(proposal))["value"]
         _print_json(out, {"approved_in": done["height"],
-                          "status": entry["status"] if entry else None})
+                          "status": stored["status"] if stored else None})
 
     @group.command("show")
-    def show(proposal: ProposalArg, home: HomeOpt = Path(".medledger/node"),
+    def show(proposal: ProposalArg, home: HomeOpt = NODE_HOME,
              api: ApiOpt = None, verify: VerifyOpt = False, genesis: GenesisOpt = None) -> None:
         """Print a proposal as stored, as JSON: kind, change, approvals, status; with
         --verify, proven without trusting the node (trusting --genesis, else --home's)."""
-        proposal = _hex32(host, proposal, "PROPOSAL")
-        with host.client(home, api) as client:
-            answer = client.get(f"/v1/governance/proposals/{proposal}", {"prove": True})
-            entry = answer["value"]
-            if verify:
-                entry = host.verify(answer, home, genesis, client, key=proposal_key(proposal))
-        if entry is None:
-            host.fail(f"no proposal {proposal}")
-        _print_json(out, entry)
+        proposal = hex_text(host, proposal, "PROPOSAL")
+        _print_json(out, entry(host, f"/v1/governance/proposals/{proposal}",
+                               proposal_key(proposal), verify, home, genesis, api,
+                               f"no proposal {proposal}"))
 
     @group.command("proposals")
     def proposals(
@@ -152,23 +145,20 @@ def commands(host: CommandHost) -> typer.Typer:
         says "expired"."""
         params: dict[str, Any] = {"limit": limit}
         if after is not None:
-            params["after"] = _hex32(host, after, "--after")
+            params["after"] = hex_text(host, after, "--after")
         with host.client(home, api) as client:
             page = client.get("/v1/governance/proposals", params)
             tip = int(client.status()["height"])
-        if as_json:
-            host.show(page, as_json=True)
-            return
-        rows = [{
-            "id": p["id"], "kind": p["kind"],
-            "status": "expired" if p["status"] == "open" and proposal_expired(p, tip + 1)
-            else p["status"],
-            "effective_height": p["effective_height"], "approvals": len(p["approvals"]),
-            "proposed_at": p["height"], "approved_at": p["approved_height"],
-        } for p in page["proposals"]]
-        host.show(rows, as_json=False, title="proposals")
-        if page.get("next"):
-            out.print(f"more: --after {page['next']}", highlight=False)
+
+        def row(p: dict[str, Any]) -> dict[str, Any]:
+            expired = p["status"] == "open" and proposal_expired(p, tip + 1)
+            return {"id": p["id"], "kind": p["kind"],
+                    "status": "expired" if expired else p["status"],
+                    "effective_height": p["effective_height"],
+                    "approvals": len(p["approvals"]), "proposed_at": p["height"],
+                    "approved_at": p["approved_height"]}
+
+        show_page(host, page, "proposals", as_json=as_json, title="proposals", row=row)
 
     @group.command("evidence")
     def evidence(
@@ -186,28 +176,17 @@ def commands(host: CommandHost) -> typer.Typer:
     ) -> None:
         """List committed double-sign evidence in commit order (the validator each names,
         the offence's height, the height it was committed at), or show one piece."""
-        with host.client(home, api) as client:
-            if hash_ is not None:
-                digest = _hex32(host, hash_, "HASH")
-                answer = client.get(f"/v1/governance/evidence/{digest}", {"prove": True})
-                entry = answer["value"]
-                if verify:
-                    entry = host.verify(answer, home, genesis, client, key=evidence_key(digest))
-                if entry is None:
-                    host.fail(f"no evidence {digest}")
-                host.show(entry, as_json=as_json, title="evidence")
-                return
-            if verify:
-                host.fail("--verify checks one piece of evidence: give its HASH")
-            page = client.get("/v1/governance/evidence", {"start": start, "limit": limit})
-        if as_json:
-            host.show(page, as_json=True)
+        if hash_ is not None:
+            digest = hex_text(host, hash_, "HASH")
+            host.show(entry(host, f"/v1/governance/evidence/{digest}", evidence_key(digest),
+                            verify, home, genesis, api, f"no evidence {digest}"),
+                      as_json=as_json, title="evidence")
             return
-        rows = [{"seq": e["seq"], "hash": e["hash"], "validator": e["validator"],
-                 "offence_height": e["offence_height"], "committed_at": e["height"]}
-                for e in page["evidence"]]
-        host.show(rows, as_json=False, title="evidence")
-        if page.get("next"):
-            out.print(f"more: --start {page['next']}", highlight=False)
+        if verify:
+            host.fail("--verify checks one piece of evidence: give its HASH")
+        with host.client(home, api) as client:
+            page = client.get("/v1/governance/evidence", {"start": start, "limit": limit})
+        show_page(host, page, "evidence", as_json=as_json, title="evidence", row=_evidence_row,
+                  cursor="--start")
 
     return group

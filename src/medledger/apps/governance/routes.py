@@ -18,98 +18,71 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path
 
 from medledger.apps.governance import KINDS, evidence_key, list_evidence, proposal_key
-from medledger.apps.host import QueryError, QueryHost
-from medledger.apps.lists import MAX_SEQ
+from medledger.apps.host import QueryHost
+from medledger.apps.queries import (
+    HEX32,
+    HEX32_PATTERN,
+    NOT_FOUND,
+    Limit,
+    Prove,
+    after_param,
+    answer_response,
+    entry,
+    json_response,
+    maybe,
+    obj,
+    scan_page,
+    start_param,
+)
 
 __all__ = ["router"]
 
-HEX32_PATTERN = "^[0-9a-f]{64}$"
-MAX_PAGE = 100
-
 _PROPOSALS = proposal_key("")
-_HEX32 = {"type": "string", "pattern": HEX32_PATTERN}
 _INT = {"type": "integer", "minimum": 0}
-_NULL = {"type": "null"}
 
+PROPOSAL = obj(id=HEX32, kind={"enum": list(KINDS)}, change={"type": "object"},
+               effective_height=_INT, proposer=HEX32,
+               approvals={"type": "array", "items": HEX32},
+               status={"enum": ["open", "approved"]}, height=_INT,
+               approved_height=maybe(_INT))
+EVIDENCE = obj(evidence={"type": "object"}, hash=HEX32, height=_INT, offence_height=_INT,
+               seq={"type": "integer", "minimum": 1}, validator=HEX32)
 
-def _obj(**fields: Any) -> dict[str, Any]:
-    return {"type": "object", "required": list(fields), "properties": fields}
-
-
-PROPOSAL = _obj(id=_HEX32, kind={"enum": list(KINDS)}, change={"type": "object"},
-                effective_height=_INT, proposer=_HEX32,
-                approvals={"type": "array", "items": _HEX32},
-                status={"enum": ["open", "approved"]}, height=_INT,
-                approved_height={"anyOf": [_INT, _NULL]})
-EVIDENCE = _obj(evidence={"type": "object"}, hash=_HEX32, height=_INT, offence_height=_INT,
-                seq={"type": "integer", "minimum": 1}, validator=_HEX32)
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _answer(value: dict[str, Any], description: str) -> dict[str, Any]:
-    return _json({"allOf": [{"$ref": "#/components/schemas/Answer"},
-                            {"properties": {"value": {"anyOf": [value, _NULL]}}}]},
-                 description)
-
-
-_NOT_FOUND = {404: _json({"$ref": "#/components/schemas/Error"},
-                         "not_found: absent (without `prove`), or no block committed yet")}
-
-Prove = Annotated[bool, Query(description="answer with the proof and the certified header")]
+ProposalAfter = after_param(HEX32_PATTERN)
+EvidenceStart = start_param("the first, from 1")
 
 
 def router(host: QueryHost) -> APIRouter:
     """The governance app's routes over ``host``."""
     api = APIRouter()
 
-    def entry(key: str, prove: bool, what: str) -> dict[str, Any]:
-        answer = host.answer(key, prove=prove)
-        if not prove and answer["value"] is None:
-            raise QueryError(404, "not_found", f"no {what}")
-        return answer
-
     @api.get("/proposals", summary="Proposals, in id order",
-             responses={200: _json(_obj(proposals={"type": "array", "items": PROPOSAL},
-                                        next={"anyOf": [_HEX32, _NULL]}),
-                                   "a page; `next` is the `after` of the next page")})
-    async def proposals(
-        after: Annotated[str | None, Query(pattern=HEX32_PATTERN,
-                                           description="only ids after this one")] = None,
-        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20,
-    ) -> Any:
+             responses={200: json_response(obj(proposals={"type": "array", "items": PROPOSAL},
+                                               next=maybe(HEX32)),
+                                           "a page; `next` is the `after` of the next page")})
+    async def proposals(after: ProposalAfter = None, limit: Limit = 20) -> Any:
         """Every proposal, open or approved, without proofs (each one is provable through
         ``/proposals/{id}?prove=true``)."""
-        found = host.scan(_PROPOSALS, after=None if after is None else proposal_key(after),
-                          limit=limit + 1)
-        page = [value for _, value in found[:limit]]
-        more = len(found) > limit
-        return {"proposals": page, "next": page[-1]["id"] if more and page else None}
+        return scan_page(host, _PROPOSALS, after, limit, "proposals", proposal_key)
 
     @api.get("/proposals/{proposal_id}", summary="A proposal",
-             responses={200: _answer(PROPOSAL, "the proposal (null: absent, proven)"),
-                        **_NOT_FOUND})
+             responses={200: answer_response(PROPOSAL, "the proposal (null: absent, proven)"),
+                        **NOT_FOUND})
     async def proposal(proposal_id: Annotated[str, Path(pattern=HEX32_PATTERN,
                                                         description="its transaction id")],
                        prove: Prove = False) -> Any:
         """The change proposed, its ``effective_height``, the validators that approved it
         and whether it was enacted (``status``, ``approved_height``)."""
-        return entry(proposal_key(proposal_id), prove, f"proposal {proposal_id}")
+        return entry(host, proposal_key(proposal_id), prove, f"no proposal {proposal_id}")
 
     @api.get("/evidence", summary="Committed double-sign evidence, in commit order",
-             responses={200: _json(_obj(evidence={"type": "array", "items": EVIDENCE},
-                                        next={"anyOf": [{"type": "integer", "minimum": 1},
-                                                        _NULL]}),
-                                   "a page; `next` is the `start` of the next page")})
-    async def evidence_list(
-        start: Annotated[int, Query(ge=1, le=MAX_SEQ, description="the first, from 1")] = 1,
-        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20,
-    ) -> Any:
+             responses={200: json_response(obj(evidence={"type": "array", "items": EVIDENCE},
+                                               next=maybe({"type": "integer", "minimum": 1})),
+                                           "a page; `next` is the `start` of the next page")})
+    async def evidence_list(start: EvidenceStart = 1, limit: Limit = 20) -> Any:
         """Each piece with the validator it names, the offence's height and the height it
         was committed at, without proofs (each one is provable through
         ``/evidence/{hash}?prove=true``)."""
@@ -118,12 +91,13 @@ def router(host: QueryHost) -> APIRouter:
         return {"evidence": found[:limit], "next": start + limit if more else None}
 
     @api.get("/evidence/{evidence_hash}", summary="One piece of double-sign evidence",
-             responses={200: _answer(EVIDENCE, "the evidence (null: absent, proven)"),
-                        **_NOT_FOUND})
+             responses={200: answer_response(EVIDENCE, "the evidence (null: absent, proven)"),
+                        **NOT_FOUND})
     async def evidence(evidence_hash: Annotated[str, Path(pattern=HEX32_PATTERN)],
                        prove: Prove = False) -> Any:
         """The two conflicting votes, the validator and the heights: state key
         ``evidence/<hash>``."""
-        return entry(evidence_key(evidence_hash), prove, f"evidence {evidence_hash}")
+        return entry(host, evidence_key(evidence_hash), prove,
+                     f"no evidence {evidence_hash}")
 
     return api

@@ -10,12 +10,10 @@ command line's :class:`~medledger.apps.host.CommandHost`.
 # No `from __future__ import annotations`: the commands are closures over ``host`` and
 # Typer reads their annotations as objects.
 
-import re
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
 from medledger.apps.base import Rejected
 from medledger.apps.body import decode_body
@@ -38,32 +36,36 @@ from medledger.apps.identity import (
     patient_key,
     pseudonym_of,
 )
+from medledger.apps.options import (
+    MAX_PAGE,
+    NODE_HOME,
+    ApiOpt,
+    GenesisOpt,
+    JsonOpt,
+    LimitOpt,
+    ReadHomeOpt,
+    VerifyOpt,
+    committed,
+    entry,
+    hex_text,
+    more,
+    show_page,
+    write_home_option,
+)
 from medledger.crypto import DEFAULT_SUITE, SUITES
 
 __all__ = ["commands"]
 
-MAX_PAGE = 100  # what the routes serve at most in one page
-_HEX32 = re.compile(r"[0-9a-fA-F]{64}")
-_PSEUDONYM = re.compile(r"[0-9a-fA-F]{32}")
 _OPTION_OF_FIELD = {"org": "--org", "key": "--public-key", "new_key": "--new-key",
                     "role": "--role", "name": "--name", "enc_key": "--enc-key",
                     "enc_suite": "--enc-suite"}
 
 # options ------------------------------------------------------------------------------------
-WriteHomeOpt = Annotated[Path, typer.Option(
-    "--home", help="The node's home directory: its keys/ folder holds the signing key, its "
-                   "config names the API (unless --api).")]
-ReadHomeOpt = Annotated[Path | None, typer.Option(
-    "--home", help="Trust this home's genesis (its config names the API unless --api).")]
-GenesisOpt = Annotated[Path | None, typer.Option(
-    "--genesis", help="With --verify: trust this genesis file's validators (instead of "
-                      "--home's).")]
-ApiOpt = Annotated[str | None, typer.Option(
-    "--api", help="The node's API as HOST:PORT or URL (default: from the home's config).")]
-VerifyOpt = Annotated[bool, typer.Option(
-    "--verify", help="Check the proof, header and certificate locally.")]
-JsonOpt = Annotated[bool, typer.Option(
-    "--json", help="Print JSON instead of a table.")]
+WriteHomeOpt = write_home_option(
+    "The node's home directory: its keys/ folder holds the signing key, its config names the "
+    "API (unless --api).")
+PatientHomeOpt = write_home_option(
+    "A node's home directory, whose config names the API (unless --api).")
 OrgArg = Annotated[str, typer.Argument(help="The organisation's id, such as st-mary.")]
 OrgOpt = Annotated[str, typer.Option("--org", help="The organisation's id, such as st-mary.")]
 MaybeOrgOpt = Annotated[str | None, typer.Option(
@@ -82,8 +84,6 @@ EncKeyOpt = Annotated[str | None, typer.Option(
     "--enc-key", help="With a key in hex: the member's encryption public key, in hex.")]
 EncSuiteOpt = Annotated[str, typer.Option(
     "--enc-suite", help=f"With --enc-key: its HPKE suite, one of {', '.join(SUITES)}.")]
-LimitOpt = Annotated[int, typer.Option(
-    "--limit", min=1, max=MAX_PAGE, help=f"How many to list (1 to {MAX_PAGE}).")]
 
 
 # checks of input ------------------------------------------------------------------------------
@@ -92,12 +92,6 @@ def _org(host: CommandHost, text: str) -> str:
         host.fail(f"organisation id {text!r}: use 2-63 of a-z 0-9 - (starting with a letter "
                   "or digit)")
     return text
-
-
-def _hex32(host: CommandHost, text: str, what: str) -> str:
-    if not _HEX32.fullmatch(text):
-        host.fail(f"{what} must be 64 hex characters, not {text!r}")
-    return text.lower()
 
 
 def _body(host: CommandHost, cls: type, body: dict[str, Any]) -> dict[str, Any]:
@@ -124,11 +118,7 @@ def _new_keys(host: CommandHost, key_file: Path | None, public_key: str | None,
                 keys.encryption.suite)
     if enc_key is None:
         host.fail(f"{key_option} needs --enc-key HEX (and --enc-suite)")
-    return _hex32(host, public_key or "", key_option), enc_key.lower(), enc_suite
-
-
-def _done(out: Console, what: str, done: dict[str, Any]) -> None:
-    out.print(f"{what} in block {done['height']}: tx {done['tx_id']}", highlight=False)
+    return hex_text(host, public_key or "", key_option), enc_key.lower(), enc_suite
 
 
 def commands(host: CommandHost) -> typer.Typer:
@@ -141,19 +131,6 @@ def commands(host: CommandHost) -> typer.Typer:
     group.add_typer(orgs, name="org")
     group.add_typer(members, name="member")
     group.add_typer(patients, name="patient")
-    out = Console(soft_wrap=True)
-
-    def entry(path: str, key: str, verify: bool, home: Path | None, genesis: Path | None,
-              api: str | None, missing: str) -> Any:
-        """The value at an app route, proven with ``verify``; exit 1 when absent."""
-        with host.client(home, api) as client:
-            answer = client.get(path, {"prove": True})
-            value = answer["value"]
-            if verify:
-                value = host.verify(answer, home, genesis, client, key=key)
-        if value is None:
-            host.fail(missing)
-        return value
 
     # organisations ----------------------------------------------------------------------
     @orgs.command("list")
@@ -172,12 +149,7 @@ def commands(host: CommandHost) -> typer.Typer:
             params["after"] = _org(host, after)
         with host.client(home, api) as client:
             page = client.get("/v1/identity/orgs", params)
-        if as_json:
-            host.show(page, as_json=True)
-            return
-        host.show(page["orgs"], as_json=False, title="organisations")
-        if page.get("next"):
-            out.print(f"more: --after {page['next']}", highlight=False)
+        show_page(host, page, "orgs", as_json=as_json, title="organisations")
 
     @orgs.command("show")
     def org_show(org: OrgArg, verify: VerifyOpt = False, home: ReadHomeOpt = None,
@@ -186,7 +158,7 @@ def commands(host: CommandHost) -> typer.Typer:
         """Show an organisation: name, role, status; with --verify, proven without
         trusting the node."""
         org = _org(host, org)
-        value = entry(f"/v1/identity/orgs/{org}", org_key(org), verify, home, genesis, api,
+        value = entry(host, f"/v1/identity/orgs/{org}", org_key(org), verify, home, genesis, api,
                       f"no organisation {org}")
         host.show(value, as_json=as_json, title="organisation")
 
@@ -204,7 +176,7 @@ def commands(host: CommandHost) -> typer.Typer:
         enc_key: EncKeyOpt = None,
         enc_suite: EncSuiteOpt = DEFAULT_SUITE,
         as_: AsOpt = None,
-        home: WriteHomeOpt = Path(".medledger/node"),
+        home: WriteHomeOpt = NODE_HOME,
         api: ApiOpt = None,
     ) -> None:
         """Register a member of ORG with its signing and encryption keys, signed by one of
@@ -216,7 +188,7 @@ def commands(host: CommandHost) -> typer.Typer:
                                           "enc_key": enc, "enc_suite": suite})
         signer = host.keys(home, as_, default=org)
         done = host.submit(home, api, signer.signing, REGISTER, body)
-        _done(out, f"registered {role} {key} in {org}", done)
+        committed(f"registered {role} {key} in {org}", done)
 
     def member_org(org: str | None, key: str, home: Path | None, api: str | None) -> str:
         """``org``, or the organisation ``key`` is registered with."""
@@ -232,16 +204,16 @@ def commands(host: CommandHost) -> typer.Typer:
 
     @members.command("suspend")
     def member_suspend(key: KeyArg, org: MaybeOrgOpt = None, as_: AsOpt = None,
-                       home: WriteHomeOpt = Path(".medledger/node"),
+                       home: WriteHomeOpt = NODE_HOME,
                        api: ApiOpt = None) -> None:
         """Suspend a member's key, signed by one of its organisation's admins: the key can
         no longer sign anything."""
-        key = _hex32(host, key, "KEY")
+        key = hex_text(host, key, "KEY")
         org_id = member_org(org, key, home, api)
         body = _body(host, SuspendBody, {"org": org_id, "key": key})
         signer = host.keys(home, as_, default=org_id)
         done = host.submit(home, api, signer.signing, SUSPEND, body)
-        _done(out, f"suspended {key} of {org_id}", done)
+        committed(f"suspended {key} of {org_id}", done)
 
     @members.command("rotate")
     def member_rotate(
@@ -260,19 +232,19 @@ def commands(host: CommandHost) -> typer.Typer:
                          "keystore path (the member's own old keystore may sign too; "
                          "default: the key named after the organisation, or the home's "
                          "only key).")] = None,
-        home: WriteHomeOpt = Path(".medledger/node"),
+        home: WriteHomeOpt = NODE_HOME,
         api: ApiOpt = None,
     ) -> None:
         """Replace a member's key with a new one (same organisation, role and name): the
         old key can no longer sign."""
-        key = _hex32(host, key, "KEY")
+        key = hex_text(host, key, "KEY")
         new, enc, suite = _new_keys(host, key_file, new_key, enc_key, enc_suite, "--new-key")
         org_id = member_org(org, key, home, api)
         body = _body(host, RotateBody, {"org": org_id, "key": key, "new_key": new,
                                         "enc_key": enc, "enc_suite": suite})
         signer = host.keys(home, as_, default=org_id)
         done = host.submit(home, api, signer.signing, ROTATE, body)
-        _done(out, f"rotated {key} of {org_id} to {new}", done)
+        committed(f"rotated {key} of {org_id} to {new}", done)
 
     @members.command("list")
     def member_list(
@@ -305,7 +277,7 @@ def commands(host: CommandHost) -> typer.Typer:
             return
         host.show(rows, as_json=False, title=f"members of {org} ({answer['count']} in all)")
         if start + len(rows) <= answer["count"]:
-            out.print(f"more: --start {start + len(rows)}", highlight=False)
+            more("--start", start + len(rows))
 
     @members.command("show")
     def member_show(
@@ -320,8 +292,8 @@ def commands(host: CommandHost) -> typer.Typer:
     ) -> None:
         """Show whose key it is (organisation, role, name), whether it may sign (status),
         its encryption key and the key that replaced it; with --verify, proven."""
-        key = _hex32(host, key, "KEY")
-        value = entry(f"/v1/identity/keys/{key}", key_key(key), verify, home, genesis, api,
+        key = hex_text(host, key, "KEY")
+        value = entry(host, f"/v1/identity/keys/{key}", key_key(key), verify, home, genesis, api,
                       f"no registered key {key}")
         host.show({"key": key, **value}, as_json=as_json, title="key")
 
@@ -332,9 +304,7 @@ def commands(host: CommandHost) -> typer.Typer:
             "--key-file", help="The patient's keystore (from `medledger keys new --out "
                                "FILE`), opened with MEDLEDGER_PASSPHRASE or a prompt; its "
                                "signing key signs.")],
-        home: Annotated[Path, typer.Option(
-            "--home", help="A node's home directory, whose config names the API (unless "
-                           "--api).")] = Path(".medledger/node"),
+        home: PatientHomeOpt = NODE_HOME,
         api: ApiOpt = None,
     ) -> None:
         """Register the keystore's owner as a patient, under the pseudonym of their
@@ -343,7 +313,7 @@ def commands(host: CommandHost) -> typer.Typer:
         body = _body(host, PatientBody, {"enc_key": keys.encryption.public_bytes().hex(),
                                          "enc_suite": keys.encryption.suite})
         done = host.submit(home, api, keys.signing, PATIENT, body)
-        _done(out, f"registered patient {pseudonym_of(keys.signing.public_key)}", done)
+        committed(f"registered patient {pseudonym_of(keys.signing.public_key)}", done)
 
     @patients.command("show")
     def patient_show(
@@ -357,10 +327,8 @@ def commands(host: CommandHost) -> typer.Typer:
     ) -> None:
         """Show a patient's signing key, encryption key and registration height; with
         --verify, proven without trusting the node."""
-        if not _PSEUDONYM.fullmatch(pseudonym):
-            host.fail(f"PSEUDONYM must be 32 hex characters, not {pseudonym!r}")
-        pseudonym = pseudonym.lower()
-        value = entry(f"/v1/identity/patients/{pseudonym}", patient_key(pseudonym), verify,
+        pseudonym = hex_text(host, pseudonym, "PSEUDONYM", 16)
+        value = entry(host, f"/v1/identity/patients/{pseudonym}", patient_key(pseudonym), verify,
                       home, genesis, api, f"no patient {pseudonym}")
         host.show({"pseudonym": pseudonym, **value}, as_json=as_json, title="patient")
 

@@ -25,7 +25,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
-from medledger.apps.host import QueryError, QueryHost
+from medledger.apps.host import QueryHost
 from medledger.apps.identity import (
     MEMBER_ROLES,
     MEMBERS,
@@ -35,102 +35,73 @@ from medledger.apps.identity import (
     org_key,
     patient_key,
 )
-from medledger.apps.lists import MAX_SEQ
+from medledger.apps.queries import (
+    HEX32,
+    HEX32_PATTERN,
+    MAX_PAGE,
+    NOT_FOUND,
+    STR,
+    Limit,
+    Prove,
+    after_param,
+    answer_response,
+    entry,
+    json_response,
+    maybe,
+    obj,
+    scan_page,
+    start_param,
+)
 
 __all__ = ["ORG_ID_PATTERN", "router"]
 
 ORG_ID_PATTERN = "^[a-z0-9][a-z0-9-]{1,62}$"
-KEY_PATTERN = "^[0-9a-f]{64}$"
+KEY_PATTERN = HEX32_PATTERN
 PSEUDONYM_PATTERN = "^[0-9a-f]{32}$"
-MAX_PAGE = 100
 
 _ORGS = f"{PREFIX}org/"
-_STR = {"type": "string"}
-_NULL = {"type": "null"}
-_HEX32 = {"type": "string", "pattern": KEY_PATTERN}
 
+ORG = obj(id=STR, name=STR, role={"enum": list(ORG_ROLES)}, status=STR)
+KEY = obj(kind={"enum": ["admin", "member", "patient"]}, org=maybe(STR),
+          role={"enum": [*MEMBER_ROLES, "patient"]},
+          status={"enum": ["active", "suspended", "rotated"]}, name=maybe(STR),
+          enc_key=maybe(STR), enc_suite=maybe(STR), replaced_by=maybe(HEX32),
+          pseudonym=maybe(STR))
+PATIENT = obj(key=HEX32, enc_key=STR, enc_suite=STR, height={"type": "integer", "minimum": 1})
 
-def _maybe(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"anyOf": [schema, _NULL]}
-
-
-def _obj(**fields: Any) -> dict[str, Any]:
-    return {"type": "object", "required": list(fields), "properties": fields}
-
-
-ORG = _obj(id=_STR, name=_STR, role={"enum": list(ORG_ROLES)},
-           status=_STR)
-KEY = _obj(kind={"enum": ["admin", "member", "patient"]}, org=_maybe(_STR),
-           role={"enum": [*MEMBER_ROLES, "patient"]},
-           status={"enum": ["active", "suspended", "rotated"]}, name=_maybe(_STR),
-           enc_key=_maybe(_STR), enc_suite=_maybe(_STR),
-           replaced_by=_maybe(_HEX32), pseudonym=_maybe(_STR))
-PATIENT = _obj(key=_HEX32, enc_key=_STR, enc_suite=_STR,
-               height={"type": "integer", "minimum": 1})
-
-
-def _answer(value: dict[str, Any], description: str) -> dict[str, Any]:
-    """A response whose body is the host's ``Answer`` with ``value`` typed."""
-    schema = {"allOf": [{"$ref": "#/components/schemas/Answer"},
-                        {"properties": {"value": _maybe(value)}}]}
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-_ERROR = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-_NOT_FOUND = {404: {"description": "not_found: absent (without `prove`), or no block "
-                                   "committed yet", **_ERROR}}
-
-Prove = Annotated[bool, Query(description="answer with the proof and the certified header")]
+OrgAfter = after_param(ORG_ID_PATTERN)
+MemberStart = start_param("the first item, from 1")
 
 
 def router(host: QueryHost) -> APIRouter:
     """The identity app's routes over ``host``."""
     api = APIRouter()
 
-    def entry(key: str, prove: bool, what: str) -> dict[str, Any]:
-        answer = host.answer(key, prove=prove)
-        if not prove and answer["value"] is None:
-            raise QueryError(404, "not_found", f"no {what}")
-        return answer
-
     @api.get("/orgs", summary="Organisations, in id order",
-             responses={200: _json(_obj(
+             responses={200: json_response(obj(
                  orgs={"type": "array", "items": ORG},
-                 next=_maybe({"type": "string", "pattern": ORG_ID_PATTERN})),
+                 next=maybe({"type": "string", "pattern": ORG_ID_PATTERN})),
                  "a page of organisations; `next` is the `after` of the next page")})
-    async def orgs(
-        after: Annotated[str | None, Query(pattern=ORG_ID_PATTERN,
-                                           description="only ids after this one")] = None,
-        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20,
-    ) -> Any:
+    async def orgs(after: OrgAfter = None, limit: Limit = 20) -> Any:
         """Every organisation, admitted at genesis or by governance, without proofs (each
         one is provable through ``/orgs/{org_id}?prove=true``)."""
-        found = host.scan(_ORGS, after=None if after is None else org_key(after),
-                          limit=limit + 1)
-        page = [value for _, value in found[:limit]]
-        more = len(found) > limit
-        return {"orgs": page, "next": page[-1]["id"] if more and page else None}
+        return scan_page(host, _ORGS, after, limit, "orgs", org_key)
 
     @api.get("/orgs/{org_id}", summary="An organisation",
-             responses={200: _answer(ORG, "the organisation (null: absent, proven)"),
-                        **_NOT_FOUND})
+             responses={200: answer_response(ORG, "the organisation (null: absent, proven)"),
+                        **NOT_FOUND})
     async def org(org_id: Annotated[str, Path(pattern=ORG_ID_PATTERN)],
                   prove: Prove = False) -> Any:
         """``{"id", "name", "role", "status"}`` at state key ``identity/org/<org_id>``."""
-        return entry(org_key(org_id), prove, f"organisation {org_id}")
+        return entry(host, org_key(org_id), prove, f"no organisation {org_id}")
 
     @api.get("/orgs/{org_id}/members", summary="The keys an organisation registered",
-             responses={200: _json({"$ref": "#/components/schemas/ListAnswer"},
-                                   "a page of the list, with its count"),
-                        **_NOT_FOUND})
+             responses={200: json_response({"$ref": "#/components/schemas/ListAnswer"},
+                                           "a page of the list, with its count"),
+                        **NOT_FOUND})
     async def members(
         org_id: Annotated[str, Path(pattern=ORG_ID_PATTERN)],
-        start: Annotated[int, Query(ge=1, le=MAX_SEQ, description="the first item, from 1")
-                         ] = 1,
+        start: MemberStart = 1,
         limit: Annotated[int, Query(ge=0, le=MAX_PAGE)] = MAX_PAGE,
         prove: Prove = False,
     ) -> Any:
@@ -142,20 +113,20 @@ def router(host: QueryHost) -> APIRouter:
         return host.list_answer(MEMBERS, org_id, start, limit, prove=prove)
 
     @api.get("/keys/{public_key}", summary="A registered signing key",
-             responses={200: _answer(KEY, "the key's entry (null: absent, proven)"),
-                        **_NOT_FOUND})
+             responses={200: answer_response(KEY, "the key's entry (null: absent, proven)"),
+                        **NOT_FOUND})
     async def key(public_key: Annotated[str, Path(pattern=KEY_PATTERN)],
                   prove: Prove = False) -> Any:
         """Whose key it is (``kind``, ``org``, ``role``), whether it may sign
         (``status``), its encryption key, and the key that replaced it after a rotation."""
-        return entry(key_key(public_key), prove, f"registered key {public_key}")
+        return entry(host, key_key(public_key), prove, f"no registered key {public_key}")
 
     @api.get("/patients/{pseudonym}", summary="A patient, by pseudonym",
-             responses={200: _answer(PATIENT, "the patient (null: absent, proven)"),
-                        **_NOT_FOUND})
+             responses={200: answer_response(PATIENT, "the patient (null: absent, proven)"),
+                        **NOT_FOUND})
     async def patient(pseudonym: Annotated[str, Path(pattern=PSEUDONYM_PATTERN)],
                       prove: Prove = False) -> Any:
         """The patient's signing key, encryption key and the height they registered at."""
-        return entry(patient_key(pseudonym), prove, f"patient {pseudonym}")
+        return entry(host, patient_key(pseudonym), prove, f"no patient {pseudonym}")
 
     return api
