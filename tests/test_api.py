@@ -379,7 +379,7 @@ async def test_wait_answers_once_a_background_task_commits(
         "tx_id": tx.tx_id.hex(), "height": 1, "index": 0, "code": "ok", "message": "",
         "status": "committed",
         "events": [{"type": "anchor.anchored", "attrs": {
-            "digest": body["digest"], "sender": tx.sender.hex(), "label": body["label"]}}]}
+            "digest": body["digest"], "sender": tx.sender.hex()}}]}
 
 
 async def test_wait_answers_once_the_node_run_loop_commits(

@@ -120,7 +120,7 @@ async def test_events_are_committed_in_the_result_and_verify(
         api: httpx.AsyncClient, demo_node: Node, demo_admin_key: SigningKey) -> None:
     tx = anchor(demo_admin_key, 1, 1)
     commit(demo_node, tx)
-    expected = Event.of("anchor.anchored", digest=digest(1), label="doc1",
+    expected = Event.of("anchor.anchored", digest=digest(1),
                         sender=demo_admin_key.public_key.hex())
 
     stored = demo_node.store.get_tx(tx.tx_id)
@@ -136,13 +136,13 @@ async def test_events_are_committed_in_the_result_and_verify(
                        "type": "anchor.anchored", "attrs": expected.to_dict()["attrs"]}]
 
 
-def _tamper_label(answer: dict[str, Any]) -> dict[str, Any]:
+def _tamper_digest(answer: dict[str, Any]) -> dict[str, Any]:
     event = answer["events"][0]
-    return {**answer, "events": [{**event, "attrs": {**event["attrs"], "label": "forged"}}]}
+    return {**answer, "events": [{**event, "attrs": {**event["attrs"], "digest": "ee" * 32}}]}
 
 
 TAMPERS = {
-    "an attribute changed": _tamper_label,
+    "an attribute changed": _tamper_digest,
     "the events dropped": lambda a: {**a, "events": []},
     "an event added": lambda a: {**a, "events": a["events"] + [
         {"type": "anchor.anchored", "attrs": {"digest": "00" * 32}}]},
@@ -185,7 +185,7 @@ async def test_list_filters_by_type_attribute_and_height(
     assert [e["height"] for e in everything] == [1, 1, 2, 2, 3, 3]
 
     anchors = (await events(api, type="anchor.anchored"))["events"]
-    assert [e["attrs"]["label"] for e in anchors] == ["doc1", "doc2", "doc3", "doc4"]
+    assert [e["attrs"]["digest"] for e in anchors] == [digest(n) for n in (1, 2, 3, 4)]
 
     registered = (await events(api, type="identity.member_registered"))["events"]
     assert [(e["attrs"]["org"], e["attrs"]["member"]) for e in registered] == [
@@ -200,7 +200,7 @@ async def test_list_filters_by_type_attribute_and_height(
     assert (await events(api, org="local", role="clinician"))["events"] == []
     mary = hospital.public_key.hex()
     by_sender = (await events(api, type="anchor.anchored", sender=mary))["events"]
-    assert [e["attrs"]["label"] for e in by_sender] == ["doc3"]
+    assert [e["attrs"]["digest"] for e in by_sender] == [digest(3)]
 
     late = (await events(api, from_height=3))["events"]
     assert [e["id"] for e in late] == [5, 6]
@@ -208,7 +208,7 @@ async def test_list_filters_by_type_attribute_and_height(
     assert (await events(api, from_height=4))["events"] == []
     late_anchors = (await events(api, from_height=2, type="anchor.anchored",
                                  sender=demo_admin_key.public_key.hex()))["events"]
-    assert [e["attrs"]["label"] for e in late_anchors] == ["doc4"]
+    assert [e["attrs"]["digest"] for e in late_anchors] == [digest(4)]
 
 
 @pytest.mark.anyio
@@ -351,15 +351,15 @@ async def test_stream_wakes_on_commit_and_ends_when_the_node_stops(
     stream = AsgiStream(app, "/v1/events/stream", {"Last-Event-ID": "0"})
     task = asyncio.create_task(stream.run())
     try:
-        first = await stream.read_until(b"doc1")
+        first = await stream.read_until(digest(1).encode())
         assert first.startswith(b"retry: 2000\nid: 0\n\n")
         assert b"id: 1\nevent: anchor.anchored\ndata: {" in first
         assert stream.status == 200
         await asyncio.sleep(0.1)  # the stream waits now
         commit(demo_node, anchor(demo_admin_key, 2, 2))
-        frame = await stream.read_until(b"doc2", 3.0)
+        frame = await stream.read_until(digest(2).encode(), 3.0)
         data = json.loads(frame.split(b"data: ")[1].split(b"\n")[0])
-        assert (data["id"], data["height"], data["attrs"]["label"]) == (2, 2, "doc2")
+        assert (data["id"], data["height"], data["attrs"]["digest"]) == (2, 2, digest(2))
         demo_node.stop()
         async with asyncio.timeout(5):
             await task  # the stream ended by itself
@@ -395,7 +395,7 @@ async def test_stream_ends_when_the_client_leaves(
     task = asyncio.create_task(stream.run())
     await stream.read_until(b"id: 0\n")  # without a cursor: from the next new event on
     commit(demo_node, anchor(demo_admin_key, 1, 1))
-    await stream.read_until(b"doc1")
+    await stream.read_until(digest(1).encode())
     stream.disconnect.set()
     async with asyncio.timeout(5):
         await task
@@ -579,7 +579,7 @@ def test_cli_events_list(demo_node: Node, history: dict[str, Any], demo_home: Ho
     lines = result.stdout.splitlines()
     assert len(lines) == 6
     assert lines[0].split()[:3] == ["1", "h=1", "anchor.anchored"]
-    assert "label=doc1" in lines[0] and f"member={history['mary_member']}" in lines[2]
+    assert f"digest={digest(1)}" in lines[0] and f"member={history['mary_member']}" in lines[2]
 
     result = runner.invoke(cli_events.events_app, [
         "list", *home, "--type", "identity.member_registered", "--attr", "org=local",
@@ -623,6 +623,7 @@ class Anchors:
         self.count = 0
 
     def add(self, url: str, n: int = 1) -> list[str]:
+        """Anchor ``n`` more documents; their digests."""
         labels = []
         with Client(url, timeout=10) as client:
             for _ in range(n):
@@ -630,7 +631,7 @@ class Anchors:
                 tx = anchor(self.key, self.count, self.count, PROC_CHAIN)
                 answer = client.submit(tx, wait=True, timeout=10)
                 assert (answer["status"], answer["code"]) == ("committed", "ok"), answer
-                labels.append(f"doc{self.count}")
+                labels.append(digest(self.count))
         return labels
 
 
@@ -736,14 +737,14 @@ def test_stream_resumes_across_a_node_restart_exactly_once(tmp_path: Path) -> No
                 assert words in answer.json()["message"]
 
         assert [e["id"] for e in seen] == list(range(1, 11))
-        assert [e["attrs"]["label"] for e in seen] == labels == [f"doc{n}" for n in
-                                                                  range(1, 11)]
+        assert [e["attrs"]["digest"] for e in seen] == labels == [digest(n) for n in
+                                                                   range(1, 11)]
         assert all(e["type"] == "anchor.anchored" and e["tx_id"] for e in seen)
 
         follower.wait_for(10)
         follower.stop.set()
         assert [e["id"] for e in follower.events] == list(range(1, 11))
-        assert [e["attrs"]["label"] for e in follower.events] == labels
+        assert [e["attrs"]["digest"] for e in follower.events] == labels
         assert follower.retries  # it did reconnect
     finally:
         follower.stop.set()
@@ -790,19 +791,19 @@ def test_cli_events_watch_follows_until_interrupted(tmp_path: Path) -> None:
         anchors.add(node.url, 2)
         everything = _watch(node.url, "--since", "0")
         watchers.append(everything)
-        as_json = _watch(node.url, "--type", "anchor.anchored", "--attr", "label=doc3",
+        as_json = _watch(node.url, "--type", "anchor.anchored", "--attr", f"digest={digest(3)}",
                          "--from-height", "3", "--json")
         watchers.append(as_json)
         out, json_out = _lines_of(everything, pumps), _lines_of(as_json, pumps)
         first = [out.get(timeout=20) for _ in range(2)]
         assert [line.split()[:3] for line in first] == [
             ["1", "h=1", "anchor.anchored"], ["2", "h=2", "anchor.anchored"]]
-        assert "label=doc1" in first[0]
+        assert f"digest={digest(1)}" in first[0]
         anchors.add(node.url, 2)
         later = [out.get(timeout=20) for _ in range(2)]
         assert [line.split()[0] for line in later] == ["3", "4"]
         followed = json.loads(json_out.get(timeout=20))
-        assert (followed["id"], followed["attrs"]["label"]) == (3, "doc3")
+        assert (followed["id"], followed["attrs"]["digest"]) == (3, digest(3))
         with pytest.raises(queue.Empty):
             json_out.get(timeout=0.5)  # doc4 does not match
 

@@ -3,13 +3,21 @@ store a node made before events existed, migrated in place."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Any, ClassVar
 
-from medledger.apps import default_registry
+from medledger.apps import App, AppRegistry, BlockContext, Event, TxType, default_registry
+from medledger.apps.body import Text
+from medledger.apps.identity import anyone
+from medledger.ledger import Transaction
 from medledger.node import Chain
+from medledger.state import StateView
 from medledger.store import EventQuery, SQLiteStore
-from tests.test_chain import ADMIN, OTHER_ADMIN, anchor, feed, genesis, make_node
+from tests.test_chain import ADMIN, OTHER_ADMIN, VALIDATOR, anchor, feed, genesis, make_node
 
 
 def _two_senders(path: Path) -> None:
@@ -85,4 +93,40 @@ def test_state_entries_under_a_prefix_page_by_key(tmp_path: Path) -> None:
     assert [k for k, _ in store.iter_prefix("anchor/", every[1], 3)] == every[2:5]
     assert [k for k, _ in store.iter_prefix("anchor/", every[-1])] == []
     assert [k for k, _ in store.iter_prefix("anchor/", "a", 1)] == every[:1]  # before it
+    store.close()
+
+
+@dataclass(frozen=True, slots=True)
+class SayBody:
+    text: Annotated[str, Text(100)]
+
+
+def _say(view: StateView, tx: Transaction, body: SayBody, ctx: BlockContext) -> tuple[Event]:
+    return (Event("echo.said", (("text", body.text),)),)
+
+
+class EchoApp(App):
+    """A test app whose event carries whatever text it is sent."""
+
+    name: ClassVar[str] = "echo"
+    prefixes: ClassVar[tuple[str, ...]] = ("echo/",)
+
+    def transactions(self) -> Sequence[TxType[Any]]:
+        return (TxType("echo.say", SayBody, anyone, lambda *_: None, _say),)
+
+
+def test_events_with_awkward_values_are_indexed_and_found_exactly(tmp_path: Path) -> None:
+    """Attribute values are indexed by SQLite from the stored JSON: escapes, non-ASCII
+    text and '=' inside a value must come back exactly and match only themselves."""
+    texts = ['quote " and \\ back', "caf\u00e9 \U0001f600", "a=b=c", "a=b", "tab\there"]
+    chain = Chain(SQLiteStore(tmp_path / "c.db"), genesis(),
+                  AppRegistry([*default_registry().apps, EchoApp()]))
+    chain.commit_next([Transaction.create(ADMIN, "test-chain", "echo.say", n + 1, {"text": t})
+                       for n, t in enumerate(texts)], VALIDATOR, 1_700_000_001_000)
+    store = chain.store
+    assert [r.code for r in store.get_block_txs(1)] == ["ok"] * 4 + ["malformed"]
+    for text in texts[:4]:
+        found = store.list_events(EventQuery(attrs=(("text", text),)))
+        assert len(found) == 1, text
+        assert json.loads(found[0].attrs) == {"text": text}
     store.close()

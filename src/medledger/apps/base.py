@@ -37,15 +37,16 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
+from medledger.codec import encode
 from medledger.ledger import Event, Transaction, ValidatorSet
-from medledger.state import StateView
+from medledger.state import Overlay, PrefixViolation, StateView
 
 if TYPE_CHECKING:
     from medledger.apps.host import CommandHost, QueryHost
 
 __all__ = [
     "App", "AppView", "Authorize", "BlockContext", "Event", "GenesisDoc", "PrefixViolation",
-    "Rejected", "TxType", "ValidatorAuthority", "owned",
+    "Rejected", "TxType", "ValidatorAuthority", "owned", "scoped",
 ]
 
 B = TypeVar("B")
@@ -58,14 +59,6 @@ class Rejected(Exception):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
-
-
-class PrefixViolation(RuntimeError):
-    """An app wrote a key outside its prefixes: a bug in the app, never a refusal."""
-
-    def __init__(self, app: str, key: str) -> None:
-        super().__init__(f"app {app!r} wrote {key!r}, outside its state prefixes")
-        self.app, self.key = app, key
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,12 +105,26 @@ class AppView:
     def put(self, key: str, value: Any) -> None:
         if not key.startswith(self._prefixes):
             raise PrefixViolation(self._app, key)
-        self.base.put(key, value)
+        if type(self.base) is Overlay:  # past the limit another app's apply set on it
+            self.base.writes[key] = encode(value)
+        else:
+            self.base.put(key, value)
 
     def delete(self, key: str) -> None:
         if not key.startswith(self._prefixes):
             raise PrefixViolation(self._app, key)
-        self.base.delete(key)
+        if type(self.base) is Overlay:
+            self.base.writes[key] = None
+        else:
+            self.base.delete(key)
+
+
+def scoped(view: StateView, app: App) -> StateView:
+    """``view`` limited to writes under ``app``'s prefixes: a transaction's own overlay is
+    limited in place (it is made for that one transaction), anything else wrapped."""
+    if type(view) is Overlay and not view.writes:
+        return view.limit_to(app.name, app.prefixes)
+    return owned(view, app)
 
 
 def owned(view: StateView, app: App) -> AppView:

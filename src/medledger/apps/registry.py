@@ -19,6 +19,7 @@ from medledger.apps.base import (
     Rejected,
     TxType,
     ValidatorAuthority,
+    scoped,
 )
 from medledger.apps.body import decode_body
 from medledger.codec import encode
@@ -26,6 +27,8 @@ from medledger.ledger import Event, Transaction
 from medledger.state import StateView
 
 __all__ = ["AppRegistry", "BASE_CODES"]
+
+_MAX_BODIES = 200_000
 
 BASE_CODES = {
     "malformed": 400, "chain_id": 400, "signature": 400, "unknown_type": 400,
@@ -41,6 +44,7 @@ class AppRegistry:
     def __init__(self, apps: Sequence[App]) -> None:
         self.apps: tuple[App, ...] = tuple(apps)
         self._types: dict[str, tuple[App, TxType[Any]]] = {}
+        self._bodies: dict[bytes, Any] = {}  # decoded at admission, by tx id
         self.codes: dict[str, int] = dict(BASE_CODES)
         names: set[str] = set()
         for app in self.apps:
@@ -112,27 +116,48 @@ class AppRegistry:
         if entry is None or entry[1].reads is None:
             return ()
         try:
-            return entry[1].reads(tx, decode_body(entry[1].body, tx.body))
+            return entry[1].reads(tx, self._kept_body(tx, entry[1]))
         except Rejected:
             return ()
 
-    def check_stateful(self, view: StateView, tx: Transaction, ctx: BlockContext,
-                       body: Any = None) -> Any:
-        """Authorise and check ``tx`` against ``view``; return its body."""
-        _, t = self._entry(tx.type)
+    def _kept_body(self, tx: Transaction, t: TxType[Any]) -> Any:
+        """``tx``'s decoded body, decoded once and kept until :meth:`apply` takes it."""
+        body = self._bodies.get(tx.tx_id)
         if body is None:
             body = decode_body(t.body, tx.body)
+            if len(self._bodies) >= _MAX_BODIES:
+                self._bodies.clear()
+            self._bodies[tx.tx_id] = body
+        return body
+
+    def check_stateful(self, view: StateView, tx: Transaction, ctx: BlockContext,
+                       body: Any = None) -> Any:
+        """Authorise and check ``tx`` against ``view``; return its body (decoded bodies
+        are kept by transaction id until :meth:`apply` takes them: admission decodes a
+        body, and its block does not decode it again)."""
+        _, t = self._entry(tx.type)
+        if body is None:
+            body = self._kept_body(tx, t)
+        self._check(view, tx, ctx, t, body)
+        return body
+
+    @staticmethod
+    def _check(view: StateView, tx: Transaction, ctx: BlockContext, t: TxType[Any],
+               body: Any) -> None:
         t.auth(view, tx, ctx)
         t.check(view, tx, body, ctx)
-        return body
 
     def apply(self, view: StateView, tx: Transaction, ctx: BlockContext,
               body: Any = None) -> tuple[Event, ...]:
         """Check against ``view`` then apply; raises Rejected with nothing applied (the
         caller gives each transaction its own overlay). Returns the events."""
         app, t = self._entry(tx.type)
-        body = self.check_stateful(view, tx, ctx, body)
-        events = t.apply(AppView(view, app.name, app.prefixes), tx, body, ctx)
+        if body is None:
+            body = self._bodies.pop(tx.tx_id, None)
+            if body is None:
+                body = decode_body(t.body, tx.body)
+        self._check(view, tx, ctx, t, body)
+        events = t.apply(scoped(view, app), tx, body, ctx)
         return _checked_events(app, events)
 
     # blocks -------------------------------------------------------------------------------

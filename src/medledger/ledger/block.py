@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 from json.encoder import encode_basestring as _json_string  # type: ignore[attr-defined]
 from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, NamedTuple
 
 from medledger.codec import CodecError, Tag, decode, encode, tagged_hash, utf8_ok
 from medledger.ledger.commit import Certificate
@@ -40,53 +41,46 @@ _BLOCK_FIELDS = frozenset({"header", "last_commit", "results", "txs"})
 _OK_LEAF = log.leaf_hash(encode({"code": "ok", "message": ""}))
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class _EventFields(NamedTuple):
+    type: str
+    attrs: tuple[tuple[str, str], ...]
+    encoded: bytes
+
+
+class Event(_EventFields):
     """Something a transaction (or a block hook) did, for clients to find and follow.
 
     ``type`` is ``<app>.<what>`` (``identity.member_registered``); ``attrs`` are string
     attributes (``(("member", ...), ("org", "st-mary"))``), kept sorted by name as
     canonical bytes order them. Names are ``[a-z][a-z0-9_]*``, at most 32 characters;
     values at most 512. An event checks itself when made (MalformedError) and encodes
-    itself once (:attr:`attrs_bytes`, :meth:`encode`).
+    itself once: ``encoded`` is the canonical bytes of :meth:`to_dict`.
+
+    Immutable (a tuple underneath, made in one step: events are made for every
+    transaction of every block).
     """
 
-    type: str
-    attrs: tuple[tuple[str, str], ...] = ()
-    attrs_bytes: bytes = field(default=b"", init=False, repr=False, compare=False)
+    __slots__ = ()
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "attrs", tuple(sorted(self.attrs)))
-        self.validate()
-        # names need no escaping (validated); values take JSON's string escaping, which is
-        # RFC 8785's (see medledger.codec.canonical)
-        text = ",".join(f'"{name}":{_json_string(value)}' for name, value in self.attrs)
-        object.__setattr__(self, "attrs_bytes", ("{" + text + "}").encode())
+    def __new__(cls, type: str, attrs: Iterable[tuple[str, str]] = ()) -> Event:  # noqa: A002
+        pairs = tuple(sorted(attrs))
+        _check_event(type, pairs)
+        # names need no escaping (checked); values take JSON's string escaping, which is
+        # RFC 8785's (see medledger.codec.canonical); the type is [a-z0-9_.]
+        text = ",".join([f'"{name}":{_json_string(value)}' for name, value in pairs])
+        encoded = f'{{"attrs":{{{text}}},"type":"{type}"}}'.encode()
+        return tuple.__new__(cls, (type, pairs, encoded))
+
+    def __getnewargs__(self) -> tuple[str, tuple[tuple[str, str], ...]]:  # type: ignore[override]
+        return self.type, self.attrs
+
+    def __repr__(self) -> str:
+        return f"Event({self.type!r}, {self.attrs!r})"
 
     @classmethod
     def of(cls, type_: str, **attrs: str) -> Event:
         """``Event.of("anchor.anchored", digest=..., sender=...)``."""
-        return cls(type_, tuple(attrs.items()))
-
-    def validate(self) -> None:
-        """Raise MalformedError unless the type and every attribute are well formed."""
-        if self.type not in _GOOD_NAMES:
-            if type(self.type) is not str or not _EVENT_TYPE.fullmatch(self.type):
-                raise MalformedError("event", f"type {self.type!r} must be <app>.<name>")
-            _remember(self.type)
-        previous = None
-        for name, value in self.attrs:
-            if name not in _GOOD_NAMES:
-                if type(name) is not str or not _ATTR_NAME.fullmatch(name):
-                    raise MalformedError("event", f"{self.type}: attribute name {name!r}")
-                _remember(name)
-            if name == previous:
-                raise MalformedError("event", f"{self.type}: attribute {name} appears twice")
-            previous = name
-            if (type(value) is not str or len(value) > MAX_ATTR_VALUE
-                    or not (value.isascii() or utf8_ok(value))):
-                raise MalformedError("event", f"{self.type}.{name}: value must be a string "
-                                              f"of at most {MAX_ATTR_VALUE} characters")
+        return cls(type_, attrs.items())
 
     def attr(self, name: str) -> str | None:
         return next((v for k, v in self.attrs if k == name), None)
@@ -95,9 +89,8 @@ class Event:
         return {"type": self.type, "attrs": dict(self.attrs)}
 
     def encode(self) -> bytes:
-        """Canonical bytes of :meth:`to_dict`, from the attributes' (the type needs no
-        escaping: it is ``[a-z0-9_.]``)."""
-        return b'{"attrs":' + self.attrs_bytes + b',"type":"' + self.type.encode() + b'"}'
+        """Canonical bytes of :meth:`to_dict`."""
+        return self.encoded
 
     @classmethod
     def from_dict(cls, data: Any) -> Event:
@@ -105,7 +98,28 @@ class Event:
         attrs = data["attrs"]
         if type(attrs) is not dict:
             raise MalformedError("event", "attrs must be an object")
-        return cls(read_str(data, "type", 128), tuple(attrs.items()))
+        return cls(read_str(data, "type", 128), attrs.items())
+
+
+def _check_event(type_: str, attrs: tuple[tuple[str, str], ...]) -> None:
+    """Raise MalformedError unless the type and every attribute are well formed."""
+    if type_ not in _GOOD_NAMES:
+        if type(type_) is not str or not _EVENT_TYPE.fullmatch(type_):
+            raise MalformedError("event", f"type {type_!r} must be <app>.<name>")
+        _remember(type_)
+    previous = None
+    for name, value in attrs:
+        if name not in _GOOD_NAMES:
+            if type(name) is not str or not _ATTR_NAME.fullmatch(name):
+                raise MalformedError("event", f"{type_}: attribute name {name!r}")
+            _remember(name)
+        if name == previous:
+            raise MalformedError("event", f"{type_}: attribute {name} appears twice")
+        previous = name
+        if (type(value) is not str or len(value) > MAX_ATTR_VALUE
+                or not (value.isascii() or utf8_ok(value))):
+            raise MalformedError("event", f"{type_}.{name}: value must be a string "
+                                          f"of at most {MAX_ATTR_VALUE} characters")
 
 
 _GOOD_NAMES: set[str] = set()  # event types and attribute names already checked
@@ -119,7 +133,7 @@ def _remember(name: str) -> None:
 
 def encode_events(events: tuple[Event, ...]) -> bytes:
     """Canonical bytes of a list of events (``b"[]"`` for none)."""
-    return b"[" + b",".join(e.encode() for e in events) + b"]"
+    return b"[" + b",".join([e.encoded for e in events]) + b"]"
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +144,12 @@ class TxResult:
     code: str
     message: str
     events: tuple[Event, ...] = ()
+    events_bytes: bytes = field(default=b"", init=False, repr=False, compare=False)
+    """Canonical bytes of the events' list (b"" when there are none), made once."""
+
+    def __post_init__(self) -> None:
+        if self.events:
+            object.__setattr__(self, "events_bytes", encode_events(self.events))
 
     def to_dict(self) -> dict[str, Any]:
         """Canonical form; ``events`` appears only when there are some, so that a result
@@ -159,7 +179,9 @@ class TxResult:
         """Canonical bytes of :meth:`to_dict` (what the results root commits)."""
         if not self.events:
             return encode(self.to_dict())
-        return (b'{"code":' + encode(self.code) + b',"events":' + encode_events(self.events)
+        if self.code == "ok" and not self.message:
+            return b'{"code":"ok","events":' + self.events_bytes + b',"message":""}'
+        return (b'{"code":' + encode(self.code) + b',"events":' + self.events_bytes
                 + b',"message":' + encode(self.message) + b"}")
 
 

@@ -33,7 +33,6 @@ from medledger.ledger import (
     Transaction,
     TxResult,
     ValidatorSet,
-    encode_events,
     results_root,
     tx_root,
 )
@@ -43,7 +42,7 @@ from medledger.node.genesis import Genesis
 from medledger.state import Overlay, ReadOnly, StateTree
 from medledger.store import BlockRecord, Store, StoredTx, StoreMismatch
 
-__all__ = ["BlockEvents", "Chain", "CommittedBlock", "events_bytes", "nonce_key", "result_of"]
+__all__ = ["BlockEvents", "Chain", "CommittedBlock", "nonce_key", "result_of"]
 
 CACHE_ENTRIES = 200_000
 
@@ -297,9 +296,10 @@ class Chain:
             last_commit=encode(last_commit.to_dict()) if last_commit else None,
             certificate=b"",
             state_root_id=new_root.node_id,
-            txs=[(t.tx_id, t.raw, r.code, r.message, t.sender, events_bytes(r.events))
+            txs=[(t.tx_id, t.raw, r.code, r.message, t.sender, r.events_bytes)
                  for t, r in zip(txs, results, strict=True)],
-            events=_event_rows(results, block_events),
+            begin_events=[e.encoded for e in block_events.begin],
+            end_events=[e.encoded for e in block_events.end],
             state_writes=writes,
             nodes=nodes,
             history=history.to_list(),
@@ -366,24 +366,6 @@ def result_of(stored: StoredTx) -> TxResult:
         return TxResult(stored.code, stored.message)
     return TxResult.from_dict({"code": stored.code, "message": stored.message,
                                "events": decode(stored.events)})
-
-
-def events_bytes(events: tuple[Event, ...]) -> bytes:
-    """How a result's events are stored: a canonical JSON list (b"" for none)."""
-    return encode_events(events) if events else b""
-
-
-def _event_rows(results: list[TxResult], block: BlockEvents
-                ) -> list[tuple[int | None, str, bytes, tuple[tuple[str, str], ...]]]:
-    """What the store indexes: (transaction index, or None for a block hook's event, type,
-    canonical attributes), in the order they happened: begin-block, each transaction's,
-    end-block."""
-    rows: list[tuple[int | None, str, bytes, tuple[tuple[str, str], ...]]] = [
-        (None, e.type, e.attrs_bytes, e.attrs) for e in block.begin]
-    for index, result in enumerate(results):
-        rows.extend((index, e.type, e.attrs_bytes, e.attrs) for e in result.events)
-    rows.extend((None, e.type, e.attrs_bytes, e.attrs) for e in block.end)
-    return rows
 
 
 def _fields(record: BlockRecord) -> dict[str, Any]:

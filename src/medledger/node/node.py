@@ -18,7 +18,7 @@ from typing import Any
 from medledger.apps import AppRegistry, Rejected, default_registry
 from medledger.crypto import SigningKey
 from medledger.ledger import MalformedError, Transaction
-from medledger.node.chain import Chain, CommittedBlock, events_bytes, nonce_key
+from medledger.node.chain import Chain, CommittedBlock, nonce_key
 from medledger.node.config import ConfigError, NodeConfig
 from medledger.node.genesis import Genesis
 from medledger.node.home import Home
@@ -278,7 +278,7 @@ class Node:
             for future in self._waiters.pop(tx.tx_id, ()):
                 if not future.done():
                     future.set_result(StoredTx(tx.tx_id, height, index, tx.raw, result.code,
-                                               result.message, events_bytes(result.events)))
+                                               result.message, result.events_bytes))
 
     @property
     def stopping(self) -> bool:

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from medledger.codec import decode_trusted, encode
 
-__all__ = ["Overlay", "ReadOnly", "StateView", "ValueReader"]
+__all__ = ["Overlay", "PrefixViolation", "ReadOnly", "StateView", "ValueReader"]
 
 ValueReader = Callable[[str], "bytes | None"]
 
@@ -31,6 +31,14 @@ class StateView(Protocol):
     def put(self, key: str, value: Any) -> None: ...
 
     def delete(self, key: str) -> None: ...
+
+
+class PrefixViolation(RuntimeError):
+    """An app wrote a key outside its prefixes: a bug in the app, never a refusal."""
+
+    def __init__(self, app: str, key: str) -> None:
+        super().__init__(f"app {app!r} wrote {key!r}, outside its state prefixes")
+        self.app, self.key = app, key
 
 
 class ReadOnlyError(RuntimeError):
@@ -60,13 +68,24 @@ class ReadOnly:
 
 
 class Overlay:
-    """Staged writes over a parent view; :meth:`merge_into_parent` publishes them."""
+    """Staged writes over a parent view; :meth:`merge_into_parent` publishes them.
 
-    __slots__ = ("_parent", "writes")
+    :meth:`limit_to` makes it refuse writes outside some key prefixes (the view one app's
+    transaction runs in), raising :class:`PrefixViolation`.
+    """
+
+    __slots__ = ("_owner", "_parent", "_prefixes", "writes")
 
     def __init__(self, parent: ReadOnly | Overlay) -> None:
         self._parent = parent
         self.writes: dict[str, bytes | None] = {}
+        self._prefixes: tuple[str, ...] | None = None
+        self._owner = ""
+
+    def limit_to(self, owner: str, prefixes: tuple[str, ...]) -> Overlay:
+        """From now on, refuse writes outside ``prefixes`` (in ``owner``'s name)."""
+        self._owner, self._prefixes = owner, prefixes
+        return self
 
     def get_raw(self, key: str) -> bytes | None:
         if key in self.writes:
@@ -78,9 +97,13 @@ class Overlay:
         return None if raw is None else decode_trusted(raw)
 
     def put(self, key: str, value: Any) -> None:
+        if self._prefixes is not None and not key.startswith(self._prefixes):
+            raise PrefixViolation(self._owner, key)
         self.writes[key] = encode(value)
 
     def delete(self, key: str) -> None:
+        if self._prefixes is not None and not key.startswith(self._prefixes):
+            raise PrefixViolation(self._owner, key)
         self.writes[key] = _DELETED
 
     def child(self) -> Overlay:

@@ -94,10 +94,11 @@ class BlockRecord:
     state_writes: dict[str, bytes | None]  # key -> canonical value bytes, None deletes
     nodes: list[tuple[int, bytes]]  # new sparse Merkle tree nodes
     history: list[bytes] = field(default_factory=list)  # log-tree frontier after this block
-    # (tx index or None for a block hook, type, attrs bytes, attrs as (name, value) pairs),
-    # in the order they happened
-    events: list[tuple[int | None, str, bytes, tuple[tuple[str, str], ...]]] = field(
-        default_factory=list)
+    # the events of the block's begin- and end-block hooks, each its canonical bytes; the
+    # transactions' own events are in ``txs`` (the store indexes both, in that order:
+    # begin, each transaction's, end)
+    begin_events: list[bytes] = field(default_factory=list)
+    end_events: list[bytes] = field(default_factory=list)
 
 
 class Store(ABC):
@@ -149,6 +150,12 @@ class Store(ABC):
     @abstractmethod
     def last_event_seq(self) -> int:
         """The seq of the last committed event (0 when there is none)."""
+
+    @abstractmethod
+    def index_events(self) -> int:
+        """Index the events of the committed blocks not indexed yet (the index is derived
+        from what each commit wrote, so it is built when first read); return the height
+        it reaches."""
 
     @abstractmethod
     def get_history(self) -> list[bytes]:

@@ -11,7 +11,6 @@ numbered in commit order (``seq``) and indexed by type and by each attribute.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import threading
@@ -48,9 +47,11 @@ CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY, height INTEGER NOT NULL, tx_index INTEGER,
     type TEXT NOT NULL, attrs BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS events_by_type ON events (type, seq);
--- no height index
+CREATE INDEX IF NOT EXISTS events_by_height ON events (height, seq);
+CREATE TABLE IF NOT EXISTS block_events (
+    height INTEGER PRIMARY KEY, begin_events BLOB, end_events BLOB);
 CREATE TABLE IF NOT EXISTS event_attrs (
-    attr INTEGER NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (attr, seq)) WITHOUT ROWID;
+    attr TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (attr, seq)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS smt_pages (page INTEGER PRIMARY KEY, data BLOB NOT NULL);
 """
@@ -148,18 +149,38 @@ def _sender_of(tx: StoredTx) -> bytes | None:
     return _sender_of_raw(tx.raw)
 
 
-def _attr_key(name: str, value: str) -> int:
-    """An event attribute's index key: 8 bytes of a hash of ``name=value``, as a signed
-    integer (a small, fixed-size key whatever the value; matches are re-checked)."""
-    digest = hashlib.blake2b(f"{name}={value}".encode("utf-8", "surrogatepass"), digest_size=8)
-    return int.from_bytes(digest.digest(), "big", signed=True)
+def _attr_key(name: str, value: str) -> str:
+    """An event attribute's index key, ``name=value`` (names never hold ``=``)."""
+    return f"{name}={value}"
 
 
-def _matches(event: StoredEvent, attrs: tuple[tuple[str, str], ...]) -> bool:
-    if not attrs:
-        return True
-    held = json.loads(event.attrs)
-    return all(held.get(name) == value for name, value in attrs)
+# Indexing one block's events, by SQLite itself from the rows its commit wrote (the
+# canonical JSON lists of txs.events and block_events): begin-block events, each
+# transaction's in block order, end-block events, numbered on from :base.
+def _index_from(source: str) -> str:
+    return f"""
+INSERT INTO events (seq, height, tx_index, type, attrs)
+SELECT :base + ROW_NUMBER() OVER (ORDER BY {source[1]}) - 1, :height, {source[2]},
+       json_extract(j.value, '$.type'), json_extract(j.value, '$.attrs')
+FROM {source[0]}
+"""
+
+
+_INDEX_BEGIN = _index_from((
+    "block_events b, json_each(b.begin_events) j WHERE b.height = :height",
+    "CAST(j.key AS INTEGER)", "NULL"))
+_INDEX_TXS = _index_from((
+    "txs t, json_each(t.events) j WHERE t.height = :height AND t.events IS NOT NULL",
+    "t.idx, CAST(j.key AS INTEGER)", "t.idx"))
+_INDEX_END = _index_from((
+    "block_events b, json_each(b.end_events) j WHERE b.height = :height",
+    "CAST(j.key AS INTEGER)", "NULL"))
+_INDEX_ATTRS = """
+INSERT OR IGNORE INTO event_attrs (attr, seq)
+SELECT a.key || '=' || a.value, e.seq FROM events e, json_each(e.attrs) a
+WHERE e.height = :height
+"""
+_INDEX_BATCH = 256  # blocks indexed in one transaction
 
 
 class SQLiteStore(Store):
@@ -338,6 +359,7 @@ class SQLiteStore(Store):
         return found[:limit]
 
     def list_events(self, query: EventQuery) -> list[StoredEvent]:
+        self.index_events()
         where, args = ["e.seq > ?", "e.height >= ?"], [query.after, query.from_height]
         if query.type is not None:
             where.append("e.type = ?")
@@ -348,11 +370,10 @@ class SQLiteStore(Store):
         rows = self._all(
             f"SELECT e.seq, e.height, e.tx_index, e.type, e.attrs FROM events e "
             f"WHERE {' AND '.join(where)} ORDER BY e.seq LIMIT ?", (*args, query.limit))
-        found = [StoredEvent(r[0], r[1], r[2], str(r[3]), _blob(r[4])) for r in rows]
-        # two attributes sharing an index key are told apart here
-        return [e for e in found if _matches(e, query.attrs)]
+        return [StoredEvent(r[0], r[1], r[2], str(r[3]), _blob(r[4])) for r in rows]
 
     def last_event_seq(self) -> int:
+        self.index_events()
         row = self._one("SELECT MAX(seq) FROM events")
         return int(row[0]) if row and row[0] is not None else 0
 
@@ -414,18 +435,40 @@ class SQLiteStore(Store):
     def next_node_id(self) -> int:
         return self._next_node
 
-    def _insert_events(self, db: sqlite3.Connection, record: BlockRecord) -> None:
-        if not record.events:
+    def _save_block_events(self, db: sqlite3.Connection, record: BlockRecord) -> None:
+        if not record.begin_events and not record.end_events:
             return
-        row = db.execute("SELECT MAX(seq) FROM events").fetchone()
-        first = (row[0] or 0) + 1
-        _insert_rows(db, "INSERT INTO events", [
-            (first + n, record.height, index, type_, attrs)
-            for n, (index, type_, attrs, _) in enumerate(record.events)])
-        keys = [(_attr_key(name, value), first + n)
-                for n, (_, _, _, pairs) in enumerate(record.events)
-                for name, value in pairs]
-        _insert_rows(db, "INSERT OR IGNORE INTO event_attrs", keys)
+        lists = [b"[" + b",".join(events) + b"]" if events else None
+                 for events in (record.begin_events, record.end_events)]
+        db.execute("INSERT INTO block_events VALUES (?, ?, ?)", (record.height, *lists))
+
+    def index_events(self) -> int:
+        """Index the events of every committed block not indexed yet; return the height
+        indexed up to. Readers of events call it first, so a node that nobody asks for
+        events never spends the work, and one under load leaves it to its readers."""
+        with self._lock:
+            done = int(self.get_meta("events_indexed") or b"0")
+            tip = self.latest_height()
+            db = self._conn()
+            while done < tip:
+                last = min(tip, done + _INDEX_BATCH)
+                try:
+                    db.execute("BEGIN IMMEDIATE")
+                    row = db.execute("SELECT MAX(seq) FROM events").fetchone()
+                    seq = (row[0] or 0) + 1
+                    for height in range(done + 1, last + 1):
+                        for sql in (_INDEX_BEGIN, _INDEX_TXS, _INDEX_END):
+                            seq += db.execute(sql, {"base": seq, "height": height}).rowcount
+                        db.execute(_INDEX_ATTRS, {"height": height})
+                    db.execute("INSERT OR REPLACE INTO meta VALUES ('events_indexed', ?)",
+                               (str(last).encode(),))
+                    db.execute("COMMIT")
+                except BaseException:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    raise
+                done = last
+            return done
 
     # the one write ------------------------------------------------------------------------
     def commit_block(self, record: BlockRecord) -> None:
@@ -445,7 +488,7 @@ class SQLiteStore(Store):
                              [(record.height, i, _prefix(t[0]), t[0], t[1], t[2], t[3],
                                _prefix(t[4]), t[5] or None)
                               for i, t in enumerate(record.txs)])
-                self._insert_events(db, record)
+                self._save_block_events(db, record)
                 db.execute(
                     "INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (record.height, record.block_hash, record.header, record.last_commit,
