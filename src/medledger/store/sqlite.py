@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from itertools import chain
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,12 +63,12 @@ SLOT = 82  # one length byte + up to 81 bytes of node
 _PAGE_CACHE = 4096
 
 
-_EMPTY_SLOT = bytes(SLOT)
+_PAGE_BYTES = SLOT * PAGE_NODES
 
 
 def _pack_pages(nodes: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
     """Pack nodes with consecutive ids (starting on a page boundary) into page rows."""
-    pages: dict[int, list[bytes]] = {}
+    pages: dict[int, bytearray] = {}
     for node_id, data in nodes:
         size = len(data)
         if size >= SLOT:
@@ -75,11 +76,13 @@ def _pack_pages(nodes: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
         number, slot = divmod(node_id, PAGE_NODES)
         page = pages.get(number)
         if page is None:
-            page = pages[number] = [_EMPTY_SLOT] * PAGE_NODES
-        if page[slot] is not _EMPTY_SLOT:
+            page = pages[number] = bytearray(_PAGE_BYTES)
+        at = slot * SLOT
+        if page[at]:
             raise StoreError(f"state tree node {node_id} written twice in one block")
-        page[slot] = b"%c%b%b" % (size, data, bytes(SLOT - 1 - size))
-    return [(number, b"".join(slots)) for number, slots in sorted(pages.items())]
+        page[at] = size
+        page[at + 1 : at + 1 + size] = data
+    return [(number, bytes(page)) for number, page in sorted(pages.items())]
 
 
 _ROWS_PER_STATEMENT = 256
@@ -99,7 +102,7 @@ def _insert_rows(db: sqlite3.Connection, head: str, rows: list[tuple[object, ...
         chunk = rows[start : start + _ROWS_PER_STATEMENT]
         sql = full if len(chunk) == _ROWS_PER_STATEMENT else \
             f"{head} VALUES " + ", ".join([one] * len(chunk))
-        db.execute(sql, [value for row in chunk for value in row])
+        db.execute(sql, list(chain.from_iterable(chunk)))
 
 
 def _prefix(tx_id: bytes) -> int:
