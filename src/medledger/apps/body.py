@@ -223,13 +223,25 @@ def _plan(cls: type) -> _Plan:
 
 def _fast_decoder(cls: type, checks: list[tuple[str, Check]],
                   required: set[str]) -> Callable[[dict[str, Any]], Any]:
-    """``cls(check_a("a", body["a"]), ...)`` for a body holding exactly the required
-    fields (optional ones absent): one call, no intermediate dict, built once per class."""
+    """The decoder of a body holding exactly the required fields (optional ones absent),
+    built once per class: each field checked and set straight into its slot (the frozen
+    class's ``__init__`` and ``__setattr__`` are skipped, as ``dataclasses.replace`` would
+    not be)."""
     names = [name for name, _ in checks]
-    args = ", ".join(f"c{i}({name!r}, body[{name!r}])" if name in required else "None"
-                     for i, name in enumerate(names))
-    scope = {f"c{i}": check for i, (_, check) in enumerate(checks)} | {"cls": cls}
-    exec(f"def fast(body):\n    return cls({args})\n", scope)  # noqa: S102 (our own text)
+    slotted = not hasattr(cls, "__post_init__") and all(
+        isinstance(getattr(cls, name, None), types.MemberDescriptorType) for name in names)
+    scope: dict[str, Any] = {"cls": cls, "new": object.__new__}
+    scope |= {f"c{i}": check for i, (_, check) in enumerate(checks)}
+    if slotted:
+        scope |= {f"s{i}": getattr(cls, name).__set__ for i, name in enumerate(names)}
+        lines = [f"    s{i}(o, c{i}({name!r}, body[{name!r}]))" if name in required
+                 else f"    s{i}(o, None)" for i, name in enumerate(names)]
+        text = "def fast(body):\n    o = new(cls)\n" + "\n".join(lines) + "\n    return o\n"
+    else:
+        args = ", ".join(f"c{i}({name!r}, body[{name!r}])" if name in required else "None"
+                         for i, name in enumerate(names))
+        text = f"def fast(body):\n    return cls({args})\n"
+    exec(text, scope)  # noqa: S102 (our own text, from the class's field names)
     return scope["fast"]  # type: ignore[no-any-return]
 
 

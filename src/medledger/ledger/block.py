@@ -133,6 +133,8 @@ def _remember(name: str) -> None:
 
 def encode_events(events: tuple[Event, ...]) -> bytes:
     """Canonical bytes of a list of events (``b"[]"`` for none)."""
+    if len(events) == 1:
+        return b"[" + events[0].encoded + b"]"
     return b"[" + b",".join([e.encoded for e in events]) + b"]"
 
 
