@@ -183,3 +183,43 @@ def test_readme_names_only_real_commands() -> None:
                                 env={"COLUMNS": "120", "NO_COLOR": "1"})
     unknown = sorted(named - set(help_commands(result.output)))
     assert not unknown, f"README.md shows `medledger` commands the CLI lacks: {unknown}"
+
+
+def _named_commands(readme: str) -> set[tuple[str, ...]]:
+    """Every ``medledger <command> [<subcommand>] ...`` the README names, with ``a|b``
+    alternatives (``net up\\|down``) spread out; placeholders and options end a name."""
+    found: set[tuple[str, ...]] = set()
+    for match in re.finditer(r"medledger((?: [a-z][a-z0-9-]*(?:\\?\|[a-z][a-z0-9-]*)*)+)",
+                             readme):
+        words = match.group(1).split()
+        options: list[list[str]] = [re.split(r"\\?\|", w) for w in words[:3]]
+        for first in options[0]:
+            if len(options) == 1:
+                found.add((first,))
+            for second in options[1] if len(options) > 1 else []:
+                found.add((first, second))
+                for third in options[2] if len(options) > 2 else []:
+                    found.add((first, second, third))
+    return found
+
+
+def test_every_command_the_readme_names_exists() -> None:
+    import click
+    import typer
+
+    root = typer.main.get_command(app)
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    named = _named_commands(readme)
+    assert ("identity", "member", "register") in named and ("events", "watch") in named
+    missing = []
+    for words in sorted(named):
+        command: click.Command = root
+        for word in words:
+            if not isinstance(command, click.Group):
+                break  # the rest are arguments (`anchor add DIGEST`)
+            sub = command.commands.get(word)
+            if sub is None:
+                missing.append(" ".join(words))
+                break
+            command = sub
+    assert not missing, f"the README names commands the CLI lacks: {missing}"
