@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+from fastapi import FastAPI
 
+from medledger.api import create_app
 from medledger.crypto import ScryptParams, SigningKey
 from medledger.node import Home, Node
 
@@ -35,3 +38,18 @@ def demo_node(demo_home: Home) -> Iterator[Node]:
 def demo_admin_key(demo_home: Home) -> SigningKey:
     """The signing key of the local organisation's genesis admin."""
     return demo_home.member_keys("admin").signing
+
+
+# The API of the demo node, and an HTTP client of it -------------------------------------------
+@pytest.fixture
+def app(demo_node: Node) -> FastAPI:
+    """The API over the demo node, without block production (tests commit blocks)."""
+    return create_app(demo_node, run_producer=False)
+
+
+@pytest.fixture
+async def api(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of :func:`app`, over ASGI (no sockets)."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://node.test") as client:
+        yield client

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -21,7 +21,6 @@ import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
-from medledger.api import create_app
 from medledger.client import (
     VerificationFailed,
     verify_header,
@@ -77,18 +76,6 @@ def flipped_signature(tx: Transaction) -> bytes:
     signature[10] ^= 0x01
     envelope["signature"] = signature.hex()
     return encode(envelope)
-
-
-@pytest.fixture
-def app(demo_node: Node) -> FastAPI:
-    return create_app(demo_node, run_producer=False)
-
-
-@pytest.fixture
-async def api(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://node.test") as client:
-        yield client
 
 
 @pytest.fixture

@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
-from medledger.api import create_app
 from medledger.client import verify_list_answer, verify_state_answer
 from medledger.crypto import DEFAULT_SUITE, EncryptionKey, SigningKey
 from medledger.ledger import Transaction
@@ -35,18 +32,6 @@ DEMO_ORGS = ["acme-pharma", "carewell", "local", "northgate", "st-mary"]
 
 def digest(n: int) -> str:
     return hashlib.sha256(f"document {n}".encode()).hexdigest()
-
-
-@pytest.fixture
-def app(demo_node: Node) -> FastAPI:
-    return create_app(demo_node, run_producer=False)
-
-
-@pytest.fixture
-async def api(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://node.test") as client:
-        yield client
 
 
 class Ledger:

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,18 +70,6 @@ def commit(node: Node, *txs: Transaction) -> None:
         result = node.submit(tx)
         assert result.accepted, result
     assert node.produce_block() is not None
-
-
-@pytest.fixture
-def app(demo_node: Node) -> FastAPI:
-    return create_app(demo_node, run_producer=False)
-
-
-@pytest.fixture
-async def api(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://node.test") as client:
-        yield client
 
 
 @pytest.fixture
