@@ -9,6 +9,7 @@ from medledger.apps.base import (
     App,
     AppView,
     BlockContext,
+    DemoTx,
     Event,
     GenesisDoc,
     PrefixViolation,
@@ -24,7 +25,7 @@ from medledger.apps.registry import BASE_CODES, AppRegistry
 
 __all__ = [
     "BASE_CODES", "App", "AppClient", "AppRegistry", "AppView", "BlockContext",
-    "CommandHost", "Event", "GenesisDoc", "PrefixViolation", "ProvableList", "QueryError",
+    "CommandHost", "DemoTx", "Event", "GenesisDoc", "PrefixViolation", "ProvableList", "QueryError",
     "QueryHost", "Rejected", "TxType", "ValidatorAuthority", "default_registry",
 ]
 

@@ -45,8 +45,8 @@ if TYPE_CHECKING:
     from medledger.apps.host import CommandHost, QueryHost
 
 __all__ = [
-    "App", "AppView", "Authorize", "BlockContext", "Event", "GenesisDoc", "PrefixViolation",
-    "Rejected", "TxType", "ValidatorAuthority", "owned", "scoped",
+    "App", "AppView", "Authorize", "BlockContext", "DemoTx", "Event", "GenesisDoc",
+    "PrefixViolation", "Rejected", "TxType", "ValidatorAuthority", "owned", "scoped",
 ]
 
 B = TypeVar("B")
@@ -159,6 +159,17 @@ class TxType(Generic[B]):
     summary: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class DemoTx:
+    """One transaction of an app's demo data (what ``medledger net run`` seeds a fresh
+    local consortium with): ``signer`` is an organisation id, whose genesis admin key signs
+    it; ``type`` and ``body`` are the transaction's."""
+
+    signer: str
+    type: str
+    body: dict[str, Any]
+
+
 class ValidatorAuthority(Protocol):
     """What the app that keeps the validator set in state answers the node."""
 
@@ -223,6 +234,13 @@ class App:
         """A (type, body) any registered key may send, distinct for each ``index``: what
         ``medledger bench`` commits. None if the app has none."""
         return None
+
+    def demo(self, orgs: Sequence[str]) -> Sequence[DemoTx]:
+        """Demo transactions that show the app at work on a fresh chain, signed by the
+        admins of ``orgs`` (organisation ids, in genesis order; the local consortium's
+        first is a hospital). Deterministic: keys come from fixed seeds, never randomness.
+        None by default."""
+        return ()
 
 
 def _edge_module(app: App, name: str) -> Any:

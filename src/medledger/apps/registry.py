@@ -15,6 +15,7 @@ from medledger.apps.base import (
     App,
     AppView,
     BlockContext,
+    DemoTx,
     GenesisDoc,
     Rejected,
     TxType,
@@ -200,6 +201,10 @@ class AppRegistry:
             if sample is not None:
                 return sample
         raise LookupError("no registered app offers a sample transaction")
+
+    def demo(self, orgs: Sequence[str]) -> tuple[DemoTx, ...]:
+        """Every app's demo transactions for ``orgs``, in registry order."""
+        return tuple(tx for app in self.apps for tx in app.demo(orgs))
 
 
 _NAMED: set[tuple[str, str]] = set()  # (app, event type) already found well named

@@ -4,6 +4,11 @@ Each node runs as ``python -m medledger up --home ROOT/nodeI`` in its own sessio
 output in ``nodeI/node.log`` and its process id in ``nodeI/node.pid``. ``down`` signals only
 processes whose id is in a pid file and whose command line is that node's ``up``. ``run``
 stops the nodes on SIGINT or SIGTERM, whatever handlers it inherited.
+
+``run`` also seeds a fresh consortium with the apps' demo data (``App.demo``) once the
+nodes answer: each demo transaction is signed by its organisation's admin key, from the
+node home that holds it, and sent to that node. ``ROOT/demo-seeded`` records that all of
+them committed, so a later ``run`` does not send them again.
 """
 
 from __future__ import annotations
@@ -24,11 +29,15 @@ import typer
 from rich.console import Console
 from rich.table import Column, Table
 
+from medledger.apps import DemoTx, default_registry
 from medledger.cli.errors import friendly, iso_time
+from medledger.cli.host import next_nonce
+from medledger.client import Client
+from medledger.ledger import Transaction
 from medledger.node import ConfigError, Home
 from medledger.node.consortium import Consortium, ConsortiumNode
 
-__all__ = ["net_app"]
+__all__ = ["DEMO_MARKER", "net_app", "seed_demo"]
 
 net_app = typer.Typer(no_args_is_help=True, help="Run and watch a local consortium.")
 out = Console(soft_wrap=True)
@@ -39,6 +48,8 @@ STOP_TIMEOUT_S = 20.0
 QUIET_S = 30.0  # `net run` without a terminal: repeat a node's line at least this often
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 PLAIN_WIDTH = 160  # columns of a table printed to a file or a pipe
+DEMO_MARKER = "demo-seeded"  # in the consortium's folder: its demo data is committed
+DEMO_WAIT_S = 30.0  # how long a demo transaction may take to commit
 
 
 def _pid_file(node: ConsortiumNode) -> Path:
@@ -256,10 +267,69 @@ def _watch_lines(nodes: list[ConsortiumNode], pause: float) -> None:
         time.sleep(pause)
 
 
+def _say(line: str) -> None:
+    out.print(line, highlight=False, markup=False)
+
+
+def seed_demo(consortium: Consortium) -> bool:
+    """Send the apps' demo transactions to a consortium not seeded before; print a line
+    for each. Write ``ROOT/demo-seeded`` when all committed; return whether they did.
+    Failures print a warning and stop nothing."""
+    marker = consortium.root / DEMO_MARKER
+    if marker.exists():
+        return True
+    keepers = {name: node for node in reversed(consortium.nodes)
+               for name in Home(node.home).known_keys()}  # key name -> its (first) node
+    genesis = Home(consortium.nodes[0].home).genesis()
+    orgs = [org["id"] for org in genesis.organisations if org["id"] in keepers]
+    demo = default_registry().demo(orgs)
+    if not demo:
+        return False
+    if _status(consortium.nodes[0]) is None:
+        _say(f"demo: warning: {consortium.nodes[0].name} is not answering; no demo data added")
+        return False
+    committed = 0
+    for tx in demo:
+        try:
+            committed += _send_demo(consortium.chain_id, keepers[tx.signer], tx)
+        except Exception as e:  # noqa: BLE001 -- a demo failure must not stop `net run`
+            _say(f"demo: warning: {tx.type} signed by {tx.signer} failed: {e}")
+    if committed != len(demo):
+        _say(f"demo: {committed} of {len(demo)} demo transaction(s) committed; "
+             f"`net run` will try again next time")
+        return False
+    marker.write_text(f"{len(demo)} demo transaction(s) committed\n")
+    return True
+
+
+def _send_demo(chain_id: str, node: ConsortiumNode, demo: DemoTx) -> bool:
+    """Sign ``demo`` with its organisation's admin key, from ``node``'s home, and send it
+    to ``node``; print what became of it."""
+    signer = Home(node.home).member_keys(demo.signer).signing
+    with Client(f"http://{node.api}", timeout=DEMO_WAIT_S + 15) as client:
+        tx = Transaction.create(signer, chain_id, demo.type,
+                                next_nonce(client, signer.public_key), demo.body)
+        answer = client.submit(tx, wait=True, timeout=DEMO_WAIT_S)
+    if answer.get("status") != "committed":
+        _say(f"demo: warning: {demo.type} not committed in {DEMO_WAIT_S:.0f} s "
+             f"(tx {tx.tx_id.hex()})")
+        return False
+    if answer.get("code") != "ok":
+        _say(f"demo: warning: {demo.type} rejected in block {answer.get('height')}: "
+             f"{answer.get('code')}: {answer.get('message')}")
+        return False
+    _say(f"demo: {demo.type} committed in block {answer['height']}")
+    return True
+
+
 @net_app.command("run")
 @friendly
 def net_run(home: RootOpt, every: Annotated[float, typer.Option(
-        help="Seconds between looks at the nodes (at least 0.2).")] = 2.0) -> None:
+        help="Seconds between looks at the nodes (at least 0.2).")] = 2.0,
+        demo_data: Annotated[bool, typer.Option(
+            "--demo-data/--no-demo-data",
+            help="On a consortium's first run, add the apps' demo data (a registered "
+                 "member, an anchored document) once the nodes answer.")] = True) -> None:
     """Start the consortium, show its nodes until Ctrl-C (SIGINT) or SIGTERM, then stop it.
 
     In a terminal it shows a live table; otherwise (output to a file or a pipe) it prints a
@@ -267,7 +337,10 @@ def net_run(home: RootOpt, every: Annotated[float, typer.Option(
     previous = _handle_stop_signals(_raise_stop)
     try:
         net_up(home)
-        _watch(Consortium.load(home).nodes, every)
+        consortium = Consortium.load(home)
+        if demo_data:
+            seed_demo(consortium)
+        _watch(consortium.nodes, every)
     except Stop as stop:
         out.print(f"{stop}: stopping the consortium...")
     finally:

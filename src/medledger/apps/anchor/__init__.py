@@ -11,12 +11,13 @@ This module is the worked example of docs/apps.md.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar
 
 from medledger.apps import identity
-from medledger.apps.base import App, BlockContext, Event, Rejected, TxType
+from medledger.apps.base import App, BlockContext, DemoTx, Event, Rejected, TxType
 from medledger.apps.body import Hex, Text
 from medledger.ledger import Transaction
 from medledger.state import StateView
@@ -25,6 +26,7 @@ __all__ = ["TYPE", "AnchorApp", "AnchorBody", "anchor_key", "anchored"]
 
 TYPE = "ledger.anchor"
 PREFIX = "anchor/"
+DEMO_TEXT = b"medledger demo"  # its SHA-256 is the demo data's anchor
 
 
 def anchor_key(digest: bytes) -> str:
@@ -76,3 +78,9 @@ class AnchorApp(App):
         digest = index.to_bytes(32, "big").hex()
         return TYPE, {"digest": digest, "label": f"bench {index}"}
 
+    def demo(self, orgs: Sequence[str]) -> Sequence[DemoTx]:
+        """The SHA-256 of ``medledger demo``, anchored by the first organisation's admin."""
+        if not orgs:
+            return ()
+        digest = hashlib.sha256(DEMO_TEXT).hexdigest()
+        return (DemoTx(orgs[0], TYPE, {"digest": digest, "label": "demo document"}),)

@@ -27,6 +27,7 @@ Events: ``identity.member_registered {org, member, role}``, ``identity.member_su
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from typing import Annotated, Any, ClassVar
 from medledger.apps.base import (
     App,
     BlockContext,
+    DemoTx,
     Event,
     GenesisDoc,
     Rejected,
@@ -44,7 +46,7 @@ from medledger.apps.base import (
 from medledger.apps.body import Hex, OneOf, Text
 from medledger.apps.lists import ProvableList
 from medledger.codec import Tag, decode_trusted, tagged_hash
-from medledger.crypto import SUITES, public_key_size
+from medledger.crypto import DEFAULT_SUITE, SUITES, EncryptionKey, SigningKey, public_key_size
 from medledger.ledger import Transaction
 from medledger.state import StateView
 
@@ -382,4 +384,21 @@ class IdentityApp(App):
 
     def genesis(self, genesis: GenesisDoc) -> dict[str, Any]:
         return genesis_writes(genesis.organisations)
+
+    def demo(self, orgs: Sequence[str]) -> Sequence[DemoTx]:
+        """A clinician at the first organisation and an auditor at the second, each
+        registered by their organisation's admin (demo-only keys from fixed seeds)."""
+        people = (("Dr Ada Demo", "clinician"), ("Alan Audit", "auditor"))
+        return tuple(DemoTx(org, REGISTER, _demo_member(org, name, role))
+                     for org, (name, role) in zip(orgs, people, strict=False))
+
+
+def _demo_member(org: str, name: str, role: str) -> dict[str, Any]:
+    """The body registering demo member ``name``: its signing and encryption keys come from
+    fixed seeds, so they are public knowledge -- demo data only, never for real records."""
+    seed = hashlib.sha256(f"medledger demo member {org} {role}".encode()).digest()
+    signing = SigningKey.from_seed(seed)
+    enc = EncryptionKey.from_private_bytes(DEFAULT_SUITE, hashlib.sha256(b"enc " + seed).digest())
+    return {"enc_key": enc.public_bytes().hex(), "enc_suite": enc.suite,
+            "key": signing.public_key.hex(), "name": name, "org": org, "role": role}
 
