@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import FastAPI
+from typer.testing import CliRunner
 
 from medledger.api import create_app
 from medledger.crypto import ScryptParams, SigningKey
@@ -53,3 +54,10 @@ async def api(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://node.test") as client:
         yield client
+
+
+# The command line, run in-process ---------------------------------------------------------------
+@pytest.fixture
+def runner() -> CliRunner:
+    """A Typer runner for ``medledger.cli.main.app``."""
+    return CliRunner()

@@ -69,11 +69,6 @@ def passphrase_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(PASSPHRASE_ENV, PASSPHRASE)
 
 
-@pytest.fixture
-def runner() -> CliRunner:
-    return CliRunner()
-
-
 def run(runner: CliRunner, *args: str | Path) -> Result:
     return runner.invoke(ROOT, [str(a) for a in args])
 

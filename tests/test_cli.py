@@ -46,11 +46,6 @@ def passphrase_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(PASSPHRASE_ENV, PASSPHRASE)
 
 
-@pytest.fixture
-def runner() -> CliRunner:
-    return CliRunner()
-
-
 def run(runner: CliRunner, *args: str) -> Result:
     return runner.invoke(cli.app, list(args))
 

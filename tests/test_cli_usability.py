@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 import typer
-from typer.testing import CliRunner, Result
+from typer.testing import CliRunner
 
 import medledger.cli.host as cli_host
 import medledger.cli.main as cli
@@ -32,6 +32,7 @@ from medledger.node import ConfigError, Genesis, Home, Node, NodeConfig
 from medledger.node.consortium import Consortium
 from medledger.store import SQLiteStore
 from tests.nodeproc import FAST_KDF, free_port
+from tests.test_cli import flat, run
 
 PASSPHRASE = "correct horse battery staple"
 T = 1_700_000_000_123  # 2023-11-14T22:13:20.123Z
@@ -42,20 +43,6 @@ DIGEST = "ab" * 32
 @pytest.fixture(autouse=True)
 def passphrase_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MEDLEDGER_PASSPHRASE", PASSPHRASE)
-
-
-@pytest.fixture
-def runner() -> CliRunner:
-    return CliRunner()
-
-
-def run(runner: CliRunner, *args: str) -> Result:
-    return runner.invoke(cli.app, list(args))
-
-
-def flat(text: str) -> str:
-    """Output with rich's line wrapping undone."""
-    return " ".join(text.split())
 
 
 def make_consortium(root: Path, n: int = 4) -> Consortium:

@@ -16,7 +16,7 @@ from tests.test_block_checks import ADMIN, CHAIN, GENESIS, KEYS, anchor
 def commit(node: Node, signers: int = 3) -> None:
     """Commit the mempool as the next block with a certificate of ``signers`` validators."""
     txs = node.mempool.take(1000, 10**7)
-    block, record = node.chain.build_block(txs, node.key.public_key, prechecked=True)
+    block, record = node.chain.build_block(txs, node.key.public_key)
     cert = Certificate.sign(KEYS[:signers], CHAIN, record.height, record.block_hash,
                             block.header.time + 1)
     node._notify(node.chain.commit(block, record, cert))

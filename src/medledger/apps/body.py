@@ -31,7 +31,7 @@ from typing import Annotated, Any, TypeVar
 
 from medledger.apps.base import Rejected
 
-__all__ = ["Hex", "Items", "OneOf", "Range", "Text", "decode_body", "field_names"]
+__all__ = ["Hex", "Items", "OneOf", "Range", "Text", "decode_body"]
 
 B = TypeVar("B")
 _HEX = re.compile(r"[0-9a-f]*")
@@ -243,12 +243,6 @@ def _fast_decoder(cls: type, checks: list[tuple[str, Check]],
         text = f"def fast(body):\n    return cls({args})\n"
     exec(text, scope)  # noqa: S102 (our own text, from the class's field names)
     return scope["fast"]  # type: ignore[no-any-return]
-
-
-def field_names(cls: type) -> tuple[frozenset[str], frozenset[str]]:
-    """The required and the allowed field names of body class ``cls``."""
-    plan = _plan(cls)
-    return plan.required, plan.allowed
 
 
 def decode_body(cls: type[B], body: Any) -> B:

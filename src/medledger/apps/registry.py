@@ -17,6 +17,7 @@ from medledger.apps.base import (
     BlockContext,
     DemoTx,
     GenesisDoc,
+    PrefixViolation,
     Rejected,
     TxType,
     ValidatorAuthority,
@@ -188,8 +189,6 @@ class AppRegistry:
         for app in self.apps:
             for key, value in app.genesis(genesis).items():
                 if not key.startswith(app.prefixes):
-                    from medledger.apps.base import PrefixViolation
-
                     raise PrefixViolation(app.name, key)
                 writes[key] = encode(value)
         return writes

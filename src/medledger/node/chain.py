@@ -219,14 +219,13 @@ class Chain:
 
     # executing --------------------------------------------------------------------------
     def execute(
-        self, txs: list[Transaction], ctx: BlockContext, *, prechecked: bool = False
+        self, txs: list[Transaction], ctx: BlockContext
     ) -> tuple[list[TxResult], dict[str, bytes | None], BlockEvents]:
         """Run ``txs`` in order on top of committed state; return their results, the
         block's writes and its block-level events (of the begin- and end-block hooks).
 
-        ``prechecked``: the transactions passed the stateless check at admission here
-        (each body is decoded again all the same: the apps need it typed, and it is cheap).
-        Each app's begin-block hook runs before the first transaction (the validator set
+        Each body decoded at admission is taken from the registry, the others decoded here
+        (the stateless check). Each app's begin-block hook runs before the first transaction (the validator set
         due at ``ctx.height`` is promoted there) and its end-block hook after the last;
         their writes are part of the block's, so of its state root.
         """
@@ -234,12 +233,11 @@ class Chain:
         if ctx.height == 1:
             block_view.writes.update(self._genesis_writes)
         begin = self.registry.begin_block(block_view, ctx)
-        results = [self._execute_one(block_view, tx, ctx, prechecked) for tx in txs]
+        results = [self._execute_one(block_view, tx, ctx) for tx in txs]
         end = self.registry.end_block(block_view, ctx)
         return results, block_view.writes, BlockEvents(begin, end)
 
-    def _execute_one(self, block_view: Overlay, tx: Transaction, ctx: BlockContext,
-                     prechecked: bool) -> TxResult:
+    def _execute_one(self, block_view: Overlay, tx: Transaction, ctx: BlockContext) -> TxResult:
         key = nonce_key(tx.sender)
         raw = block_view.get_raw(key)
         last = 0 if raw is None else int(raw)
@@ -257,7 +255,7 @@ class Chain:
         tx_view.merge_into_parent()
         return TxResult("ok", "", events)
 
-    def build_block(self, txs: list[Transaction], proposer: bytes, *, prechecked: bool = False,
+    def build_block(self, txs: list[Transaction], proposer: bytes, *,
                     last_commit: Certificate | None = None) -> tuple[Block, BlockRecord]:
         """Execute ``txs`` as the next block; return it and the record that would commit it.
 
@@ -269,7 +267,7 @@ class Chain:
             last_commit = self.tip_certificate
         else:
             ctx = BlockContext(self.chain_id, self.height + 1, self.next_time(last_commit))
-        results, writes, block_events = self.execute(txs, ctx, prechecked=prechecked)
+        results, writes, block_events = self.execute(txs, ctx)
         new_root, nodes = self.tree.update(self.state_root, writes)
         history = Frontier.from_list(self.height, self.store.get_history())
         header = Header(
@@ -350,10 +348,10 @@ class Chain:
         self.validators = self._next_validators()
         return CommittedBlock(block, block_hash, certificate)
 
-    def commit_next(self, txs: list[Transaction], key: SigningKey, now_ms: int, *,
-                    prechecked: bool = False) -> CommittedBlock:
+    def commit_next(self, txs: list[Transaction], key: SigningKey, now_ms: int
+                    ) -> CommittedBlock:
         """Single-validator path: build, sign the commit at ``now_ms`` and commit."""
-        block, record = self.build_block(txs, key.public_key, prechecked=prechecked)
+        block, record = self.build_block(txs, key.public_key)
         sign_time = max(now_ms, block.header.time + 1)
         cert = Certificate.sign([key], self.chain_id, record.height, record.block_hash, sign_time)
         return self.commit(block, record, cert)

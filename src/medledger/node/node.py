@@ -263,7 +263,7 @@ class Node:
                 return None
             # blocks start an interval apart: one that took longer is followed at once
             self.last_block_time = time.monotonic()
-            committed = self.chain.commit_next(txs, self.key, self.clock(), prechecked=True)
+            committed = self.chain.commit_next(txs, self.key, self.clock())
             with self._mempool_lock:
                 self.mempool.remove(txs)
             return committed

@@ -80,7 +80,7 @@ class BlockValues:
             self._forget_old()
             with self._lock:
                 txs = self.mempool.take(self.max_txs, self.max_bytes)
-            block, record = self.chain.build_block(txs, self.proposer, prechecked=True)
+            block, record = self.chain.build_block(txs, self.proposer)
         self._checked[record.block_hash] = (block, record)
         return compact(block)
 

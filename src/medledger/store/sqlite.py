@@ -148,10 +148,6 @@ def _stored_tx(r: tuple) -> StoredTx:  # type: ignore[type-arg]
                     b"" if r[6] is None else _blob(r[6]))
 
 
-def _sender_of(tx: StoredTx) -> bytes | None:
-    return _sender_of_raw(tx.raw)
-
-
 def _attr_key(name: str, value: str) -> str:
     """An event attribute's index key, ``name=value`` (names never hold ``=``)."""
     return f"{name}={value}"
@@ -357,7 +353,7 @@ class SQLiteStore(Store):
                 "LIMIT ?", (_prefix(sender), height, height, index, limit))
             if not rows:
                 break
-            found.extend(t for t in map(_stored_tx, rows) if _sender_of(t) == sender)
+            found.extend(t for t in map(_stored_tx, rows) if _sender_of_raw(t.raw) == sender)
             height, index = rows[-1][1], rows[-1][2]
         return found[:limit]
 

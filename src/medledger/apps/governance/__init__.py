@@ -70,8 +70,7 @@ from typing import Annotated, Any, ClassVar
 
 from medledger.apps import identity
 from medledger.apps.base import App, BlockContext, Event, GenesisDoc, Rejected, TxType
-from medledger.apps.body import Hex, OneOf, Range
-from medledger.apps.fields import body_keys, hex_field, str_field
+from medledger.apps.body import Hex, OneOf, Range, Text, decode_body
 from medledger.ledger import (
     DuplicateVoteEvidence,
     IntegrityError,
@@ -115,8 +114,6 @@ def set_key(height: int) -> str:
     return f"validators/at/{height:016d}"
 
 
-_pending_key = pending_key
-
 
 def proposal_key(proposal_id: str) -> str:
     """The state key of a governance proposal (its id: 64 hex)."""
@@ -131,8 +128,6 @@ def evidence_key(evidence_hash: str) -> str:
 def _evidence_seq_key(seq: int) -> str:
     return f"evidence/seq/{seq:016d}"
 
-
-_proposal_key = proposal_key
 
 
 # the validator set in state ---------------------------------------------------------------
@@ -149,7 +144,7 @@ def validators_at(view: StateView, height: int) -> ValidatorSet:
     """The set in force at ``height``: the latest set scheduled at or below ``height``,
     else ``validators/current``. Correct whether or not :func:`promote_pending` has run."""
     due = [h for h in _schedule(view) if h <= height]
-    key = _pending_key(due[-1]) if due else CURRENT
+    key = pending_key(due[-1]) if due else CURRENT
     return ValidatorSet.from_list(view.get(key))
 
 
@@ -161,11 +156,11 @@ def promote_pending(view: StateView, height: int) -> ValidatorSet | None:
     due = [h for h in schedule if h <= height]
     if not due:
         return None
-    promoted = view.get(_pending_key(due[-1]))
+    promoted = view.get(pending_key(due[-1]))
     view.put(CURRENT, promoted)
     view.put(set_key(height), promoted)
     for h in due:
-        view.delete(_pending_key(h))
+        view.delete(pending_key(h))
     rest = schedule[len(due):]
     if rest:
         view.put(SCHEDULE, rest)
@@ -180,40 +175,56 @@ def begin_block(view: StateView, ctx: BlockContext) -> ValidatorSet | None:
 
 
 # stateless checks -------------------------------------------------------------------------
-def _power_field(change: dict[str, Any]) -> None:
-    power = change.get("power")
-    if type(power) is not int or not 1 <= power <= MAX_POWER:
-        raise Rejected("malformed", f"power must be an integer from 1 to {MAX_POWER}")
+_Key = Annotated[str, Hex(32)]
+_Power = Annotated[int, Range(1, MAX_POWER)]
+
+
+@dataclass(frozen=True, slots=True)
+class AddChange:
+    public_key: _Key
+    power: _Power
+    name: Annotated[str, Text(64)]
+    certificate: Annotated[str, Hex(max_size=MAX_CERTIFICATE)] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveChange:
+    public_key: _Key
+    evidence: _Key | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PowerChange:
+    public_key: _Key
+    power: _Power
+    evidence: _Key | None = None
+
+
+_CHANGES: dict[str, type] = {
+    "validator_add": AddChange, "validator_remove": RemoveChange,
+    "validator_power": PowerChange,
+}
 
 
 def _check_change(kind: str, change: Any) -> None:
     if type(change) is not dict:
         raise Rejected("malformed", "change must be an object")
-    if kind == "org_admit":
-        try:
-            identity.check_organisation(change)
-        except ValueError as e:
-            raise Rejected("malformed", str(e)) from None
-        admins = change["admins"]
-        if any(admin != admin.lower() for admin in admins) or len(set(admins)) != len(admins):
-            raise Rejected("malformed", "admin keys must be lower-case hex, each once")
-        str_field(change, "name", 128)
+    if kind != "org_admit":
+        decode_body(_CHANGES[kind], change)
         return
-    shape = {
-        "validator_add": ({"public_key", "power", "name"}, {"certificate"}),
-        "validator_remove": ({"public_key"}, {"evidence"}),
-        "validator_power": ({"public_key", "power"}, {"evidence"}),
-    }[kind]
-    body_keys(change, *shape)
-    hex_field(change, "public_key", 32)
-    if "power" in change:
-        _power_field(change)
-    if "name" in change:
-        str_field(change, "name", 64)
-    if "evidence" in change:
-        hex_field(change, "evidence", 32)
-    if "certificate" in change:
-        hex_field(change, "certificate", max_size=MAX_CERTIFICATE)
+    try:
+        identity.check_organisation(change)
+    except ValueError as e:
+        raise Rejected("malformed", str(e)) from None
+    admins = change["admins"]
+    if any(admin != admin.lower() for admin in admins) or len(set(admins)) != len(admins):
+        raise Rejected("malformed", "admin keys must be lower-case hex, each once")
+    decode_body(_OrgName, {"name": change["name"]})
+
+
+@dataclass(frozen=True, slots=True)
+class _OrgName:
+    name: Annotated[str, Text(128)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,11 +272,11 @@ def _validator_writes(view: StateView, kind: str, change: dict[str, Any],
                       effective: int) -> dict[str, Any]:
     """The pending sets a validator change writes: its own, and each later one updated."""
     schedule = _schedule(view)
-    writes = {_pending_key(effective): _changed(validators_at(view, effective), kind, change)}
+    writes = {pending_key(effective): _changed(validators_at(view, effective), kind, change)}
     for h in schedule:
         if h > effective:
-            later = ValidatorSet.from_list(view.get(_pending_key(h)))
-            writes[_pending_key(h)] = _changed(later, kind, change)
+            later = ValidatorSet.from_list(view.get(pending_key(h)))
+            writes[pending_key(h)] = _changed(later, kind, change)
     heights = sorted(set(schedule) | {effective})
     out: dict[str, Any] = {**{k: s.to_list() for k, s in writes.items()}, SCHEDULE: heights}
     if kind == "validator_add" and "certificate" in change:
@@ -300,7 +311,7 @@ def _enactment(view: StateView, kind: str, change: dict[str, Any],
 # governance.propose / governance.approve --------------------------------------------------
 def proposal_entry(view: StateView, proposal_id: str) -> dict[str, Any] | None:
     """The stored proposal ``proposal_id`` (64 hex), or None."""
-    return view.get(_proposal_key(proposal_id))  # type: ignore[no-any-return]
+    return view.get(proposal_key(proposal_id))  # type: ignore[no-any-return]
 
 
 def proposal_expired(proposal: dict[str, Any], height: int) -> bool:
