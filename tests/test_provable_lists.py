@@ -37,6 +37,7 @@ from medledger.merkle.sparse import EMPTY_ROOT
 from medledger.node.lists import MAX_LIMIT, list_answer
 from medledger.state import Overlay, ReadOnly, StateTree
 from medledger.store import BlockRecord, SQLiteStore
+from tests.test_light_client import HOSTILE, paths, replaced
 
 CHAIN = "test-chain"
 RECORDS = ProvableList("records", "by_patient")
@@ -505,28 +506,7 @@ def test_bad_arguments_are_a_programming_error(ledger: ListLedger) -> None:
 
 
 # hostile answers never crash the verifier ----------------------------------------------------
-HOSTILE = (None, True, 0, -1, 2**53, "", "00", "zz", [], {}, ["00"], {"a": 1})
 UNCOMMITTED = {("height",), ("block_hash",), ("last_commit",)}
-
-
-def paths(value: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
-    if prefix:
-        yield prefix
-    if isinstance(value, dict):
-        for key in value:
-            yield from paths(value[key], (*prefix, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from paths(item, (*prefix, index))
-
-
-def replaced(answer: Answer, path: tuple[Any, ...], value: Any) -> Answer:
-    out = copy.deepcopy(answer)
-    node: Any = out
-    for part in path[:-1]:
-        node = node[part]
-    node[path[-1]] = value
-    return out
 
 
 @pytest.mark.parametrize("owner,start,limit", [("alice", 2, 2), ("carol", 1, 10)])
