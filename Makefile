@@ -12,10 +12,11 @@ SEEDS ?= 20000
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml scripts/build-engine.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	scripts/build-engine.sh $(VENV)
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -32,4 +33,4 @@ bench: $(STAMP)
 	$(BIN)/medledger bench --validators 1
 
 clean:
-	rm -rf $(VENV) .medledger .pytest_cache .hypothesis
+	rm -rf $(VENV) .tools .medledger .pytest_cache .hypothesis

@@ -93,7 +93,7 @@ def txs_router(node: Node) -> APIRouter:
         """Admit a transaction to the mempool and return its id. With ``wait=true``, answer
         once it is committed (its height and result), or 202 if ``timeout`` passes first.
         A refusal carries one of the codes in ``x-refusal-codes``, with its status."""
-        result = node.submit_dict(await _read_json(request, MAX_TX_BYTES), checked=True)
+        result = await node.submit_async(await _read_json(request, MAX_TX_BYTES), checked=True)
         if not result.accepted or result.tx_id is None:
             raise refused(result)
         if wait:

@@ -42,7 +42,8 @@ from medledger.node.genesis import Genesis
 from medledger.state import Overlay, ReadOnly, StateTree
 from medledger.store import BlockRecord, Store, StoredTx, StoreMismatch
 
-__all__ = ["BlockEvents", "Chain", "CommittedBlock", "nonce_key", "result_of"]
+__all__ = ["BlockEvents", "Chain", "CommittedBlock", "engine_block_hash", "engine_reference",
+           "nonce_key", "result_of"]
 
 CACHE_ENTRIES = 200_000
 
@@ -126,7 +127,9 @@ class Chain:
         assert stored is not None
         self.tip_hash = stored.block_hash
         self.tip_header = Header.from_dict(decode(stored.header))
-        self.tip_certificate = Certificate.from_dict(decode(stored.certificate))
+        certificate = decode(stored.certificate)
+        self.tip_certificate = (None if engine_block_hash(certificate) is not None
+                                else Certificate.from_dict(certificate))
         self.state_root = NodeRef(stored.state_root_id, self.tip_header.state_root)
         # the tip's own execution made its set current (the authority's begin-block hook)
         self.tip_validators = self._authority.validators_at(self.view(), self.height)
@@ -172,6 +175,12 @@ class Chain:
 
     def view(self) -> ReadOnly:
         return ReadOnly(self.committed_value)
+
+    def view_after(self, record: BlockRecord) -> Overlay:
+        """Committed state with a built block's writes on top (for reading only)."""
+        view = Overlay(self.view())
+        view.writes.update(record.state_writes)
+        return view
 
     def last_nonce(self, sender: bytes) -> int:
         raw = self.committed_value(nonce_key(sender))
@@ -267,6 +276,18 @@ class Chain:
             last_commit = self.tip_certificate
         else:
             ctx = BlockContext(self.chain_id, self.height + 1, self.next_time(last_commit))
+        return self._build(txs, ctx, proposer, last_commit)
+
+    def build_decided(self, txs: list[Transaction], ctx: BlockContext, proposer: bytes,
+                      engine_hash: bytes) -> tuple[Block, BlockRecord]:
+        """Execute a block the consensus engine decided (CometBFT's FinalizeBlock): its
+        height and BFT time are the engine's, and its commit lives in the engine's block
+        store, so the record names the engine's block hash instead of a certificate."""
+        return self._build(txs, ctx, proposer, None, engine_hash)
+
+    def _build(self, txs: list[Transaction], ctx: BlockContext, proposer: bytes,
+               last_commit: Certificate | None, engine_hash: bytes | None = None
+               ) -> tuple[Block, BlockRecord]:
         results, writes, block_events = self.execute(txs, ctx)
         new_root, nodes = self.tree.update(self.state_root, writes)
         history = Frontier.from_list(self.height, self.store.get_history())
@@ -292,7 +313,7 @@ class Chain:
             block_hash=block_hash,
             header=header.encode(),
             last_commit=encode(last_commit.to_dict()) if last_commit else None,
-            certificate=b"",
+            certificate=b"" if engine_hash is None else engine_reference(engine_hash),
             state_root_id=new_root.node_id,
             txs=[(t.tx_id, t.raw, r.code, r.message, t.sender, r.events_bytes)
                  for t, r in zip(txs, results, strict=True)],
@@ -332,7 +353,17 @@ class Chain:
             raise ValueError("certificate is for another block")
         certificate.verify(self.chain_id, self.validators)
         final = BlockRecord(**{**_fields(record), "certificate": encode(certificate.to_dict())})
-        self.store.commit_block(final)
+        self._write(block, final, certificate)
+        return CommittedBlock(block, block_hash, certificate)
+
+    def commit_decided(self, block: Block, record: BlockRecord) -> None:
+        """Write a block of :meth:`build_decided` atomically (the engine committed it)."""
+        self._write(block, record, None)
+
+    def _write(self, block: Block, record: BlockRecord, certificate: Certificate | None
+               ) -> None:
+        block_hash = record.block_hash
+        self.store.commit_block(record)
         with self._cache_lock:
             self._generation += 1
             if len(self._cache) + len(record.state_writes) >= CACHE_ENTRIES:
@@ -346,7 +377,6 @@ class Chain:
         self.state_root = NodeRef(record.state_root_id, block.header.state_root)
         self.tip_validators = self.validators
         self.validators = self._next_validators()
-        return CommittedBlock(block, block_hash, certificate)
 
     def commit_next(self, txs: list[Transaction], key: SigningKey, now_ms: int
                     ) -> CommittedBlock:
@@ -355,6 +385,20 @@ class Chain:
         sign_time = max(now_ms, block.header.time + 1)
         cert = Certificate.sign([key], self.chain_id, record.height, record.block_hash, sign_time)
         return self.commit(block, record, cert)
+
+
+def engine_reference(engine_hash: bytes) -> bytes:
+    """What a block decided by the consensus engine stores where a certificate would be:
+    the engine's block hash (its commit is in the engine's block store)."""
+    return encode({"cometbft_block_hash": engine_hash.hex()})
+
+
+def engine_block_hash(certificate: Any) -> bytes | None:
+    """The engine's block hash named by a decoded stored certificate, or None when it is
+    one of medledger's own certificates."""
+    if type(certificate) is dict and set(certificate) == {"cometbft_block_hash"}:
+        return bytes.fromhex(certificate["cometbft_block_hash"])
+    return None
 
 
 def result_of(stored: StoredTx) -> TxResult:

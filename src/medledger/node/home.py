@@ -11,6 +11,7 @@ import os
 import secrets
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -190,8 +191,14 @@ class Home:
         demo: bool = False,
         kdf_params: KdfParams | None = None,
         genesis_time: int | None = None,
+        engine_rpc: str | None = None,
+        p2p: str | None = None,
     ) -> Home:
-        """Lay out a new single-validator home; refuse to overwrite an existing one."""
+        """Lay out a new single-validator home; refuse to overwrite an existing one.
+
+        ``engine_rpc``: run the chain on CometBFT, its RPC on this loopback HOST:PORT (its
+        home is written in ``HOME/cometbft``, see :mod:`medledger.node.engine`); ``p2p``:
+        where it listens for peers, instead of the default."""
         home = cls(path)
         if any(p.exists() for p in (home.config_path, home.genesis_path,
                                     home.validator_key_path, home.store_path)):
@@ -199,6 +206,8 @@ class Home:
         if not CHAIN_ID.fullmatch(chain_id):
             raise ConfigError(f"chain id {chain_id!r}: use 1-64 of A-Z a-z 0-9 . _ -")
         config = NodeConfig().with_api(api)  # checked before anything is written
+        if p2p is not None:
+            config = replace(config, p2p=p2p)
         (home.path / "keys").mkdir(parents=True, exist_ok=True)
         (home.path / "data").mkdir(exist_ok=True)
         passphrase = os.environ.get(PASSPHRASE_ENV) or home._write_passphrase()
@@ -213,6 +222,12 @@ class Home:
         )
         genesis.save(home.genesis_path)
         config.save(home.path)
+        if engine_rpc is not None:
+            from medledger.node.engine import EngineMember, EnginePorts, write_engine_homes
+
+            write_engine_homes([EngineMember(home.path, "node0", validator.signing,
+                                             EnginePorts(config.p2p, engine_rpc))],
+                               genesis, block_interval_ms=config.block_interval_ms)
         return home
 
     def _write_passphrase(self) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 from medledger.apps import AppRegistry, Rejected, default_registry
 from medledger.crypto import SigningKey
-from medledger.ledger import MalformedError, Transaction
+from medledger.ledger import Block, MalformedError, Transaction
 from medledger.node.chain import Chain, CommittedBlock, nonce_key
 from medledger.node.config import ConfigError, NodeConfig
 from medledger.node.genesis import Genesis
@@ -147,6 +147,13 @@ class Node:
         store = SQLiteStore(home.store_path)
         if config.verify_on_start if verify is None else verify:
             verify_store(store, genesis, signatures=False)
+        from medledger.node.engine import EngineHome
+
+        engine = EngineHome(home.path)
+        if engine.exists():
+            from medledger.node.engine_node import EngineNode
+
+            return EngineNode(store, genesis, home.validator_key(), config, engine)
         node = cls(store, genesis, home.validator_key(), config)
         node._home = home
         if not node.commits_alone:
@@ -162,6 +169,10 @@ class Node:
         except MalformedError as e:
             return Submitted(None, "malformed", str(e))
         return self.submit(tx)
+
+    async def submit_async(self, data: Any, *, checked: bool = False) -> Submitted:
+        """:meth:`submit_dict` for the API (a node on an engine submits asynchronously)."""
+        return self.submit_dict(data, checked=checked)
 
     def submit(self, tx: Transaction, signature_ok: bool | None = None,
                stateless: tuple[str, str] | bool | None = None) -> Submitted:
@@ -269,12 +280,15 @@ class Node:
             return committed
 
     def _notify(self, committed: CommittedBlock) -> None:
+        self._notify_block(committed.block)
+
+    def _notify_block(self, block: Block) -> None:
+        """Wake who waits for a new block, and answer who waits for one of its txs."""
         self._wake_block_waiters()
         if not self._waiters:
             return
-        height = committed.block.header.height
-        for index, (tx, result) in enumerate(zip(committed.block.txs, committed.block.results,
-                                                 strict=True)):
+        height = block.header.height
+        for index, (tx, result) in enumerate(zip(block.txs, block.results, strict=True)):
             for future in self._waiters.pop(tx.tx_id, ()):
                 if not future.done():
                     future.set_result(StoredTx(tx.tx_id, height, index, tx.raw, result.code,

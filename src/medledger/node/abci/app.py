@@ -1,0 +1,262 @@
+"""medledger as an ABCI 2.0 application: CometBFT's requests mapped onto the chain.
+
+- ``Info``: the last height the store committed and its state root (the app hash), so that
+  CometBFT's handshake replays exactly the blocks the store lacks after a crash.
+- ``InitChain``: checks that CometBFT's genesis carries this chain's medledger genesis (its
+  ``app_state``) and validators; genesis state is written with block 1, as before.
+- ``CheckTx``: decoding, signature and the app's stateless check, each transaction once
+  (remembered by its bytes, so neither a recheck, a proposal nor the block verifies it
+  again), then nonce and stateful checks against committed state and what the mempool
+  already holds from the same sender.
+- ``PrepareProposal``: the mempool's order, capped in count and bytes, dropping any
+  transaction that fails its stateless checks. ``ProcessProposal``: a proposal carrying
+  one is refused.
+- ``FinalizeBlock``: the block executed at CometBFT's height and BFT time; each result's
+  canonical bytes are the ``data`` of its ``ExecTxResult``, so CometBFT's results hash
+  commits codes, messages and events; the validator updates governance scheduled two
+  heights ahead; the state root as the app hash. ``Commit``: one store transaction.
+- ``Query``: the peer filter (``/p2p/filter/id/<node id>``).
+
+The application never reads the clock and keeps nothing between FinalizeBlock and Commit
+but the block it decided: a crash in between loses it, and CometBFT replays it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from medledger.apps import BlockContext, Rejected
+from medledger.codec import decode
+from medledger.ledger import Block, LedgerError, Transaction, TxResult, ValidatorSet
+from medledger.node.abci.wire import abci_types
+from medledger.node.chain import Chain
+from medledger.node.genesis import Genesis
+from medledger.store import BlockRecord
+
+__all__ = ["LedgerApplication", "node_id", "validator_address"]
+
+log = logging.getLogger("medledger.abci")
+
+APP_VERSION = 1
+READY_LIMIT = 200_000  # transactions remembered as decoded and verified
+
+
+def validator_address(public_key: bytes) -> bytes:
+    """CometBFT's address of an Ed25519 key: the first 20 bytes of its SHA-256."""
+    return hashlib.sha256(public_key).digest()[:20]
+
+
+def node_id(public_key: bytes) -> str:
+    """CometBFT's node ID of a node key: its address in lowercase hex."""
+    return validator_address(public_key).hex()
+
+
+def _ms(timestamp: Any) -> int:
+    return timestamp.seconds * 1000 + timestamp.nanos // 1_000_000
+
+
+class LedgerApplication:
+    """The ABCI application over a :class:`Chain`.
+
+    ``peers_allowed(node_id)`` answers the peer filter; ``on_commit(block)`` is called after
+    each committed block (the node wakes its waiters there).
+    """
+
+    def __init__(self, chain: Chain, *, max_block_txs: int = 10_000,
+                 peers_allowed: Callable[[str], bool] | None = None,
+                 on_commit: Callable[[Block], None] | None = None) -> None:
+        self.chain = chain
+        self.max_block_txs = max_block_txs
+        self.peers_allowed = peers_allowed or (lambda _id: True)
+        self.on_commit = on_commit
+        self.types = abci_types()
+        self._ready: dict[bytes, Transaction] = {}  # decoded, verified, stateless-checked
+        self._pending: dict[bytes, int] = {}  # sender -> highest nonce in the mempool
+        self._decided: tuple[Block, BlockRecord] | None = None
+
+    # connection: info and genesis ------------------------------------------------------
+    def info(self, request: Any) -> Any:
+        chain = self.chain
+        return self.types.ResponseInfo(
+            data="medledger", version="1", app_version=APP_VERSION,
+            last_block_height=chain.height,
+            last_block_app_hash=chain.state_root.hash if chain.height else b"")
+
+    def init_chain(self, request: Any) -> Any:
+        genesis = self.chain.genesis
+        if request.chain_id != genesis.chain_id:
+            raise ValueError(f"CometBFT's genesis is for chain {request.chain_id!r}, "
+                             f"this node's for {genesis.chain_id!r}")
+        if request.app_state_bytes:
+            carried = Genesis.from_dict(decode(request.app_state_bytes))
+            if carried.hash() != genesis.hash():
+                raise ValueError("CometBFT's genesis app_state is not this node's genesis")
+        ours = _updates(self.types, None, genesis.validators)
+        theirs = sorted((v.pub_key.ed25519, v.power) for v in request.validators)
+        if theirs and theirs != sorted((v.pub_key.ed25519, v.power) for v in ours):
+            raise ValueError("CometBFT's genesis validators differ from the medledger "
+                             "genesis validators")
+        return self.types.ResponseInitChain(validators=ours)
+
+    # mempool ----------------------------------------------------------------------------
+    def check_tx(self, request: Any) -> Any:
+        types = self.types
+        tx = self._prepared(request.tx)
+        if isinstance(tx, Rejected):
+            return types.ResponseCheckTx(code=1, codespace=tx.code, log=tx.message)
+        pending = self._pending.get(tx.sender, 0)
+        try:
+            self.chain.check(tx, pending, stateless_done=True)
+        except Rejected as e:
+            return types.ResponseCheckTx(code=1, codespace=e.code, log=e.message)
+        self._pending[tx.sender] = max(pending, tx.nonce)
+        return types.ResponseCheckTx(code=0)
+
+    def _prepared(self, raw: bytes) -> Transaction | Rejected:
+        """``raw`` decoded, its signature verified and its body checked (once per bytes)."""
+        tx = self._ready.get(raw)
+        if tx is not None:
+            return tx
+        try:
+            tx = Transaction.decode(raw)
+        except LedgerError as e:
+            return Rejected("malformed", str(e))
+        if tx.raw != raw:
+            return Rejected("malformed", "a transaction travels in its canonical bytes")
+        refused = self.remember(tx)
+        return tx if refused is None else refused
+
+    def remember(self, tx: Transaction, *, verified: bool = False) -> Rejected | None:
+        """Check ``tx``'s signature (unless ``verified`` already) and its body; remember it
+        as ready so that no later request checks it again. Returns the refusal, if any.
+
+        The node calls this for what its API verified, before handing it to the engine."""
+        if not verified and not tx.signature_valid():
+            return Rejected("signature", "the signature does not verify for the sender key")
+        try:
+            self.chain.registry.check_stateless(tx)
+        except Rejected as e:
+            return e
+        ready = self._ready
+        if len(ready) >= READY_LIMIT:
+            ready.clear()
+        ready[tx.raw] = tx
+        return None
+
+    # proposals --------------------------------------------------------------------------
+    def prepare_proposal(self, request: Any) -> Any:
+        chosen: list[bytes] = []
+        room = request.max_tx_bytes
+        for raw in request.txs:
+            if len(chosen) >= self.max_block_txs:
+                break
+            cost = len(raw) + 8  # CometBFT's per-transaction overhead in a block's data
+            if cost > room:
+                break
+            if isinstance(self._prepared(raw), Rejected):
+                continue
+            chosen.append(raw)
+            room -= cost
+        return self.types.ResponsePrepareProposal(txs=chosen)
+
+    def process_proposal(self, request: Any) -> Any:
+        status = self.types.ResponseProcessProposal.ProposalStatus
+        for index, raw in enumerate(request.txs):
+            refused = self._prepared(raw)
+            if isinstance(refused, Rejected):
+                log.warning("refusing the proposal for height %d: transaction %d: %s: %s",
+                            request.height, index, refused.code, refused.message)
+                return self.types.ResponseProcessProposal(status=status.REJECT)
+        return self.types.ResponseProcessProposal(status=status.ACCEPT)
+
+    # blocks -----------------------------------------------------------------------------
+    def finalize_block(self, request: Any) -> Any:
+        types, chain = self.types, self.chain
+        if request.height != chain.height + 1:
+            raise ValueError(f"CometBFT finalizes height {request.height}, the store's next "
+                             f"is {chain.height + 1}")
+        txs: list[Transaction] = []
+        answers: list[Any] = []
+        for raw in request.txs:
+            tx = self._prepared(raw)
+            if isinstance(tx, Rejected):  # only in a block that >1/3 faulty power accepted
+                answers.append(types.ExecTxResult(code=1, codespace=tx.code, log=tx.message))
+            else:
+                txs.append(tx)
+                answers.append(None)
+        ctx = BlockContext(chain.chain_id, request.height, _ms(request.time))
+        proposer = self._proposer_key(request.proposer_address)
+        block, record = chain.build_decided(txs, ctx, proposer, request.hash)
+        results = iter(block.results)
+        tx_results = [answer if answer is not None else _exec_result(types, next(results))
+                      for answer in answers]
+        self._decided = (block, record)
+        return types.ResponseFinalizeBlock(
+            tx_results=tx_results, app_hash=block.header.state_root,
+            validator_updates=self._validator_updates(record, ctx.height))
+
+    def _proposer_key(self, address: bytes) -> bytes:
+        for validator in self.chain.validators.validators:
+            if validator_address(validator.public_key) == address:
+                return validator.public_key
+        raise ValueError(f"the proposer {address.hex()} is not in this height's validator set")
+
+    def _validator_updates(self, record: BlockRecord, height: int) -> list[Any]:
+        """Governance's set for ``height + 2`` against the one for ``height + 1``, as
+        CometBFT's updates (returned at H, they take effect at H + 2)."""
+        view = self.chain.view_after(record)
+        authority = self.chain.registry.validators
+        return _updates(self.types, authority.validators_at(view, height + 1),
+                        authority.validators_at(view, height + 2))
+
+    def commit(self, request: Any) -> Any:
+        if self._decided is None:
+            raise ValueError("Commit without a finalized block")
+        block, record = self._decided
+        self._decided = None
+        self.chain.commit_decided(block, record)
+        self._pending.clear()  # CometBFT rechecks what stays in its mempool, in order
+        if self.on_commit is not None:
+            self.on_commit(block)
+        return self.types.ResponseCommit(retain_height=0)
+
+    # queries ----------------------------------------------------------------------------
+    def query(self, request: Any) -> Any:
+        path = request.path
+        if path.startswith("/p2p/filter/id/"):
+            peer = path.removeprefix("/p2p/filter/id/")
+            if self.peers_allowed(peer):
+                return self.types.ResponseQuery(code=0)
+            return self.types.ResponseQuery(code=1, log=f"node {peer} is not a member's node")
+        if path.startswith("/p2p/filter/addr/"):
+            return self.types.ResponseQuery(code=0)  # members are known by ID, not address
+        return self.types.ResponseQuery(code=1, log=f"unknown query path {path!r}: use the "
+                                                     "REST API")
+
+
+def _exec_result(types: Any, result: TxResult) -> Any:
+    return types.ExecTxResult(code=0 if result.ok else 1, data=result.encode(),
+                              codespace="" if result.ok else result.code, log=result.message)
+
+
+def _updates(types: Any, old: ValidatorSet | None, new: ValidatorSet) -> list[Any]:
+    """CometBFT validator updates turning ``old`` (None: no set) into ``new`` (power 0
+    removes)."""
+    before = {v.public_key: v.power for v in old.validators} if old else {}
+    after = {v.public_key: v.power for v in new.validators}
+    changed: Iterable[bytes] = sorted(set(before) | set(after))
+    out = []
+    for key in changed:
+        power = after.get(key, 0)
+        if before.get(key) != power:
+            out.append(types.ValidatorUpdate(power=power, pub_key=_public_key(key)))
+    return out
+
+
+def _public_key(key: bytes) -> Any:
+    from tendermint.crypto import keys_pb2
+
+    return keys_pb2.PublicKey(ed25519=key)

@@ -1,0 +1,257 @@
+"""The ABCI boundary without CometBFT: the socket framing, and the application's answers to
+each request, driven directly with the generated protobuf messages."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from medledger.apps import default_registry
+from medledger.codec import decode, encode
+from medledger.crypto import SigningKey
+from medledger.ledger import Transaction, TxResult
+from medledger.node import Home
+from medledger.node.abci import FrameError, LedgerApplication, frame, read_frame
+from medledger.node.abci.wire import MAX_MESSAGE_BYTES, abci_types
+from medledger.node.chain import Chain
+from medledger.node.engine import _patch_toml
+from medledger.store import SQLiteStore
+from tests.conftest import FAST_KDF
+
+T = abci_types()
+
+
+# framing -------------------------------------------------------------------------------------
+def _read(data: bytes) -> bytes | None:
+    async def go() -> bytes | None:
+        reader = asyncio.StreamReader()
+        reader.feed_data(data)
+        reader.feed_eof()
+        return await read_frame(reader)
+    return asyncio.run(go())
+
+
+@given(st.binary(max_size=3000))
+def test_a_frame_reads_back_as_its_payload(payload: bytes) -> None:
+    assert _read(frame(payload)) == payload
+
+
+def test_the_length_prefix_is_an_unsigned_varint() -> None:
+    assert frame(b"x" * 300)[:2] == bytes([0xAC, 0x02])  # 300 = 0b10_0101100
+    assert frame(b"")[:1] == b"\x00"
+
+
+def test_bad_frames_are_refused() -> None:
+    assert _read(b"") is None  # a clean end between frames
+    with pytest.raises(FrameError, match="longer than 10 bytes"):
+        _read(b"\xff" * 11)
+    too_big = bytearray()
+    size = MAX_MESSAGE_BYTES + 1
+    while size >= 0x80:
+        too_big.append((size & 0x7F) | 0x80)
+        size >>= 7
+    too_big.append(size)
+    with pytest.raises(FrameError, match="exceeds the limit"):
+        _read(bytes(too_big))
+    with pytest.raises(asyncio.IncompleteReadError):
+        _read(frame(b"hello")[:-2])
+
+
+# config.toml ---------------------------------------------------------------------------------
+def test_config_settings_land_in_their_section_and_unknown_keys_are_refused() -> None:
+    text = 'moniker = "a"\n\n[rpc]\nladdr = "tcp://0.0.0.0:1"\n\n[p2p]\nladdr = "tcp://x:2"\n'
+    out = _patch_toml(text, {("p2p", "laddr"): "tcp://127.0.0.1:9", ("", "moniker"): "n0"})
+    assert out == ('moniker = "n0"\n\n[rpc]\nladdr = "tcp://0.0.0.0:1"\n\n'
+                   '[p2p]\nladdr = "tcp://127.0.0.1:9"\n')
+    with pytest.raises(ValueError, match="no timeout_bogus"):
+        _patch_toml(text, {("rpc", "timeout_bogus"): 1})
+
+
+# the application -------------------------------------------------------------------------------
+@pytest.fixture
+def home(tmp_path: Path) -> Home:
+    return Home.init(tmp_path / "node", "abci-chain", kdf_params=FAST_KDF, demo=True,
+                     genesis_time=1_700_000_000_000)
+
+
+@pytest.fixture
+def application(home: Home) -> LedgerApplication:
+    store = SQLiteStore(home.store_path)
+    app = LedgerApplication(Chain(store, home.genesis(), default_registry()), max_block_txs=3)
+    yield app
+    store.close()
+
+
+@pytest.fixture
+def admin(home: Home) -> SigningKey:
+    return home.member_keys("admin").signing
+
+
+def _anchor(key: SigningKey, nonce: int, index: int | None = None,
+            chain_id: str = "abci-chain") -> Transaction:
+    type_, body = default_registry().sample_tx(nonce if index is None else index)
+    return Transaction.create(key, chain_id, type_, nonce, body)
+
+
+def _bad_signature(tx: Transaction) -> bytes:
+    data = tx.to_dict()
+    data["signature"] = ("00" if data["signature"][:2] != "00" else "11") + data["signature"][2:]
+    return encode(data)
+
+
+def _finalize(app: LedgerApplication, txs: list[bytes], height: int, validator: bytes) -> object:
+    from medledger.node.abci import validator_address
+
+    request = T.RequestFinalizeBlock(txs=txs, height=height, hash=bytes([height]) * 32,
+                                     proposer_address=validator_address(validator))
+    request.time.seconds = 1_700_000_000 + height
+    return app.finalize_block(request)
+
+
+def _validator(app: LedgerApplication) -> bytes:
+    return app.chain.validators.validators[0].public_key
+
+
+def test_info_reports_the_committed_height_and_app_hash(application: LedgerApplication,
+                                                        admin: SigningKey) -> None:
+    info = application.info(T.RequestInfo())
+    assert (info.last_block_height, info.last_block_app_hash) == (0, b"")
+    answer = _finalize(application, [_anchor(admin, 1).raw], 1, _validator(application))
+    assert application.info(T.RequestInfo()).last_block_height == 0  # not before Commit
+    application.commit(T.RequestCommit())
+    info = application.info(T.RequestInfo())
+    assert info.last_block_height == 1
+    assert info.last_block_app_hash == answer.app_hash == application.chain.state_root.hash
+
+
+def test_init_chain_checks_chain_id_genesis_and_validators(application: LedgerApplication,
+                                                           home: Home) -> None:
+    genesis = home.genesis()
+    answer = application.init_chain(T.RequestInitChain(
+        chain_id="abci-chain", app_state_bytes=genesis.encode()))
+    assert [(v.pub_key.ed25519, v.power) for v in answer.validators] == [
+        (v.public_key, v.power) for v in genesis.validators.validators]
+    with pytest.raises(ValueError, match="chain 'other'"):
+        application.init_chain(T.RequestInitChain(chain_id="other"))
+    other = Home.init(home.path.parent / "other", "abci-chain", kdf_params=FAST_KDF)
+    with pytest.raises(ValueError, match="app_state is not this node's genesis"):
+        application.init_chain(T.RequestInitChain(
+            chain_id="abci-chain", app_state_bytes=other.genesis().encode()))
+    stranger = T.ValidatorUpdate(power=10)
+    stranger.pub_key.ed25519 = SigningKey.generate().public_key
+    with pytest.raises(ValueError, match="validators differ"):
+        application.init_chain(T.RequestInitChain(chain_id="abci-chain",
+                                                  validators=[stranger]))
+
+
+@pytest.mark.parametrize(("case", "codespace"), [
+    ("bad signature", "signature"),
+    ("not JSON", "malformed"),
+    ("not canonical", "malformed"),
+    ("another chain", "chain_id"),
+    ("unknown type", "unknown_type"),
+    ("replayed nonce", "nonce"),
+])
+def test_check_tx_refuses_with_a_stable_code(application: LedgerApplication,
+                                             admin: SigningKey, case: str,
+                                             codespace: str) -> None:
+    first = _anchor(admin, 1)
+    assert application.check_tx(T.RequestCheckTx(tx=first.raw)).code == 0
+    raw = {
+        "bad signature": lambda: _bad_signature(_anchor(admin, 2)),
+        "not JSON": lambda: b"{not json",
+        "not canonical": lambda: b" " + _anchor(admin, 2).raw,
+        "another chain": lambda: _anchor(admin, 2, chain_id="elsewhere").raw,
+        "unknown type": lambda: Transaction.create(admin, "abci-chain", "nothing.here", 2,
+                                                   {}).raw,
+        "replayed nonce": lambda: _anchor(admin, 1, index=99).raw,  # 1 is in the mempool
+    }[case]()
+    answer = application.check_tx(T.RequestCheckTx(tx=raw))
+    assert (answer.code, answer.codespace) == (1, codespace)
+    assert answer.log
+
+
+def test_a_recheck_after_commit_starts_from_committed_nonces(application: LedgerApplication,
+                                                             admin: SigningKey) -> None:
+    one, two = _anchor(admin, 1), _anchor(admin, 2)
+    assert application.check_tx(T.RequestCheckTx(tx=one.raw)).code == 0
+    assert application.check_tx(T.RequestCheckTx(tx=two.raw)).code == 0
+    _finalize(application, [one.raw], 1, _validator(application))
+    application.commit(T.RequestCommit())
+    recheck = T.RequestCheckTx(tx=two.raw, type=T.RECHECK)
+    assert application.check_tx(recheck).code == 0
+    stale = T.RequestCheckTx(tx=one.raw, type=T.RECHECK)
+    assert application.check_tx(stale).codespace == "nonce"
+
+
+def test_a_proposal_with_a_bad_transaction_is_refused(application: LedgerApplication,
+                                                      admin: SigningKey) -> None:
+    good = [_anchor(admin, n).raw for n in (1, 2)]
+    status = T.ResponseProcessProposal.ProposalStatus
+    accept = application.process_proposal(T.RequestProcessProposal(txs=good, height=1))
+    assert accept.status == status.ACCEPT
+    bad = application.process_proposal(T.RequestProcessProposal(
+        txs=[*good, _bad_signature(_anchor(admin, 3))], height=1))
+    assert bad.status == status.REJECT
+    junk = application.process_proposal(T.RequestProcessProposal(txs=[b"\x00"], height=1))
+    assert junk.status == status.REJECT
+
+
+def test_prepare_proposal_drops_bad_transactions_and_caps_count_and_bytes(
+        application: LedgerApplication, admin: SigningKey) -> None:
+    txs = [_anchor(admin, n).raw for n in range(1, 6)]
+    bad = _bad_signature(_anchor(admin, 9))
+    chosen = application.prepare_proposal(T.RequestPrepareProposal(
+        txs=[bad, *txs], max_tx_bytes=10**6)).txs
+    assert list(chosen) == txs[:3]  # max_block_txs=3, the bad one dropped
+    room = len(txs[0]) + 8 + len(txs[1]) + 8
+    chosen = application.prepare_proposal(T.RequestPrepareProposal(txs=txs,
+                                                                   max_tx_bytes=room)).txs
+    assert list(chosen) == txs[:2]
+
+
+def test_finalize_block_results_commit_codes_messages_and_events(
+        application: LedgerApplication, admin: SigningKey) -> None:
+    one = _anchor(admin, 1)
+    replay = _anchor(admin, 1, index=7)  # same nonce, refused at execution
+    answer = _finalize(application, [one.raw, replay.raw], 1, _validator(application))
+    ok, refused = answer.tx_results
+    assert ok.code == 0 and TxResult.from_dict(decode(ok.data)).events
+    assert (refused.code, refused.codespace) == (1, "nonce")
+    assert refused.data == TxResult("nonce", refused.log).encode()
+    application.commit(T.RequestCommit())
+    stored = application.chain.store.get_tx(one.tx_id)
+    assert stored is not None and stored.height == 1 and stored.code == "ok"
+
+
+def test_finalize_block_at_the_wrong_height_is_an_error(application: LedgerApplication) -> None:
+    with pytest.raises(ValueError, match="finalizes height 2"):
+        _finalize(application, [], 2, _validator(application))
+
+
+def test_commit_without_finalize_is_an_error(application: LedgerApplication) -> None:
+    with pytest.raises(ValueError, match="without a finalized block"):
+        application.commit(T.RequestCommit())
+
+
+def test_a_refused_proposal_transaction_in_a_decided_block_changes_nothing(
+        application: LedgerApplication, admin: SigningKey) -> None:
+    """A block that >1/3 faulty power pushed through with a bad transaction: the bad one is
+    answered with its refusal and never executed."""
+    good = _anchor(admin, 1)
+    answer = _finalize(application, [_bad_signature(_anchor(admin, 2)), good.raw], 1,
+                       _validator(application))
+    assert [r.codespace for r in answer.tx_results] == ["signature", ""]
+    application.commit(T.RequestCommit())
+    assert application.chain.last_nonce(admin.public_key) == 1
+
+
+def test_peer_filter_queries(application: LedgerApplication) -> None:
+    application.peers_allowed = lambda peer: peer == "aa" * 20
+    assert application.query(T.RequestQuery(path="/p2p/filter/id/" + "aa" * 20)).code == 0
+    assert application.query(T.RequestQuery(path="/p2p/filter/id/" + "bb" * 20)).code == 1
+    assert application.query(T.RequestQuery(path="/nothing")).code == 1
