@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import gc
 import json
 import os
@@ -50,6 +51,14 @@ add_app_commands(app, default_registry().apps, CliHost())
 out = Console(soft_wrap=True)
 
 HomeOpt = Annotated[Path, typer.Option("--home", help="The node's home directory.")]
+
+
+class Engine(str, enum.Enum):
+    """The consensus engine a new chain runs on."""
+
+    cometbft = "cometbft"
+    medledger = "medledger"
+
 ApiOpt = Annotated[str | None, typer.Option(
     "--api", help="The node's API as HOST:PORT or URL (default: from the home's config).")]
 ListHomeOpt = Annotated[Path | None, typer.Option(
@@ -98,20 +107,32 @@ def init(
         help="Write a local consortium of N validator homes under --home instead (each "
              "with its own keys, store and ports; the demo organisations are members).")] = None,
     base_port: Annotated[int, typer.Option(
-        help="With --validators: node i takes p2p port BASE+10i and API port BASE+10i+1.")
+        help="With --validators: node i takes p2p port BASE+10i, API port BASE+10i+1 and "
+             "(on CometBFT) the engine's RPC BASE+10i+2.")
     ] = 26656,
+    engine: Annotated[Engine, typer.Option(
+        help="The consensus engine: CometBFT (built by `make setup`), or medledger's own.")
+    ] = Engine.cometbft,
 ) -> None:
     """Write a new node home: config, genesis, validator key and an admin key."""
+    on_cometbft = engine is Engine.cometbft
     if validators is not None:
         from medledger.node.consortium import Consortium
 
-        consortium = Consortium.init(home, chain_id, validators, base_port=base_port)
+        consortium = Consortium.init(home, chain_id, validators, base_port=base_port,
+                                     engine=on_cometbft)
         out.print(f"initialised a {validators}-validator consortium [bold]{chain_id}[/] in {home}")
         for node in consortium.nodes:
             out.print(f"  {node.name}: {node.home}  API http://{node.api}  p2p {node.p2p}")
         out.print(f"  start it: medledger net up --home {home}")
         return
-    Home.init(home, chain_id, api=api, demo=demo)
+    rpc = None
+    if on_cometbft:
+        from medledger.node.config import parse_hostport
+
+        _, api_port = parse_hostport(api)
+        rpc = f"127.0.0.1:{api_port + 1}"
+    Home.init(home, chain_id, api=api, demo=demo, engine_rpc=rpc)
     out.print(f"initialised chain [bold]{chain_id}[/] in {home}")
     out.print(f"  admin key: {home / 'keys' / 'admin.key'}   start it: medledger up --home {home}")
 

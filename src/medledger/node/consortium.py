@@ -108,11 +108,14 @@ class Consortium:
     def init(cls, root: str | Path, chain_id: str, validators: int, *, demo: bool = True,
              base_port: int = 26656, kdf_params: KdfParams | None = None,
              ports: list[tuple[int, int]] | None = None,
-             genesis_time: int | None = None) -> Consortium:
+             genesis_time: int | None = None, engine: bool = False,
+             block_interval_ms: int | None = None) -> Consortium:
         """Write the homes of a ``validators``-node consortium under ``root``.
 
         Node ``i`` listens for peers on ``base_port + 10*i`` and serves its API one port
-        above, unless ``ports`` gives each node's (p2p, api) ports.
+        above, unless ``ports`` gives each node's (p2p, api) ports. With ``engine``, the
+        chain runs on CometBFT: each home gets its CometBFT home, the engine's RPC two ports
+        above the p2p port (a free port when ``ports`` are given).
         """
         root = Path(root)
         if not 1 <= validators <= MAX_VALIDATORS:
@@ -122,6 +125,7 @@ class Consortium:
         if (root / MANIFEST).exists() or any((root / f"node{i}").exists()
                                              for i in range(validators)):
             raise ConfigError(f"{root} already holds a consortium; choose another --home")
+        given_ports = ports is not None
         if ports is None:
             ports = [(base_port + 10 * i, base_port + 10 * i + 1) for i in range(validators)]
         if len(ports) != validators:
@@ -151,11 +155,23 @@ class Consortium:
                       for i, (home, (p2p, api)) in enumerate(zip(homes, ports, strict=True)))
         members = encode({n.key.hex(): node_certificate(k.signing).hex()
                           for n, k in zip(nodes, keys, strict=True)}) + b"\n"
+        interval = block_interval_ms or NodeConfig().block_interval_ms
         for node, home in zip(nodes, homes, strict=True):
             genesis.save(home.genesis_path)
             (home.path / MEMBERS).write_bytes(members)
             peers = tuple(f"{other.key.hex()}@{other.p2p}" for other in nodes if other != node)
-            NodeConfig(api=node.api, p2p=node.p2p, peers=peers).save(home.path)
+            NodeConfig(api=node.api, p2p=node.p2p, peers=peers,
+                       block_interval_ms=interval).save(home.path)
+        if engine:
+            from medledger.node.engine import EngineMember, EnginePorts, write_engine_homes
+
+            rpc = [free_port() for _ in nodes] if given_ports else [
+                base_port + 10 * i + 2 for i in range(validators)]
+            write_engine_homes(
+                [EngineMember(home.path, node.name, key.signing,
+                              EnginePorts(node.p2p, f"127.0.0.1:{rpc[i]}"))
+                 for i, (node, home, key) in enumerate(zip(nodes, homes, keys, strict=True))],
+                genesis, block_interval_ms=interval)
         consortium = cls(root.resolve(), chain_id, nodes)
         (root / MANIFEST).write_bytes(encode(
             {"chain_id": chain_id, "nodes": [n.to_dict() for n in nodes]}) + b"\n")
