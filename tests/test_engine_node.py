@@ -3,6 +3,7 @@ API, with the `cometbft` it starts beside it."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -92,5 +93,41 @@ def test_a_node_commits_on_cometbft_and_survives_a_sigkill(tmp_path: Path) -> No
             answer = client.post("/v1/txs", params={"wait": "true"},
                                  content=_anchor(key, 5).raw).json()
             assert answer["code"] == "ok" and answer["height"] > before["height"]
+    finally:
+        node.stop()
+
+
+def test_an_app_killed_between_finalize_and_commit_restarts_consistent(tmp_path: Path) -> None:
+    """The app exits after answering FinalizeBlock for a height and before writing it:
+    CometBFT has the block; on restart the handshake replays it, and the store ends where
+    CometBFT's block store does, with the transaction committed once."""
+    home = _engine_home(tmp_path / "node")
+    key = home.member_keys("admin").signing
+    node = NodeProcess(home)
+    node.start(timeout=60)
+    with httpx.Client(base_url=node.url, timeout=30) as client:
+        height = client.post("/v1/txs", params={"wait": "true"},
+                             content=_anchor(key, 1).raw).json()["height"]
+    node.stop()
+    doomed = height + 1
+    os.environ["MEDLEDGER_FAILPOINT"] = f"before-commit:{doomed}"
+    try:
+        node.start(timeout=60)
+        with httpx.Client(base_url=node.url, timeout=30) as client:
+            assert client.post("/v1/txs", content=_anchor(key, 2).raw).status_code == 202
+        assert node.proc is not None
+        node.proc.wait(30)
+        assert node.proc.returncode == 86
+    finally:
+        del os.environ["MEDLEDGER_FAILPOINT"]
+        node.stop()
+    node.start(timeout=60)
+    try:
+        with httpx.Client(base_url=node.url, timeout=30) as client:
+            _wait(lambda: client.get("/v1/status").json()["total_txs"] == 2, 30, "the replay")
+            status = client.get("/v1/status").json()
+            assert status["height"] >= doomed
+            tx = client.get(f"/v1/txs/{_anchor(key, 2).tx_id.hex()}").json()
+            assert tx["height"] == doomed and tx["code"] == "ok"
     finally:
         node.stop()

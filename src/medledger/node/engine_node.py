@@ -42,6 +42,7 @@ log = logging.getLogger("medledger.node")
 
 ENGINE_STATUS_EVERY = 1.0  # seconds between polls of the engine's status
 RPC_TIMEOUT = 30.0
+ENGINE_START_WAIT = 20.0  # seconds a submission waits for the engine's RPC to come up
 
 
 class EngineNode(Node):
@@ -184,16 +185,28 @@ class EngineNode(Node):
         calls = [{"jsonrpc": "2.0", "id": index, "method": "broadcast_tx_sync",
                   "params": {"tx": base64.b64encode(tx.raw).decode()}}
                  for index, tx in enumerate(txs)]
-        try:
-            response = await self._rpc.post("/", json=calls if len(calls) > 1 else calls[0])
-            answers = response.json()
-        except (httpx.HTTPError, ValueError) as e:
-            return [Submitted(tx.tx_id, "unavailable", f"the consensus engine did not "
-                                                       f"answer: {e}") for tx in txs]
+        payload = calls if len(calls) > 1 else calls[0]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ENGINE_START_WAIT
+        while True:
+            try:
+                answers = (await self._rpc.post("/", json=payload)).json()
+                break
+            except httpx.ConnectError as e:  # the engine is (re)starting: wait a little
+                if loop.time() >= deadline or self._stopping:
+                    return _unavailable(txs, e)
+                await asyncio.sleep(0.1)
+            except (httpx.HTTPError, ValueError) as e:
+                return _unavailable(txs, e)
         if isinstance(answers, dict):
             answers = [answers]
         by_id = {a.get("id"): a for a in answers}
         return [_submitted(tx, by_id.get(index)) for index, tx in enumerate(txs)]
+
+
+def _unavailable(txs: list[Transaction], error: Exception) -> list[Submitted]:
+    return [Submitted(tx.tx_id, "unavailable", f"the consensus engine did not answer: "
+                                               f"{error}") for tx in txs]
 
 
 def _submitted(tx: Transaction, answer: dict[str, Any] | None) -> Submitted:

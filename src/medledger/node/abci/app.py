@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -41,6 +42,8 @@ __all__ = ["LedgerApplication", "node_id", "validator_address"]
 log = logging.getLogger("medledger.abci")
 
 APP_VERSION = 1
+FAILPOINT_ENV = "MEDLEDGER_FAILPOINT"
+FAILPOINT_EXIT = 86
 READY_LIMIT = 200_000  # transactions remembered as decoded and verified
 
 
@@ -216,6 +219,9 @@ class LedgerApplication:
         if self._decided is None:
             raise ValueError("Commit without a finalized block")
         block, record = self._decided
+        if _failpoint("before-commit") == record.height:
+            log.error("failpoint before-commit at height %d: exiting", record.height)
+            os._exit(FAILPOINT_EXIT)
         self._decided = None
         self.chain.commit_decided(block, record)
         self._pending.clear()  # CometBFT rechecks what stays in its mempool, in order
@@ -235,6 +241,15 @@ class LedgerApplication:
             return self.types.ResponseQuery(code=0)  # members are known by ID, not address
         return self.types.ResponseQuery(code=1, log=f"unknown query path {path!r}: use the "
                                                      "REST API")
+
+
+def _failpoint(name: str) -> int | None:
+    """The height at which fault tests asked this process to stop at ``name``
+    (``MEDLEDGER_FAILPOINT=before-commit:<height>``: exit after FinalizeBlock answered and
+    before the block is written), or None."""
+    spec = os.environ.get(FAILPOINT_ENV, "")
+    point, _, height = spec.partition(":")
+    return int(height) if point == name and height.isdigit() else None
 
 
 def _exec_result(types: Any, result: TxResult) -> Any:
