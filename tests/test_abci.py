@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from medledger.apps import default_registry
 from medledger.codec import decode, encode
 from medledger.crypto import SigningKey
-from medledger.ledger import Transaction, TxResult
+from medledger.ledger import Event, Transaction, TxResult
 from medledger.node import Home
 from medledger.node.abci import FrameError, LedgerApplication, frame, read_frame
 from medledger.node.abci.wire import MAX_MESSAGE_BYTES, abci_types
@@ -255,3 +255,16 @@ def test_peer_filter_queries(application: LedgerApplication) -> None:
     assert application.query(T.RequestQuery(path="/p2p/filter/id/" + "aa" * 20)).code == 0
     assert application.query(T.RequestQuery(path="/p2p/filter/id/" + "bb" * 20)).code == 1
     assert application.query(T.RequestQuery(path="/nothing")).code == 1
+
+
+@pytest.mark.parametrize("result", [
+    TxResult("ok", ""),
+    TxResult("nonce", "nonce 1 already used; next must exceed 1"),
+    TxResult("ok", "", (Event.of(
+        "anchor.anchored", digest="ab" * 32, sender="cd" * 32),)),
+])
+def test_the_result_bytes_a_header_commits_are_cometbfts_encoding(result: TxResult) -> None:
+    from medledger.ledger.engine import exec_result_bytes, exec_result_code
+
+    expected = T.ExecTxResult(code=exec_result_code(result), data=result.encode())
+    assert exec_result_bytes(result) == expected.SerializeToString()

@@ -3,17 +3,26 @@ API, with the `cometbft` it starts beside it."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from medledger.apps import default_registry
+from medledger.client import (
+    VerificationFailed,
+    verify_header,
+    verify_state_answer,
+    verify_tx_answer,
+)
 from medledger.crypto import SigningKey
-from medledger.ledger import Transaction
-from medledger.node import Home, NodeConfig
+from medledger.ledger import Transaction, Validator, ValidatorSet
+from medledger.node import Home
 from tests.nodeproc import FAST_KDF, NodeProcess, free_port
 
 pytestmark = pytest.mark.processes
@@ -131,3 +140,63 @@ def test_an_app_killed_between_finalize_and_commit_restarts_consistent(tmp_path:
             assert tx["height"] == doomed and tx["code"] == "ok"
     finally:
         node.stop()
+
+
+def test_answers_are_proven_by_cometbfts_signed_headers(tmp_path: Path) -> None:
+    """A transaction, its result and a state entry check out offline against CometBFT's
+    signed headers and the genesis validators; any change to the answer is refused."""
+    home = _engine_home(tmp_path / "node")
+    genesis = home.genesis()
+    key = home.member_keys("admin").signing
+    node = NodeProcess(home)
+    node.start(timeout=60)
+    try:
+        with httpx.Client(base_url=node.url, timeout=30) as client:
+            for nonce in (1, 2):
+                committed = client.post("/v1/txs", params={"wait": "true"},
+                                        content=_anchor(key, nonce).raw).json()
+            tx_answer = client.get(f"/v1/txs/{committed['tx_id']}").json()
+            state_answer = client.get("/v1/state/identity/org/local").json()
+            block_answer = client.get(f"/v1/blocks/{committed['height']}").json()
+    finally:
+        node.stop()
+    trusted, chain_id = genesis.validators, genesis.chain_id
+    checked = verify_tx_answer(tx_answer, trusted, chain_id)
+    assert (checked.header.height, checked.index, checked.result.code) == (
+        committed["height"], committed["index"], "ok")
+    assert [int(h["header"]["height"]) for h in tx_answer["light"]] == [
+        committed["height"], committed["height"] + 1]
+    state = verify_state_answer(state_answer, trusted, chain_id)
+    assert state.value["id"] == "local"
+    assert verify_header(block_answer, trusted).height == committed["height"]
+
+    def refused(answer: dict[str, Any], change: Callable[[dict[str, Any]], None],
+                verify: Callable[..., Any]) -> str:
+        copy = json.loads(json.dumps(answer))
+        change(copy)
+        with pytest.raises(VerificationFailed) as caught:
+            verify(copy, trusted, chain_id)
+        return caught.value.reason
+
+    def flip(text: str) -> str:
+        return ("0" if text[0] != "0" else "1") + text[1:]
+
+    light = "light"
+    assert "app hash" in refused(state_answer, lambda a: a["header"].update(
+        state_root=flip(a["header"]["state_root"])), verify_state_answer)
+    assert "does not check out" in refused(state_answer, lambda a: a[light][-1]["header"].update(
+        app_hash=flip(a[light][-1]["header"]["app_hash"])), verify_state_answer)
+    assert "state root" in refused(state_answer, lambda a: a["value"].update(name="Forged"),
+                                   verify_state_answer)
+    assert "results hash" in refused(tx_answer, lambda a: a.update(message="forged"),
+                                     verify_tx_answer)
+    assert "data hash" in refused(tx_answer, lambda a: a["proof"].update(
+        leaf_index=a["proof"]["leaf_index"] + 1, tree_size=a["proof"]["tree_size"] + 1),
+        verify_tx_answer)
+    assert "does not check out" in refused(tx_answer, lambda a: a[light][0]["header"].update(
+        data_hash=flip(a[light][0]["header"]["data_hash"])), verify_tx_answer)
+    assert "headers of its block" in refused(tx_answer, lambda a: a.update(light=a[light][:1]),
+                                             verify_tx_answer)
+    stranger = ValidatorSet.of([Validator(SigningKey.generate().public_key, 10, "x")])
+    with pytest.raises(VerificationFailed, match="does not check out"):
+        verify_state_answer(state_answer, stranger, chain_id)

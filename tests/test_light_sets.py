@@ -87,7 +87,7 @@ def _drop_value(a: Answer) -> None:
 @pytest.mark.parametrize("edit, why", [
     (_add_outsider, "does not lead to the state root"),
     (_drop_value, "does not lead to the state root"),
-    (lambda a: a.update(height=H + 1), "must be proven from header"),
+    (lambda a: a.update(height=H + 1), "must be proven from the state of"),
     (lambda a: a.update(key=governance.pending_key(H + 1)), "another key"),
     (lambda a: a["header"].update(time=a["header"]["time"] + 1), "signs another block"),
     (lambda a: a["certificate"].update(signatures=a["certificate"]["signatures"][:2]), "2/3"),

@@ -212,6 +212,17 @@ class ListLedger:
         self.state_root = EMPTY_ROOT
         self.tip_hash = ZERO_HASH
         self.tip_certificate: Certificate | None = None
+        self.prover = None  # certified by its own certificates, as a Chain off CometBFT
+
+    def proven_height(self) -> int:
+        return self.height
+
+    def value_at(self, key: str, height: int) -> bytes | None:
+        return self.store.get_value(key)
+
+    def values_at(self, keys: list[str], height: int) -> dict[str, bytes | None]:
+        found = self.store.get_values(keys)
+        return {key: found.get(key) for key in keys}
 
     def append(self, *items: tuple[ProvableList, str, Any]) -> int:
         """Commit one block appending each ``(list, owner, value)``; return its height."""

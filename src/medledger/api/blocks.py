@@ -1,4 +1,7 @@
-"""Blocks: the recent ones, newest first, and one with its certificate."""
+"""Blocks: the recent ones, newest first, and one with its certificate.
+
+A node that started from a state snapshot holds no block below its base: the list ends
+there, and a block below it is answered 404 ``pruned``."""
 
 from __future__ import annotations
 
@@ -6,13 +9,19 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
-from medledger.api.errors import error_responses
+from medledger.api.errors import ApiError, error_responses
 from medledger.api.schemas import BLOCK, BLOCK_LIST, json_content
 from medledger.api.txs import MAX_HEIGHT, MAX_PAGE, certified
 from medledger.codec import decode
 from medledger.node import Node
 
 __all__ = ["blocks_router"]
+
+
+def _first_height(node: Node) -> int:
+    """The lowest height whose block the node holds: 1, or the base of a snapshot."""
+    base = node.store.base()
+    return 1 if base is None else base.height
 
 
 def blocks_router(node: Node) -> APIRouter:
@@ -29,7 +38,8 @@ def blocks_router(node: Node) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20,
     ) -> Any:
         """Each item is ``{"height", "hash", "time", "tx_count", "proposer"}``. ``next``
-        is the ``before`` of the next page, or null when this page reaches block 1."""
+        is the ``before`` of the next page, or null when this page reaches block 1 (or the
+        first block of a node that started from a snapshot)."""
         top = None if before is None or before > node.chain.height else before
         stored = node.store.list_blocks(top, limit)
         items = []
@@ -38,7 +48,7 @@ def blocks_router(node: Node) -> APIRouter:
             items.append({"height": block.height, "hash": block.block_hash.hex(),
                           "time": header["time"], "tx_count": header["tx_count"],
                           "proposer": header["proposer"]})
-        more = len(stored) == limit and stored[-1].height > 1
+        more = len(stored) == limit and stored[-1].height > _first_height(node)
         return {"blocks": items, "next": stored[-1].height if more else None}
 
     @router.get("/{height}", responses={200: json_content(BLOCK, "the block, certified"),
@@ -47,7 +57,11 @@ def blocks_router(node: Node) -> APIRouter:
     async def block(height: Annotated[int, Path(ge=1, description="from 1")]) -> Any:
         """The header, this block's certificate, the previous block's (``last_commit``),
         the envelopes in block order and their results."""
-        out = certified(node, height)
+        first = _first_height(node)
+        if height < first:
+            raise ApiError(404, "pruned", f"pruned: this node started from a snapshot at "
+                                          f"height {first} and keeps no block below it")
+        out = await certified(node, height)
         rows = node.store.get_block_txs(height)
         out["txs"] = [decode(r.raw) for r in rows]
         out["results"] = [{"code": r.code, "message": r.message} for r in rows]

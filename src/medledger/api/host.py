@@ -43,6 +43,16 @@ class NodeHost:
             raise QueryError(404, "not_found", "no block committed yet")
         return height
 
+    def _proven(self) -> int:
+        """The height proven answers are read at (on CometBFT, the last one a signed header
+        proves, one below the tip while blocks come)."""
+        self._tip()
+        height = self.node.chain.proven_height()
+        if height is None:
+            raise QueryError(503, "busy", "the header that signs the latest state is not "
+                                          "final yet; ask again in a moment")
+        return height
+
     def _settled(self, height: int) -> bool:
         """No block committed since ``height`` was read as the tip (heights only grow)."""
         return self.node.store.latest_height() == height
@@ -53,9 +63,13 @@ class NodeHost:
         as ``GET /v1/state/{key}`` answers. 404 before the first block."""
         chain, store = self.node.chain, self.node.store
         for _ in range(_ATTEMPTS):
-            height = self._tip()
-            raw = store.get_value(key)
+            tip = self._tip()
             if prove:
+                height = self._proven()
+                try:
+                    raw = chain.value_at(key, height)
+                except LookupError:
+                    continue  # blocks moved past the kept values: again
                 head, stored = certified(chain, height), store.get_block(height)
                 if head is None or stored is None:
                     continue  # the tip moved under us (or the store is damaged): again
@@ -63,9 +77,10 @@ class NodeHost:
                                Header.from_dict(decode(stored.header)).state_root)
                 answer = {**head, **chain.tree.prove(root, key, raw).to_dict()}
             else:
+                raw = store.get_value(key)
                 answer = {"key": key, "value": None if raw is None else decode(raw),
-                          "height": height}
-            if self._settled(height):
+                          "height": tip}
+            if self._settled(tip):
                 return answer
         raise QueryError(503, "busy", "blocks kept committing while the answer was read; "
                                       "ask again")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Annotated, Any
 
@@ -22,6 +23,7 @@ from medledger.api.schemas import (
 )
 from medledger.codec import CodecError, decode, encode
 from medledger.ledger import MAX_TX_BYTES
+from medledger.ledger.engine import exec_result_bytes, tx_leaf
 from medledger.merkle import log
 from medledger.node import BatchRefused, Node, Submitted, result_of
 from medledger.node.sets import certified as certified_block
@@ -35,6 +37,7 @@ MAX_BATCH_BYTES = 64 * 1024 * 1024
 MAX_HEIGHT = 2**62
 """The largest height a query parameter may name (far above any chain's tip)."""
 MAX_PAGE = 100
+ENGINE_HEADER_WAIT = 10.0  # seconds a proof waits for the engine's next block
 
 HEX32_PATTERN = "^[0-9a-f]{64}$"
 CURSOR_PATTERN = "^[0-9]{1,18}:[0-9]{1,9}$"
@@ -46,13 +49,34 @@ def stored_tx_dict(stored: StoredTx) -> dict[str, Any]:
             "events": [] if not stored.events else decode(stored.events)}
 
 
-def certified(node: Node, height: int) -> dict[str, Any]:
-    """Block ``height``'s header and certificates; 404 when there is no such block."""
-    answer = certified_block(node.chain, height)
+async def certified(node: Node, height: int) -> dict[str, Any]:
+    """Block ``height``'s header and certificates (on CometBFT, the engine's signed headers
+    that prove it, fetched if not kept); 404 when there is no such block."""
+    answer = await asyncio.to_thread(certified_block, node.chain, height, fetch=True)
     if answer is None:
         raise ApiError(404, "not_found", f"no block at height {height} "
                                          f"(the chain is at {node.chain.height})")
     return answer
+
+
+async def _engine_tx_answer(node: Any, stored: StoredTx, rows: list[StoredTx]
+                            ) -> dict[str, Any]:
+    """A transaction on CometBFT: proven by the engine's signed header of its block (its
+    ``data_hash``) and of the next (``last_results_hash``), both under ``"light"``."""
+    height = stored.height
+    light = await node.light_headers(height, ENGINE_HEADER_WAIT)
+    head = certified_block(node.chain, height, light=False)
+    if light is None or head is None:
+        raise ApiError(503, "busy", f"the block after {height} is not final yet; ask again "
+                                    "in a moment")
+    data_path = log.inclusion_proof([log.leaf_hash(tx_leaf(r.raw)) for r in rows],
+                                    stored.index)
+    result_path = log.inclusion_proof(
+        [log.leaf_hash(exec_result_bytes(result_of(r))) for r in rows], stored.index)
+    return {**head, **stored_tx_dict(stored), "tx": decode(stored.raw), "light": light,
+            "proof": {"leaf_index": stored.index, "tree_size": len(rows),
+                      "data_audit_path": [h.hex() for h in data_path],
+                      "result_audit_path": [h.hex() for h in result_path]}}
 
 
 async def _read_json(request: Request, limit: int) -> Any:
@@ -169,10 +193,12 @@ def txs_router(node: Node) -> APIRouter:
         if stored is None:
             raise ApiError(404, "not_found", f"no committed transaction {tx_id}")
         rows = node.store.get_block_txs(stored.height)
+        if node.chain.prover is not None:
+            return await _engine_tx_answer(node, stored, rows)
         path = log.inclusion_proof([log.leaf_hash(r.tx_id) for r in rows], stored.index)
         result_path = log.inclusion_proof(
             [log.leaf_hash(encode(result_of(r).to_dict())) for r in rows], stored.index)
-        return {**certified(node, stored.height), **stored_tx_dict(stored),
+        return {**(await certified(node, stored.height)), **stored_tx_dict(stored),
                 "tx": decode(stored.raw),
                 "proof": {"leaf_index": stored.index, "tree_size": len(rows),
                           "audit_path": [h.hex() for h in path],

@@ -3,6 +3,8 @@ with."""
 
 from __future__ import annotations
 
+import asyncio
+
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
@@ -42,7 +44,7 @@ def validators_router(node: Node) -> APIRouter:
         ``validators/pending/<height>`` at its state root: the set of ``height``, or its
         absence (the set of ``height - 1`` goes on). Heights 2 to the tip + 1."""
         try:
-            answer = set_proof(node.chain, height)
+            answer = await asyncio.to_thread(set_proof, node.chain, height, fetch=True)
         except LookupError as e:  # a damaged store: `medledger verify` says more
             raise ApiError(500, "integrity", str(e)) from e
         if answer is None:

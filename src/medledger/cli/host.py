@@ -27,8 +27,10 @@ from medledger.cli.errors import err, friendly, iso_time
 from medledger.client import (
     ApiRefused,
     Client,
+    Trusted,
     VerificationFailed,
     follow_sets,
+    sets_through,
     verify_list_answer,
     verify_state_answer,
 )
@@ -92,10 +94,19 @@ def trusted_validators(home: Path | None, genesis_file: Path | None,
 
 
 def trusted_for(answer: dict[str, Any], trusted: tuple[ValidatorSet, str],
-                client: Client) -> tuple[ValidatorSet, str]:
+                client: Client) -> tuple[Trusted, str]:
     """The trusted set, followed through governance's changes up to the answer's header
-    when that header names another set (each change checked by the light client)."""
+    when that header names another set (each change checked by the light client). On
+    CometBFT (the answer carries the engine's signed headers), the set of each height up to
+    the last of those headers."""
     validators, chain_id = trusted
+    if "light" in answer:
+        try:
+            last = max(int(h["header"]["height"]) for h in answer["light"])
+        except (KeyError, TypeError, ValueError):
+            return trusted  # malformed: the header check says so
+        return sets_through(validators, chain_id, last, client.validator_changes(),
+                            client.validator_proof), chain_id
     try:
         named = bytes.fromhex(answer["header"]["validators_hash"])
         height = int(answer["header"]["height"])

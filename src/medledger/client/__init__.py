@@ -2,10 +2,12 @@
 
 from medledger.client.http import ApiRefused, Client, Unreachable
 from medledger.client.light import (
+    Trusted,
     VerificationFailed,
     VerifiedState,
     VerifiedTx,
     follow_sets,
+    sets_through,
     verify_header,
     verify_set_change,
     verify_state_answer,
@@ -15,6 +17,6 @@ from medledger.client.lists import VerifiedList, verify_list_answer
 
 __all__ = [
     "ApiRefused", "Client", "Unreachable", "VerificationFailed", "VerifiedState", "VerifiedTx",
-    "follow_sets", "verify_header", "verify_set_change", "verify_state_answer", "verify_tx_answer",
+    "Trusted", "follow_sets", "sets_through", "verify_header", "verify_set_change", "verify_state_answer", "verify_tx_answer",
     "VerifiedList", "verify_list_answer",
 ]

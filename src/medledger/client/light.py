@@ -37,14 +37,17 @@ from medledger.ledger import (
     TxResult,
     ValidatorSet,
 )
+from medledger.client import comet
+from medledger.ledger.engine import exec_result_bytes, tx_leaf
 from medledger.merkle import log
 from medledger.merkle.sparse import SparseProof
 from medledger.state import verify_state_proof
 
 _SETS = default_registry().validators  # the app that keeps the validator set: its keys
 
-__all__ = ["VerificationFailed", "VerifiedState", "VerifiedTx", "follow_sets",
-           "verify_header", "verify_set_change", "verify_state_answer", "verify_tx_answer"]
+__all__ = ["Trusted", "VerificationFailed", "VerifiedState", "VerifiedTx", "comet_set",
+           "follow_sets", "sets_through", "verify_header", "verify_light", "verify_set_change",
+           "verify_state_answer", "verify_tx_answer"]
 
 
 class VerificationFailed(Exception):
@@ -74,53 +77,160 @@ class VerifiedState:
     header: Header
 
 
-def verify_header(answer: dict[str, Any], trusted: ValidatorSet) -> Header:
-    """Check ``answer["header"]`` against ``answer["certificate"]`` and the trusted set."""
+Trusted = ValidatorSet | Callable[[int], ValidatorSet]
+"""The set to check headers against: one set, or the set of each height (:func:`sets_through`)."""
+
+
+def _set_of(trusted: Trusted, height: int) -> ValidatorSet:
+    return trusted(height) if callable(trusted) else trusted
+
+
+def comet_set(validators: ValidatorSet) -> comet.ValidatorSet:
+    """A set as CometBFT orders and hashes it: by power, highest first, then by address."""
+    ordered = sorted(validators.validators,
+                     key=lambda v: (-v.power, comet.address_of(v.public_key)))
+    return comet.ValidatorSet(tuple(comet.Validator(v.public_key, v.power) for v in ordered))
+
+
+def verify_light(answer: dict[str, Any], trusted: Trusted, chain_id: str
+                 ) -> list[comet.SignedHeader]:
+    """Check the engine's signed headers an answer carries (``"light"``: CometBFT's
+    ``/commit`` form, consecutive heights), each against the trusted set of its height."""
+    items = answer.get("light")
+    if type(items) is not list or not 1 <= len(items) <= 2:
+        raise VerificationFailed("the answer carries no signed headers of the engine")
+    signed: list[comet.SignedHeader] = []
+    for item in items:
+        try:
+            header = comet.SignedHeader.from_json(item)
+            comet.verify_signed_header(chain_id, header,
+                                       comet_set(_set_of(trusted, header.height)))
+        except comet.LightClientError as e:
+            raise VerificationFailed(f"the engine's signed header does not check out: "
+                                     f"{e}") from e
+        if signed and header.height != signed[-1].height + 1:
+            raise VerificationFailed("the engine's headers are not of consecutive heights")
+        signed.append(header)
+    return signed
+
+
+def _ms(moment: comet.Timestamp) -> int:
+    return moment.seconds * 1000 + moment.nanos // 1_000_000
+
+
+def _verify_engine_header(answer: dict[str, Any], trusted: Trusted) -> Header:
+    """The block summary of an answer from a node on CometBFT, believed for what the
+    engine's signed headers carry of it: its height and time (header ``height``) and its
+    state root (the app hash of header ``height + 1``, or of ``height`` when that block
+    changed nothing)."""
+    try:
+        header = Header.from_dict(answer["header"])
+    except (KeyError, TypeError, LedgerError) as e:
+        raise VerificationFailed(f"the header is malformed: {e}") from e
+    signed = verify_light(answer, trusted, header.chain_id)
+    own, prover = signed[0].header, signed[-1].header
+    if own.height != header.height or _ms(own.time) != header.time:
+        raise VerificationFailed("the block's height or time is not the engine's")
+    if prover.app_hash != header.state_root:
+        raise VerificationFailed("the state root is not the app hash the engine's header "
+                                 "signs")
+    return header
+
+
+def verify_header(answer: dict[str, Any], trusted: Trusted) -> Header:
+    """Check ``answer["header"]`` against ``answer["certificate"]`` and the trusted set (on
+    CometBFT, against the engine's signed headers under ``"light"``)."""
+    if "light" in answer:
+        return _verify_engine_header(answer, trusted)
     try:
         header = Header.from_dict(answer["header"])
         cert = Certificate.from_dict(answer["certificate"])
     except (KeyError, TypeError, LedgerError) as e:
         raise VerificationFailed(f"the header or certificate is malformed: {e}") from e
-    if header.validators_hash != trusted.hash():
+    validators = _set_of(trusted, header.height)
+    if header.validators_hash != validators.hash():
         raise VerificationFailed("the header names a validator set other than the trusted one")
     if cert.block_hash != header.hash() or cert.height != header.height:
         raise VerificationFailed("the certificate signs another block than this header")
     try:
-        cert.verify(header.chain_id, trusted)
+        cert.verify(header.chain_id, validators)
     except LedgerError as e:
         raise VerificationFailed(f"the certificate does not check out: {e}") from e
     return header
 
 
-def verify_tx_answer(answer: dict[str, Any], trusted: ValidatorSet, chain_id: str) -> VerifiedTx:
+def verify_tx_answer(answer: dict[str, Any], trusted: Trusted, chain_id: str) -> VerifiedTx:
     """Check a ``GET /v1/txs/{id}`` answer end to end."""
+    if "light" in answer:
+        return _verify_engine_tx(answer, trusted, chain_id)
     header = verify_header(answer, trusted)
     if header.chain_id != chain_id:
         raise VerificationFailed(f"the header is of chain {header.chain_id!r}, not {chain_id!r}")
+    tx, result, index, size, proof = _tx_parts(answer)
+    result_leaf = log.leaf_hash(encode(result.to_dict()))
+    if size != header.tx_count or not log.verify_inclusion(
+            log.leaf_hash(tx.tx_id), index, size, _path(proof, "audit_path"), header.tx_root):
+        raise VerificationFailed("the inclusion proof does not lead to the header's tx root")
+    if not log.verify_inclusion(result_leaf, index, size, _path(proof, "result_audit_path"),
+                                header.results_root):
+        raise VerificationFailed("the result's proof does not lead to the header's results root")
+    return VerifiedTx(tx, header, index, result)
+
+
+def _tx_parts(answer: dict[str, Any]) -> tuple[Transaction, TxResult, int, int, dict[str, Any]]:
+    """The transaction, its result, index, block size and proof of a tx answer."""
     try:
         tx = Transaction.from_dict(answer["tx"])
         proof = answer["proof"]
         index, size = proof["leaf_index"], proof["tree_size"]
-        path = [bytes.fromhex(h) for h in proof["audit_path"]]
-        result_path = [bytes.fromhex(h) for h in proof["result_audit_path"]]
+        if type(index) is not int or type(size) is not int:
+            raise TypeError("leaf_index and tree_size must be integers")
         result = TxResult.from_dict({k: answer[k] for k in ("code", "message", "events")
                                      if k in answer and (k != "events" or answer[k])})
-        result_leaf = log.leaf_hash(encode(result.to_dict()))
     except (KeyError, TypeError, ValueError, CodecError, LedgerError) as e:
         raise VerificationFailed(f"the transaction or its proof is malformed: {e}") from e
     if answer.get("tx_id") != tx.tx_id.hex():
         raise VerificationFailed("the transaction's bytes do not hash to the id asked for")
     if not tx.signature_valid():
         raise VerificationFailed("the transaction's signature does not verify")
-    if size != header.tx_count or not log.verify_inclusion(
-            log.leaf_hash(tx.tx_id), index, size, path, header.tx_root):
-        raise VerificationFailed("the inclusion proof does not lead to the header's tx root")
-    if not log.verify_inclusion(result_leaf, index, size, result_path, header.results_root):
-        raise VerificationFailed("the result's proof does not lead to the header's results root")
+    return tx, result, index, size, proof
+
+
+def _path(proof: dict[str, Any], name: str) -> list[bytes]:
+    try:
+        return [bytes.fromhex(h) for h in proof[name]]
+    except (KeyError, TypeError, ValueError) as e:
+        raise VerificationFailed(f"the proof's {name} is malformed: {e}") from e
+
+
+def _verify_engine_tx(answer: dict[str, Any], trusted: Trusted, chain_id: str) -> VerifiedTx:
+    """A transaction on CometBFT: in the ``data_hash`` of its block's signed header, its
+    result in the ``last_results_hash`` of the next."""
+    tx, result, index, size, proof = _tx_parts(answer)
+    try:
+        header = Header.from_dict(answer["header"])
+    except (KeyError, TypeError, LedgerError) as e:
+        raise VerificationFailed(f"the header is malformed: {e}") from e
+    if header.chain_id != chain_id:
+        raise VerificationFailed(f"the header is of chain {header.chain_id!r}, not {chain_id!r}")
+    signed = verify_light(answer, trusted, chain_id)
+    if len(signed) != 2 or signed[0].height != header.height:
+        raise VerificationFailed("a transaction needs the engine's headers of its block and "
+                                 "of the next")
+    block, following = signed[0].header, signed[1].header
+    if _ms(block.time) != header.time:
+        raise VerificationFailed("the block's time is not the engine's")
+    if not log.verify_inclusion(log.leaf_hash(tx_leaf(tx.raw)), index, size,
+                                _path(proof, "data_audit_path"), block.data_hash):
+        raise VerificationFailed("the inclusion proof does not lead to the block's data hash")
+    if not log.verify_inclusion(log.leaf_hash(exec_result_bytes(result)), index, size,
+                                _path(proof, "result_audit_path"), following.last_results_hash):
+        raise VerificationFailed("the result's proof does not lead to the next header's "
+                                 "results hash")
     return VerifiedTx(tx, header, index, result)
 
 
-def verify_state_answer(answer: dict[str, Any], trusted: ValidatorSet, chain_id: str
+def verify_state_answer(answer: dict[str, Any], trusted: Trusted, chain_id: str
                         ) -> VerifiedState:
     """Check a ``GET /v1/state/{key}`` answer: the value (or its absence) and its proof."""
     header = verify_header(answer, trusted)
@@ -141,7 +251,7 @@ def verify_state_answer(answer: dict[str, Any], trusted: ValidatorSet, chain_id:
     return VerifiedState(key, value, header)
 
 
-def verify_set_change(answer: dict[str, Any], trusted: ValidatorSet, chain_id: str
+def verify_set_change(answer: dict[str, Any], trusted: Trusted, chain_id: str
                       ) -> ValidatorSet:
     """Check a ``GET /v1/validators/proof/{h}`` answer against ``trusted``, the set of
     ``h - 1``; return the set of ``h`` (``trusted`` itself when nothing changed at ``h``)."""
@@ -157,20 +267,36 @@ def verify_set_change(answer: dict[str, Any], trusted: ValidatorSet, chain_id: s
     header = verify_header(answer, trusted)
     if header.chain_id != chain_id:
         raise VerificationFailed(f"the header is of chain {header.chain_id!r}, not {chain_id!r}")
-    if header.height != height - 1:
-        raise VerificationFailed(f"the set of height {height} must be proven from header "
-                                 f"{height - 1}, not {header.height}")
+    # on CometBFT a change returned by block h takes effect at h + 2
+    at = height - 2 if "light" in answer else height - 1
+    if header.height != at:
+        raise VerificationFailed(f"the set of height {height} must be proven from the "
+                                 f"state of {at}, not {header.height}")
     if key != _SETS.pending_key(height):
         raise VerificationFailed("the proof is for another key than the set of that height")
     if not verify_state_proof(header.state_root, key, raw, proof):
         raise VerificationFailed(f"the proof of the set of height {height} does not lead to "
                                  "the state root")
     if value is None:
-        return trusted
+        return _set_of(trusted, height - 1)
     try:
         return ValidatorSet.from_list(value)
     except (TypeError, ValueError, LedgerError) as e:
         raise VerificationFailed(f"the proven set of height {height} is malformed: {e}") from e
+
+
+def sets_through(trusted: ValidatorSet, chain_id: str, height: int, changes: Iterable[int],
+                 fetch: Callable[[int], dict[str, Any]]) -> Callable[[int], ValidatorSet]:
+    """The set of every height up to ``height``, as :func:`follow_sets` follows them: a
+    function of the height (for answers whose headers span a change)."""
+    known: list[tuple[int, ValidatorSet]] = [(1, trusted)]
+
+    def set_at(h: int) -> ValidatorSet:
+        return next(s for start, s in reversed(known) if start <= h)
+
+    for change in sorted({c for c in changes if 1 < c <= height}):
+        known.append((change, verify_set_change(fetch(change), set_at, chain_id)))
+    return set_at
 
 
 def follow_sets(trusted: ValidatorSet, chain_id: str, height: int, changes: Iterable[int],

@@ -103,6 +103,13 @@ class Chain:
         # a read is cached only if no commit happened since it began.
         self._cache_lock = threading.Lock()
         self._generation = 0
+        #: keep the values the last few blocks overwrote (see :meth:`value_at`); a chain on
+        #: CometBFT needs them, since its headers sign the state of the height before theirs
+        self.undo_depth = 0
+        self._undo: dict[int, dict[str, bytes | None]] = {}
+        #: on CometBFT, what proves the state of a height (see :mod:`medledger.node.headers`);
+        #: None when the chain's own certificates do
+        self.prover: Any = None
         self._check_genesis()
         self._load_tip()
 
@@ -175,6 +182,56 @@ class Chain:
 
     def view(self) -> ReadOnly:
         return ReadOnly(self.committed_value)
+
+    def value_at(self, key: str, height: int) -> bytes | None:
+        """A state value as it was after block ``height``, one of the last
+        :attr:`undo_depth` heights (or the tip). Raises LookupError for an older height."""
+        return self.values_at([key], height)[key]
+
+    def keeps_values_of(self, height: int) -> bool:
+        """True when :meth:`value_at` can read the state after ``height``."""
+        tip = self.height
+        return height == tip or (tip - self.undo_depth <= height < tip and all(
+            h in self._undo for h in range(height + 1, tip + 1)))
+
+    def proven_height(self) -> int | None:
+        """The height whose state answers are proven at: the tip, or on CometBFT the
+        highest height a signed header proves (None when none does yet)."""
+        return self.height if self.prover is None else self.prover.height()
+
+    def values_at(self, keys: list[str], height: int) -> dict[str, bytes | None]:
+        """:meth:`value_at` for many keys at once (one store query for the rest)."""
+        tip = self.height
+        if not tip - self.undo_depth <= height <= tip or (height < tip and not self._undo):
+            raise LookupError(f"values of height {height} are not kept (the tip is {tip})")
+        out: dict[str, bytes | None] = {}
+        for later in range(height + 1, tip + 1):
+            undo = self._undo.get(later)
+            if undo is None:
+                raise LookupError(f"values of height {height} are not kept")
+            for key in keys:
+                if key not in out and key in undo:
+                    out[key] = undo[key]
+        rest = [key for key in keys if key not in out]
+        if rest:
+            found = self.store.get_values(rest)
+            out.update({key: found.get(key) for key in rest})
+        return out
+
+    def _remember_undo(self, height: int, writes: dict[str, bytes | None]) -> None:
+        """What block ``height``'s writes overwrite (the values at ``height - 1``)."""
+        if not self.undo_depth:
+            return
+        if height == 1:
+            undo: dict[str, bytes | None] = dict.fromkeys(writes)
+        else:
+            missing = [key for key in writes if key not in self._cache]
+            found = self.store.get_values(missing) if missing else {}
+            undo = {key: self._cache[key] if key in self._cache else found.get(key)
+                    for key in writes}
+        self._undo[height] = undo
+        for old in [h for h in self._undo if h <= height - self.undo_depth]:
+            del self._undo[old]
 
     def view_after(self, record: BlockRecord) -> Overlay:
         """Committed state with a built block's writes on top (for reading only)."""
@@ -363,6 +420,7 @@ class Chain:
     def _write(self, block: Block, record: BlockRecord, certificate: Certificate | None
                ) -> None:
         block_hash = record.block_hash
+        self._remember_undo(record.height, record.state_writes)
         self.store.commit_block(record)
         with self._cache_lock:
             self._generation += 1

@@ -30,9 +30,11 @@ import httpx
 from medledger.crypto import SigningKey
 from medledger.ledger import Block, MalformedError, Transaction
 from medledger.node.abci import AbciServer, LedgerApplication
+from medledger.node.abci.snapshots import StateSync
 from medledger.node.config import NodeConfig
 from medledger.node.engine import EngineHome, start_engine
 from medledger.node.genesis import Genesis
+from medledger.node.headers import SignedHeaders
 from medledger.node.node import Node, Submitted
 from medledger.store import Store
 
@@ -42,6 +44,7 @@ log = logging.getLogger("medledger.node")
 
 ENGINE_STATUS_EVERY = 1.0  # seconds between polls of the engine's status
 RPC_TIMEOUT = 30.0
+UNDO_DEPTH = 8  # heights back whose values stay readable, for proofs at a signed height
 ENGINE_START_WAIT = 20.0  # seconds a submission waits for the engine's RPC to come up
 
 
@@ -54,13 +57,21 @@ class EngineNode(Node):
         self.commits_alone = False
         self.engine = engine
         self.start_engine_process = start_engine_process
+        self.state_sync = StateSync(self.chain, engine.node_home / "data" / "snapshots",
+                                    interval=config.snapshot_interval,
+                                    keep=config.snapshot_keep)
         self.app = LedgerApplication(self.chain, max_block_txs=config.max_block_txs,
-                                     on_commit=self._committed_in_thread)
+                                     on_commit=self._committed_in_thread,
+                                     state_sync=self.state_sync)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._rpc: httpx.AsyncClient | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._stop_event: asyncio.Event | None = None
         self._engine_status: dict[str, Any] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.chain.undo_depth = UNDO_DEPTH
+        self.headers = SignedHeaders(self.chain, engine.rpc())
+        self.chain.prover = self.headers
 
     # running ----------------------------------------------------------------------------
     async def run(self) -> None:
@@ -71,6 +82,7 @@ class EngineNode(Node):
             return
         server = AbciServer(self.app, self.engine.abci_address)
         await server.start()
+        self._spawn_header_catch_up()
         self._rpc = httpx.AsyncClient(base_url=f"http://{self.engine.rpc()}",
                                       timeout=RPC_TIMEOUT)
         try:
@@ -85,6 +97,7 @@ class EngineNode(Node):
             await self._end_engine()
             await self._rpc.aclose()
             await server.close()
+            self.state_sync.close()
 
     async def _follow(self) -> None:
         assert self._stop_event is not None
@@ -118,6 +131,33 @@ class EngineNode(Node):
             "step": int(height_round_step[2]),
         }
 
+    def _spawn_header_catch_up(self) -> None:
+        """After a start, fetch the signed headers of the tip (once the engine answers)."""
+        async def catch_up() -> None:
+            for _ in range(200):
+                height = self.chain.height
+                if self._stopping or height == 0:
+                    return
+                if await asyncio.to_thread(self.headers.fetch, height) is not None:
+                    await asyncio.to_thread(self.headers.fetch, height - 1)
+                    return
+                await asyncio.sleep(0.1)
+
+        task = asyncio.get_running_loop().create_task(catch_up())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def light_headers(self, height: int, timeout: float) -> list[dict[str, Any]] | None:
+        """The signed headers that prove block ``height`` and its results (``height`` and
+        ``height + 1``), waiting up to ``timeout`` seconds for the next block."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            found = await asyncio.to_thread(self.headers.pair, height)
+            if found is not None or loop.time() >= deadline or self._stopping:
+                return found
+            await asyncio.sleep(0.1)
+
     async def _end_engine(self) -> None:
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
@@ -134,11 +174,17 @@ class EngineNode(Node):
         if self._stop_event is not None and self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._stop_event.set)
 
+    def close(self) -> None:
+        super().close()
+        self.headers.close()
+
     def status(self) -> dict[str, Any]:
         return {**super().status(), "mempool_size": None, **self._engine_status}
 
     # commits ----------------------------------------------------------------------------
     def _committed_in_thread(self, block: Block) -> None:
+        self.state_sync.committed(block.header.height)
+        self.headers.fetch(block.header.height)
         loop = self._loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._notify_block, block)

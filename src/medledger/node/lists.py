@@ -52,34 +52,53 @@ def list_answer(chain: Chain, lst: ProvableList, owner: str, start: int = 1,
     lst.page(0, start, limit)  # checks start
     lst.count_key(owner)  # checks owner
     for _ in range(_ATTEMPTS):
-        height = chain.height
-        if height == 0:
+        tip = chain.height
+        if tip == 0:
             raise LookupError("no block committed yet")
-        answer = _answer_at(chain, lst, owner, start, limit, height, prove)
+        height = chain.proven_height() if prove else tip
+        if height is None:
+            raise RuntimeError("the header that signs the latest state is not final yet; "
+                               "ask again in a moment")
+        try:
+            answer = _answer_at(chain, lst, owner, start, limit, height, prove)
+        except _Moved:
+            continue
         # the store's height only grows: unchanged now means no block committed since the
         # tip was read, so every value read is the one at this height's state root
-        if chain.store.latest_height() == height:
+        if chain.store.latest_height() == tip:
             return answer
     raise RuntimeError(f"blocks kept committing while {lst.path} of {owner!r} was read; "
                        "ask again")
 
 
+class _Moved(Exception):
+    """The tip moved past the height being read: read again."""
+
+
 def _answer_at(chain: Chain, lst: ProvableList, owner: str, start: int, limit: int,
                height: int, prove: bool = True) -> dict[str, Any]:
     """The answer against the state root of block ``height`` (values read from the store)."""
-    head = certified(chain, height)
+    head = certified(chain, height) if prove else {}
     stored = chain.store.get_block(height)
-    if head is None or stored is None:
+    if head is None:
+        raise _Moved()
+    if stored is None:
         raise LookupError(f"block {height} is missing from the store")
     root = NodeRef(stored.state_root_id, Header.from_dict(decode(stored.header)).state_root)
     count_key = lst.count_key(owner)
-    raw_count = chain.store.get_value(count_key)
+    try:
+        raw_count = chain.value_at(count_key, height)
+    except LookupError as e:
+        raise _Moved() from e
     count = 0 if raw_count is None else decode(raw_count)
     if type(count) is not int or count < 0:
         raise LookupError(f"the count of {lst.path} for {owner!r} is not a count: {count!r}")
     seqs = lst.page(count, start, limit)
     keys = [lst.item_key(owner, seq) for seq in seqs]
-    values = chain.store.get_values(keys)
+    try:
+        values = chain.values_at(keys, height)
+    except LookupError as e:
+        raise _Moved() from e
     items: list[dict[str, Any]] = []
     for seq, key in zip(seqs, keys, strict=True):
         raw = values.get(key)

@@ -33,23 +33,40 @@ def set_changes(chain: Chain) -> list[int]:
     return [int(key[len(SET_PREFIX):]) for key, _ in chain.store.iter_prefix(SET_PREFIX)]
 
 
-def certified(chain: Chain, height: int) -> dict[str, Any] | None:
-    """Block ``height``'s header and certificate as a client checks them (None if absent)."""
+def certified(chain: Chain, height: int, *, fetch: bool = False, light: bool = True
+              ) -> dict[str, Any] | None:
+    """Block ``height``'s header and certificate as a client checks them (None if absent).
+
+    On CometBFT, ``"light"`` holds the engine's signed headers that prove the state after
+    ``height`` (see :mod:`medledger.node.headers`); ``fetch``: ask the engine for those not
+    kept (blocking), else None when they are not kept."""
     stored = chain.store.get_block(height) if 1 <= height <= chain.height else None
     if stored is None:
         return None
-    return {"height": height, "block_hash": stored.block_hash.hex(),
-            "header": decode(stored.header), "certificate": decode(stored.certificate),
-            "last_commit": None if stored.last_commit is None else decode(stored.last_commit)}
+    answer = {"height": height, "block_hash": stored.block_hash.hex(),
+              "header": decode(stored.header), "certificate": decode(stored.certificate),
+              "last_commit": None if stored.last_commit is None else decode(stored.last_commit)}
+    if chain.prover is not None and light:  # on CometBFT: its signed headers prove it
+        headers = chain.prover.light(height, fetch=fetch)
+        if headers is None:
+            return None
+        answer["light"] = headers
+    return answer
 
 
-def set_proof(chain: Chain, height: int) -> dict[str, Any] | None:
+def set_proof(chain: Chain, height: int, *, fetch: bool = False) -> dict[str, Any] | None:
     """The proof of the set of ``height`` (2 .. tip + 1) from the state of ``height - 1``:
     ``{"height", "key", "value" (the set's list, None when unchanged), "proof",
-    "header", "certificate"}`` (the last two of ``height - 1``). None outside that range."""
+    "header", "certificate"}`` (the last two of ``height - 1``). None outside that range.
+
+    On CometBFT, the set of ``height`` is known from the state of ``height - 2`` (the
+    engine applies a change two heights after the block that returns it), which the
+    engine's header ``height - 1`` signs: the proof is against that state, and
+    ``"light"`` carries header ``height - 1`` (``fetch`` as for :func:`certified`)."""
     if not 2 <= height <= chain.height + 1:
         return None
-    stored = chain.store.get_block(height - 1)
+    at = height - 1 if chain.prover is None else height - 2
+    stored = chain.store.get_block(at) if at >= 1 else None
     if stored is None:
         return None
     header = Header.from_dict(decode(stored.header))
@@ -63,8 +80,9 @@ def set_proof(chain: Chain, height: int) -> dict[str, Any] | None:
     if scheduled is not None and raw is None:
         raise LookupError(f"the set scheduled for height {height} is missing from state")
     proof = chain.tree.prove(root, key, raw)
-    answer = certified(chain, height - 1)
-    assert answer is not None
+    answer = certified(chain, at, fetch=fetch)
+    if answer is None:
+        return None
     return {**answer, "height": height, "key": key,
             "value": None if raw is None else decode(raw),
             "proof": proof.proof.to_dict()}

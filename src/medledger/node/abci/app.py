@@ -16,6 +16,8 @@
   commits codes, messages and events; the validator updates governance scheduled two
   heights ahead; the state root as the app hash. ``Commit``: one store transaction.
 - ``Query``: the peer filter (``/p2p/filter/id/<node id>``).
+- ``ListSnapshots``, ``LoadSnapshotChunk``, ``OfferSnapshot``, ``ApplySnapshotChunk``: state
+  sync, delegated to :mod:`medledger.node.abci.snapshots`.
 
 The application never reads the clock and keeps nothing between FinalizeBlock and Commit
 but the block it decided: a crash in between loses it, and CometBFT replays it.
@@ -32,6 +34,8 @@ from typing import Any
 from medledger.apps import BlockContext, Rejected
 from medledger.codec import decode
 from medledger.ledger import Block, LedgerError, Transaction, TxResult, ValidatorSet
+from medledger.ledger.engine import exec_result_code
+from medledger.node.abci.snapshots import NoStateSync, StateSync
 from medledger.node.abci.wire import abci_types
 from medledger.node.chain import Chain
 from medledger.node.genesis import Genesis
@@ -65,13 +69,16 @@ class LedgerApplication:
     """The ABCI application over a :class:`Chain`.
 
     ``peers_allowed(node_id)`` answers the peer filter; ``on_commit(block)`` is called after
-    each committed block (the node wakes its waiters there).
+    each committed block (the node wakes its waiters there); ``state_sync`` keeps, serves and
+    restores snapshots (none without it).
     """
 
     def __init__(self, chain: Chain, *, max_block_txs: int = 10_000,
                  peers_allowed: Callable[[str], bool] | None = None,
-                 on_commit: Callable[[Block], None] | None = None) -> None:
+                 on_commit: Callable[[Block], None] | None = None,
+                 state_sync: StateSync | None = None) -> None:
         self.chain = chain
+        self.state_sync: StateSync | NoStateSync = state_sync or NoStateSync()
         self.max_block_txs = max_block_txs
         self.peers_allowed = peers_allowed or (lambda _id: True)
         self.on_commit = on_commit
@@ -242,6 +249,19 @@ class LedgerApplication:
         return self.types.ResponseQuery(code=1, log=f"unknown query path {path!r}: use the "
                                                      "REST API")
 
+    # state sync -------------------------------------------------------------------------
+    def list_snapshots(self, request: Any) -> Any:
+        return self.state_sync.list_snapshots(request)
+
+    def load_snapshot_chunk(self, request: Any) -> Any:
+        return self.state_sync.load_snapshot_chunk(request)
+
+    def offer_snapshot(self, request: Any) -> Any:
+        return self.state_sync.offer_snapshot(request)
+
+    def apply_snapshot_chunk(self, request: Any) -> Any:
+        return self.state_sync.apply_snapshot_chunk(request)
+
 
 def _failpoint(name: str) -> int | None:
     """The height at which fault tests asked this process to stop at ``name``
@@ -253,7 +273,7 @@ def _failpoint(name: str) -> int | None:
 
 
 def _exec_result(types: Any, result: TxResult) -> Any:
-    return types.ExecTxResult(code=0 if result.ok else 1, data=result.encode(),
+    return types.ExecTxResult(code=exec_result_code(result), data=result.encode(),
                               codespace="" if result.ok else result.code, log=result.message)
 
 
