@@ -268,3 +268,66 @@ def test_the_result_bytes_a_header_commits_are_cometbfts_encoding(result: TxResu
 
     expected = T.ExecTxResult(code=exec_result_code(result), data=result.encode())
     assert exec_result_bytes(result) == expected.SerializeToString()
+
+
+# validator-set changes: governance's set of h + 2 returned by FinalizeBlock(h) -----------------
+V = [SigningKey.from_seed(bytes([0x90 + i]) * 32) for i in range(4)]
+NEW = SigningKey.from_seed(b"\xa0" * 32)
+GOV_CHAIN = "abci-gov"
+
+
+def test_a_governance_change_reaches_cometbft_two_heights_ahead(tmp_path: Path) -> None:
+    from medledger.apps import governance
+    from medledger.ledger import Validator, ValidatorSet
+    from medledger.node import Genesis
+
+    genesis = Genesis(GOV_CHAIN, 1_700_000_000_000,
+                      ValidatorSet.of([Validator(k.public_key, 10, f"v{i}")
+                                       for i, k in enumerate(V)]), ())
+    store = SQLiteStore(tmp_path / "gov.db")
+    app = LedgerApplication(Chain(store, genesis, default_registry()))
+    effective = 5
+    propose = Transaction.create(V[0], GOV_CHAIN, governance.PROPOSE, 1, {
+        "kind": "validator_add", "effective_height": effective,
+        "change": {"public_key": NEW.public_key.hex(), "power": 7, "name": "v4"}})
+    approvals = [Transaction.create(k, GOV_CHAIN, governance.APPROVE, 1,
+                                    {"proposal": propose.tx_id.hex()}) for k in V[1:3]]
+    updates: dict[int, list[tuple[bytes, int]]] = {}
+    for height in range(1, effective + 1):
+        txs = [t.raw for t in (propose, *approvals)] if height == 2 else []
+        answer = _finalize(app, txs, height, V[0].public_key)
+        assert all(r.code == 0 for r in answer.tx_results)
+        updates[height] = [(u.pub_key.ed25519, u.power) for u in answer.validator_updates]
+        app.commit(T.RequestCommit())
+    assert updates == {1: [], 2: [], 3: [(NEW.public_key, 7)], 4: [], 5: []}
+    assert app.chain.validators.power_of(NEW.public_key) == 7
+    store.close()
+
+
+def test_misbehavior_cometbft_reports_is_recorded_as_evidence_once(
+        application: LedgerApplication) -> None:
+    from medledger.apps import governance
+    from medledger.node.abci import validator_address
+
+    offender = _validator(application)
+    request = T.RequestFinalizeBlock(height=1, hash=b"\x01" * 32,
+                                     proposer_address=validator_address(offender))
+    request.time.seconds = 1_700_000_001
+    report = request.misbehavior.add(type=T.DUPLICATE_VOTE, height=1, total_voting_power=10)
+    report.validator.address = validator_address(offender)
+    report.validator.power = 10
+    stranger = request.misbehavior.add(type=T.DUPLICATE_VOTE, height=1)
+    stranger.validator.address = b"\x07" * 20  # no validator: dropped
+    application.finalize_block(request)
+    application.commit(T.RequestCommit())
+    view = application.chain.view()
+    entries = governance.list_evidence(view)
+    assert [(e["validator"], e["offence_height"], e["evidence"]["kind"]) for e in entries] == [
+        (offender.hex(), 1, "duplicate_vote")]
+    again = T.RequestFinalizeBlock(height=2, hash=b"\x02" * 32,
+                                   proposer_address=validator_address(offender))
+    again.time.seconds = 1_700_000_002
+    again.misbehavior.append(report)  # reported again: recorded once
+    application.finalize_block(again)
+    application.commit(T.RequestCommit())
+    assert len(governance.list_evidence(application.chain.view())) == 1

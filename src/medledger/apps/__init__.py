@@ -12,6 +12,7 @@ from medledger.apps.base import (
     DemoTx,
     Event,
     GenesisDoc,
+    Misbehavior,
     PrefixViolation,
     Rejected,
     TxType,
@@ -25,7 +26,7 @@ from medledger.apps.registry import BASE_CODES, AppRegistry
 
 __all__ = [
     "BASE_CODES", "App", "AppClient", "AppRegistry", "AppView", "BlockContext",
-    "CommandHost", "DemoTx", "Event", "GenesisDoc", "PrefixViolation", "ProvableList", "QueryError",
+    "CommandHost", "DemoTx", "Event", "GenesisDoc", "Misbehavior", "PrefixViolation", "ProvableList", "QueryError",
     "QueryHost", "Rejected", "TxType", "ValidatorAuthority", "default_registry",
 ]
 

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "App", "AppView", "Authorize", "BlockContext", "DemoTx", "Event", "GenesisDoc",
-    "PrefixViolation", "Rejected", "TxType", "ValidatorAuthority", "owned", "scoped",
+    "Misbehavior", "PrefixViolation", "Rejected", "TxType", "ValidatorAuthority", "owned", "scoped",
 ]
 
 B = TypeVar("B")
@@ -62,12 +62,26 @@ class Rejected(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class Misbehavior:
+    """A validator's offence that the consensus engine proved and reports with a block
+    (CometBFT's ``Misbehavior``): ``kind`` is ``duplicate_vote`` or
+    ``light_client_attack``; ``validator`` the offender's public key."""
+
+    kind: str
+    validator: bytes
+    height: int
+    time: int  # ms since the epoch
+    total_power: int
+
+
+@dataclass(frozen=True, slots=True)
 class BlockContext:
     """What an app may know of the block it runs in (never the wall clock)."""
 
     chain_id: str
     height: int
     time: int  # BFT time of the block, ms since the epoch
+    misbehavior: tuple[Misbehavior, ...] = ()  # offences the engine reports with the block
 
 
 class GenesisDoc(Protocol):

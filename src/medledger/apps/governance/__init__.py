@@ -71,6 +71,7 @@ from typing import Annotated, Any, ClassVar
 from medledger.apps import identity
 from medledger.apps.base import App, BlockContext, Event, GenesisDoc, Rejected, TxType
 from medledger.apps.body import Hex, OneOf, Range, Text, decode_body
+from medledger.codec import Tag, encode, tagged_hash
 from medledger.ledger import (
     DuplicateVoteEvidence,
     IntegrityError,
@@ -462,17 +463,40 @@ def _submit_check(view: StateView, tx: Transaction, b: EvidenceBody, ctx: BlockC
 def _submit_apply(view: StateView, tx: Transaction, b: EvidenceBody,
                   ctx: BlockContext) -> tuple[Event, ...]:
     evidence = b.parsed()
-    digest = evidence.hash().hex()
+    return _record_evidence(view, ctx, evidence.hash().hex(), evidence.to_dict(),
+                            evidence.validator, evidence.height)
+
+
+def _record_evidence(view: StateView, ctx: BlockContext, digest: str,
+                     evidence: dict[str, Any], validator: bytes,
+                     offence_height: int) -> tuple[Event, ...]:
+    """Append evidence to the committed list (once per digest)."""
+    if view.get(evidence_key(digest)) is not None:
+        return ()
     seq = (view.get(EVIDENCE_COUNT) or 0) + 1
     view.put(evidence_key(digest), {
-        "evidence": evidence.to_dict(), "hash": digest, "height": ctx.height,
-        "offence_height": evidence.height, "seq": seq, "validator": evidence.validator.hex(),
+        "evidence": evidence, "hash": digest, "height": ctx.height,
+        "offence_height": offence_height, "seq": seq, "validator": validator.hex(),
     })
     view.put(_evidence_seq_key(seq), digest)
     view.put(EVIDENCE_COUNT, seq)
     return (Event("governance.evidence_recorded", (
-        ("hash", digest), ("validator", evidence.validator.hex()),
-        ("offence_height", str(evidence.height)))),)
+        ("hash", digest), ("validator", validator.hex()),
+        ("offence_height", str(offence_height)))),)
+
+
+def record_misbehavior(view: StateView, ctx: BlockContext) -> tuple[Event, ...]:
+    """Record the offences the consensus engine reports with the block as evidence (the
+    engine proved them; its report is the evidence)."""
+    events: list[Event] = []
+    for offence in ctx.misbehavior:
+        report = {"engine": "cometbft", "kind": offence.kind, "height": offence.height,
+                  "time": offence.time, "total_power": offence.total_power,
+                  "validator": offence.validator.hex()}
+        digest = tagged_hash(Tag.EVIDENCE, encode(report)).hex()
+        events.extend(_record_evidence(view, ctx, digest, report, offence.validator,
+                                       offence.height))
+    return tuple(events)
 
 
 class GovernanceApp(App):
@@ -502,10 +526,11 @@ class GovernanceApp(App):
         return genesis_writes(genesis.validators)
 
     def begin_block(self, view: StateView, ctx: BlockContext) -> tuple[Event, ...]:
+        recorded = record_misbehavior(view, ctx)
         promoted = promote_pending(view, ctx.height)
         if promoted is None:
-            return ()
-        return (Event("governance.validators_changed", (
+            return recorded
+        return recorded + (Event("governance.validators_changed", (
             ("height", str(ctx.height)), ("hash", promoted.hash().hex()),
             ("total_power", str(promoted.total_power)))),)
 

@@ -31,7 +31,7 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from medledger.apps import BlockContext, Rejected
+from medledger.apps import BlockContext, Misbehavior, Rejected
 from medledger.codec import decode
 from medledger.ledger import Block, LedgerError, Transaction, TxResult, ValidatorSet
 from medledger.ledger.engine import exec_result_code
@@ -197,7 +197,8 @@ class LedgerApplication:
             else:
                 txs.append(tx)
                 answers.append(None)
-        ctx = BlockContext(chain.chain_id, request.height, _ms(request.time))
+        ctx = BlockContext(chain.chain_id, request.height, _ms(request.time),
+                           self._misbehavior(request.misbehavior))
         proposer = self._proposer_key(request.proposer_address)
         block, record = chain.build_decided(txs, ctx, proposer, request.hash)
         results = iter(block.results)
@@ -207,6 +208,25 @@ class LedgerApplication:
         return types.ResponseFinalizeBlock(
             tx_results=tx_results, app_hash=block.header.state_root,
             validator_updates=self._validator_updates(record, ctx.height))
+
+    def _misbehavior(self, reported: Iterable[Any]) -> tuple[Misbehavior, ...]:
+        """CometBFT's reports as the apps see them: the offender by its public key (looked
+        up in the set of the offence's height; a report naming no validator is dropped)."""
+        kinds = {self.types.DUPLICATE_VOTE: "duplicate_vote",
+                 self.types.LIGHT_CLIENT_ATTACK: "light_client_attack"}
+        authority, view = self.chain.registry.validators, self.chain.view()
+        out = []
+        for item in reported:
+            validators = authority.validators_at(view, item.height)
+            key = next((v.public_key for v in validators.validators
+                        if validator_address(v.public_key) == item.validator.address), None)
+            if key is None or item.type not in kinds:
+                log.warning("misbehavior at height %d by %s: not a validator of that height",
+                            item.height, item.validator.address.hex())
+                continue
+            out.append(Misbehavior(kinds[item.type], key, item.height, _ms(item.time),
+                                   item.total_voting_power))
+        return tuple(out)
 
     def _proposer_key(self, address: bytes) -> bytes:
         for validator in self.chain.validators.validators:
