@@ -7,15 +7,17 @@ HOME_DIR ?= .medledger/consortium
 CHAIN_ID ?= medledger-local
 VALIDATORS ?= 4
 SEEDS ?= 20000
+NATIVE := native/pyproject.toml native/Cargo.toml native/Cargo.lock $(wildcard native/src/*.rs)
 
 .PHONY: run test bench sim clean setup
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml scripts/build-engine.sh
+$(STAMP): pyproject.toml scripts/build-engine.sh $(NATIVE)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet ./native
 	scripts/build-engine.sh $(VENV)
 	touch $(STAMP)
 

@@ -21,6 +21,11 @@ its parent (or the caller's root) commits to.
 Proofs (:class:`SparseProof`, :func:`verify_proof`) and the hash functions live in
 :mod:`medledger.merkle.sparse_proof` and are re-exported here.
 
+Compiled update. When the extension ``medledger_native`` (built from ``native/``) imports,
+:meth:`SparseMerkleTree.update` runs there: the same reads, checks, rows and ids as
+:class:`_Batch`, the reference kept here (ADR 0008). ``MEDLEDGER_NATIVE=0`` in the
+environment keeps the Python code; :data:`NATIVE` says which one is in use.
+
 Errors::
 
     SparseMerkleError            anything this module raises about a tree or a proof
@@ -32,12 +37,14 @@ Errors::
 
 from __future__ import annotations
 
+import os
 import struct
 from bisect import bisect_left, insort
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from medledger.merkle.sparse_proof import (
     _LEAF_PREFIX,
@@ -57,8 +64,12 @@ from medledger.merkle.sparse_proof import (
     verify_proof,
 )
 
+if TYPE_CHECKING:
+    from medledger_native import NativeTree
+
 __all__ = [
     "EMPTY_ROOT",
+    "NATIVE",
     "ZERO",
     "MalformedTree",
     "MemoryNodeStore",
@@ -91,6 +102,19 @@ _NODE_PACK = struct.Struct(">B32s32sQQ")
 _Node = tuple[Any, ...]
 _Ref = tuple[int, bytes, bool | None]
 _EMPTY: _Ref = (0, ZERO, False)
+
+
+def _import_native() -> ModuleType | None:
+    try:
+        import medledger_native
+    except ImportError:
+        return None
+    return medledger_native
+
+
+_native = _import_native()
+NATIVE: bool = _native is not None and os.environ.get("MEDLEDGER_NATIVE") != "0"
+"""Updates run in the compiled extension by default (else in Python): a node logs it."""
 
 
 class TamperedNode(SparseMerkleError):
@@ -225,20 +249,27 @@ class SparseMerkleTree:
     """Reads, proves and updates versions of the tree kept in ``store``.
 
     Keeps at most ``cache_size`` decoded nodes (least recently used goes first), so hot
-    upper levels are not read and hashed again on every block.
+    upper levels are not read and hashed again on every block. ``native`` chooses where
+    :meth:`update` runs: the compiled extension (``True``; it keeps a cache of its own, of
+    the same bound), Python (``False``), or :data:`NATIVE` (``None``).
     """
 
-    def __init__(self, store: NodeStore, cache_size: int = 100_000) -> None:
+    def __init__(
+        self, store: NodeStore, cache_size: int = 100_000, native: bool | None = None
+    ) -> None:
         if cache_size < 0:
             raise ValueError("cache_size must be >= 0")
         self._store = store
         self._cache_size = cache_size
         self._cache: OrderedDict[int, tuple[bytes, _Node]] = OrderedDict()
+        use_native = NATIVE if native is None else native
+        self._native: NativeTree | None = _native_tree(store, cache_size) if use_native else None
 
     @property
     def cache_len(self) -> int:
-        """How many decoded nodes the cache holds now (never above ``cache_size``)."""
-        return len(self._cache)
+        """How many decoded nodes a cache holds now, the larger if the update keeps its own
+        (never above ``cache_size``)."""
+        return max(len(self._cache), self._native.cache_len if self._native else 0)
 
     def _read(self, node_id: int, expected: bytes) -> _Node:
         try:
@@ -362,12 +393,29 @@ class SparseMerkleTree:
         children before parents. Nothing is written and no existing node changes.
         """
         start = _check_root(root)
+        if self._native is not None:
+            return _native_update(self._native, start, changes, self._store.next_node_id())
         items = sorted(_check_change(key, value) for key, value in changes.items())
         if not items:
             return UpdateResult(start, ())
         batch = _Batch(self, items, self._store.next_node_id())
         node_id, new_hash, _ = batch.apply(start.node_id, start.hash, 0, 0, 0, len(items))
         return UpdateResult(NodeRef(node_id, new_hash), tuple(batch.rows))
+
+
+def _native_tree(store: NodeStore, cache_size: int) -> NativeTree:
+    """The compiled update over ``store``; raises :class:`RuntimeError` when not built."""
+    if _native is None:
+        raise RuntimeError("the compiled state tree update (medledger_native) is not installed")
+    return _native.NativeTree(store.get_node, cache_size, MissingNode, TamperedNode)
+
+
+def _native_update(
+    native: NativeTree, start: NodeRef, changes: Mapping[bytes, bytes | None], next_id: int
+) -> UpdateResult:
+    """:meth:`SparseMerkleTree.update` in the extension (which checks and sorts ``changes``)."""
+    node_id, new_hash, rows = native.update(start.node_id, start.hash, changes, next_id)
+    return UpdateResult(NodeRef(node_id, new_hash), rows)
 
 
 def _check_change(key: bytes, value: bytes | None) -> tuple[bytes, bytes | None]:
