@@ -17,7 +17,7 @@ from medledger.ledger import Event, Transaction, TxResult
 from medledger.node import Home
 from medledger.node.abci import FrameError, LedgerApplication, frame, read_frame
 from medledger.node.abci.wire import MAX_MESSAGE_BYTES, abci_types
-from medledger.node.chain import Chain
+from medledger.node.chain import Chain, result_of
 from medledger.node.engine import _patch_toml
 from medledger.store import SQLiteStore
 from tests.conftest import FAST_KDF
@@ -331,3 +331,26 @@ def test_misbehavior_cometbft_reports_is_recorded_as_evidence_once(
     application.finalize_block(again)
     application.commit(T.RequestCommit())
     assert len(governance.list_evidence(application.chain.view())) == 1
+
+
+def test_the_log_of_blocks_in_state_proves_each_block_that_did_something(
+        application: LedgerApplication, admin: SigningKey) -> None:
+    from medledger.ledger.engine import HISTORY_KEY, history_leaf, results_hash
+    from medledger.merkle import log
+
+    validator = _validator(application)
+    hashes = []
+    app_hashes = []
+    for height, txs in ((1, [_anchor(admin, 1)]), (2, []), (3, [_anchor(admin, 2)])):
+        answer = _finalize(application, [t.raw for t in txs], height, validator)
+        application.commit(T.RequestCommit())
+        app_hashes.append(answer.app_hash)
+        block = application.chain.store.get_block_txs(height)
+        hashes.append((height, bytes([height]) * 32,
+                       results_hash([result_of(r) for r in block])))
+    assert app_hashes[1] == app_hashes[0]  # an empty block changes nothing: no proof block
+    history = decode(application.chain.store.get_value(HISTORY_KEY))
+    leaves = [log.leaf_hash(history_leaf(*hashes[i])) for i in (0, 2)]
+    assert history["size"] == 2 and history["root"] == log.root(leaves).hex()
+    path = log.inclusion_proof(leaves, 0)
+    assert log.verify_inclusion(leaves[0], 0, 2, path, bytes.fromhex(history["root"]))

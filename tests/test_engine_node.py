@@ -200,3 +200,47 @@ def test_answers_are_proven_by_cometbfts_signed_headers(tmp_path: Path) -> None:
     stranger = ValidatorSet.of([Validator(SigningKey.generate().public_key, 10, "x")])
     with pytest.raises(VerificationFailed, match="does not check out"):
         verify_state_answer(state_answer, stranger, chain_id)
+
+
+def test_only_member_nodes_may_connect(tmp_path: Path) -> None:
+    """Two member nodes (listed in genesis) connect; a third node with the same genesis but
+    a node key no organisation lists is refused by the members' peer filter."""
+    import shutil
+
+    from medledger.node.config import NodeConfig
+    from medledger.node.consortium import Consortium
+    from medledger.node.engine import EngineHome, EnginePorts, node_id_of
+
+    consortium = Consortium.init(tmp_path / "net", CHAIN, 2, kdf_params=FAST_KDF,
+                                 ports=[(free_port(), free_port()) for _ in range(2)],
+                                 engine=True, block_interval_ms=200)
+    members = [Home(n.home) for n in consortium.nodes]
+    stranger = Home(tmp_path / "stranger")
+    shutil.copytree(members[1].path, stranger.path,
+                    ignore=shutil.ignore_patterns("cometbft", "data", "*.sock"))
+    (stranger.path / "data").mkdir()
+    api = f"127.0.0.1:{free_port()}"
+    NodeConfig(api=api, p2p=f"127.0.0.1:{free_port()}").save(stranger.path)
+    first = consortium.nodes[0]
+    first_id = EngineHome(first.home).node_id()
+    node_key = SigningKey.generate()
+    EngineHome(stranger.path).write(
+        stranger.genesis(), SigningKey.generate(), node_key,
+        EnginePorts(stranger.config().p2p, f"127.0.0.1:{free_port()}"),
+        [f"{first_id}@{first.p2p}"], moniker="stranger", block_interval_ms=200)
+    nodes = [NodeProcess(h) for h in (*members, stranger)]
+    try:
+        for node in nodes:
+            node.start(timeout=60)
+
+        def peers(home: Home) -> int:
+            rpc = EngineHome(home.path).rpc()
+            return int(httpx.get(f"http://{rpc}/net_info", timeout=5).json()["result"]["n_peers"])
+
+        _wait(lambda: peers(members[0]) == 1 and peers(members[1]) == 1, 30, "the members")
+        _wait(lambda: "refused peer " + node_id_of(node_key.public_key)
+              in nodes[0].log.read_text(), 30, "the stranger to be refused")
+        assert peers(members[0]) == 1 and peers(stranger) == 0
+    finally:
+        for node in nodes:
+            node.stop()

@@ -52,7 +52,7 @@ def blocks_router(node: Node) -> APIRouter:
         return {"blocks": items, "next": stored[-1].height if more else None}
 
     @router.get("/{height}", responses={200: json_content(BLOCK, "the block, certified"),
-                                        **error_responses(404)},
+                                        **error_responses(404, 503)},
                 summary="A block with its certificate")
     async def block(height: Annotated[int, Path(ge=1, description="from 1")]) -> Any:
         """The header, this block's certificate, the previous block's (``last_commit``),

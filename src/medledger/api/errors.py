@@ -196,7 +196,8 @@ _DESCRIPTIONS = {
     422: "malformed: a parameter is not of its declared type",
     429: "mempool_full: retry later",
     500: "integrity: the node's store is damaged (`medledger verify` says more)",
-    503: "busy: blocks kept committing while the answer was read; ask again",
+    503: "busy: blocks kept committing while the answer was read, or (on CometBFT) the "
+         "header that proves it is not final yet; ask again",
 }
 
 

@@ -22,7 +22,7 @@ def state_router(host: NodeHost) -> APIRouter:
 
     @router.get("/{key:path}",
                 responses={200: json_content(STATE_ANSWER, "the entry or its absence, proven"),
-                           **error_responses(404)},
+                           **error_responses(404, 503)},
                 summary="A state entry with its membership or non-membership proof")
     async def state(key: Annotated[str, Path(
             min_length=1, max_length=512, pattern=KEY_PATTERN,

@@ -53,6 +53,9 @@ async def certified(node: Node, height: int) -> dict[str, Any]:
     """Block ``height``'s header and certificates (on CometBFT, the engine's signed headers
     that prove it, fetched if not kept); 404 when there is no such block."""
     answer = await asyncio.to_thread(certified_block, node.chain, height, fetch=True)
+    if answer is None and 1 <= height <= node.chain.height:
+        raise ApiError(503, "busy", f"block {height} is committed, but the engine's header "
+                                    "that proves it is not final yet; ask again in a moment")
     if answer is None:
         raise ApiError(404, "not_found", f"no block at height {height} "
                                          f"(the chain is at {node.chain.height})")
@@ -184,7 +187,7 @@ def txs_router(node: Node) -> APIRouter:
         return {"txs": items, "next": None if last is None else f"{last.height}:{last.index}"}
 
     @router.get("/{tx_id}", responses={200: json_content(TX, "the transaction, proven"),
-                                       **error_responses(404)},
+                                       **error_responses(404, 503)},
                 summary="A transaction with its inclusion proof and the header that commits it")
     async def tx(tx_id: Annotated[str, Path(pattern=HEX32_PATTERN)]) -> Any:
         """The envelope, its result, the certified header of its block, and the RFC 9162

@@ -231,6 +231,11 @@ class App:
         """The app that keeps the validator set returns itself (exactly one app may)."""
         return None
 
+    def admits_peer(self, view: StateView, node_id: str) -> bool:
+        """True when ``node_id`` (a CometBFT node ID, 40 hex) is a member's node that this
+        app records; a node's peer filter admits a peer that some app admits."""
+        return False
+
     def routes(self, host: QueryHost) -> Any:
         """A FastAPI ``APIRouter`` served under ``/v1/<name>``, or None. By default the
         ``router(host)`` of the module ``routes`` beside the app's, if it has one (imported

@@ -108,6 +108,10 @@ class AppRegistry:
             raise LookupError("no registered app keeps the validator set")
         return self._authority
 
+    def admits_peer(self, view: StateView, node_id: str) -> bool:
+        """True when some app records ``node_id`` as a consortium member's node."""
+        return any(app.admits_peer(view, node_id) for app in self.apps)
+
     # transactions -------------------------------------------------------------------------
     def check_stateless(self, tx: Transaction) -> Any:
         """Decode ``tx``'s body (Rejected when malformed); return the typed body."""

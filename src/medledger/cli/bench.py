@@ -6,7 +6,9 @@ anchor transactions; start the node as its own process; submit the transactions 
 through its API from client processes; wait until every one is committed; read the counts
 back from the node's store. Prints JSON; the ratio is committed tx/s over the verify rate.
 
-``--validators N`` (N > 1): a local consortium, :mod:`medledger.cli.bench_consortium`.
+``--validators N`` (N > 1), and any number of validators on CometBFT (``engine``, the
+default): a local consortium, :mod:`medledger.cli.bench_consortium`. The single-node run
+above is the retiring engine's (``engine="medledger"``).
 """
 
 from __future__ import annotations
@@ -114,18 +116,19 @@ def _wait_committed(url: str, total: int, deadline: float) -> int:
 
 def run_bench(*, validators: int, n_txs: int, clients: int, batch: int,
               console: Console, block_interval_ms: int = 100, max_block_txs: int = 2000,
-              half_load_txs: int = 0) -> dict[str, Any]:
-    """Run the benchmark; return its JSON-ready result. ``validators`` > 1 runs a local
-    consortium (see :func:`run_consortium_bench`); the other settings are for that case."""
+              half_load_txs: int = 0, engine: str = "cometbft") -> dict[str, Any]:
+    """Run the benchmark; return its JSON-ready result. On CometBFT, and with ``validators``
+    > 1 on either engine, a local consortium (see :func:`run_consortium_bench`); the other
+    settings are for that case."""
     if validators < 1:
         raise SystemExit("--validators must be at least 1")
-    if validators > 1:
+    if validators > 1 or engine != "medledger":
         from medledger.cli.bench_consortium import run_consortium_bench
 
         return run_consortium_bench(
             validators=validators, n_txs=n_txs, clients=clients, batch=batch, console=console,
             block_interval_ms=block_interval_ms, max_block_txs=max_block_txs,
-            half_load_txs=half_load_txs)
+            half_load_txs=half_load_txs, engine=engine)
     console.print("measuring one core's Ed25519 verify rate (libsodium)...")
     rate_before = verify_rate(1.0)
     senders = [SigningKey.generate() for _ in range(clients)]
@@ -170,6 +173,7 @@ def run_bench(*, validators: int, n_txs: int, clients: int, batch: int,
     tps = committed / elapsed
     rate = (rate_before + rate_after) / 2
     return {
+        "engine": engine,
         "validators": validators,
         "transactions": per_client * clients,
         "accepted": accepted,

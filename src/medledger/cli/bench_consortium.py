@@ -9,12 +9,20 @@ phase 2 paces fresh clients to half of that rate and measures the commit latency
 tx's commit latency is the wall time its block was first seen committed (polling node 0's
 ``/v1/status`` every 10 ms; the time the answer arrived) minus the wall time its batch was
 sent. The ratio is committed tx/s over the verification limit, verify rate x cores /
-validators (every validator verifies every transaction). Node processes are stopped by
-pid on every way out.
+validators (every validator verifies every transaction; with one validator, one core's verify
+rate, as the single-node bench has always counted). Node processes are stopped by pid on
+every way out.
+
+The chain runs on CometBFT (``engine="cometbft"``, each node a ``medledger up`` process and
+its ``cometbft`` child) or on the retiring engine (``engine="medledger"``). The CPU time of
+each node's processes over the full-load window is read from ``/proc/<pid>/stat`` (user +
+system, before and after): the ``cometbft`` child, the ``medledger up`` process (the app:
+API, ABCI, execution, commit) and its other children (the intake workers that verify).
 """
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import signal
@@ -39,12 +47,44 @@ from medledger.node import Genesis, Home, NodeConfig
 from medledger.node.consortium import Consortium, free_port
 from medledger.store import SQLiteStore
 
-__all__ = ["run_consortium_bench"]
+__all__ = ["ENGINES", "run_consortium_bench"]
 
-
-
+ENGINES = ("cometbft", "medledger")
+P99_TARGET_MS = 1000  # commit latency at half load, p99
 NODE_STOP_S = 15.0
 WATCH_EVERY_S = 0.01
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _cpu_ticks(pid: int) -> int | None:
+    """User + system CPU ticks of process ``pid`` so far (all its threads), or None when it
+    is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "
+    return int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15 of stat
+
+
+def _children() -> dict[int, list[tuple[int, str]]]:
+    """Every process's children as (pid, command name), by parent pid."""
+    out: dict[int, list[tuple[int, str]]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        parent = int(stat[stat.rindex(")") + 2:].split()[1])
+        out.setdefault(parent, []).append((int(entry.name), comm))
+    return out
+
+
+# a node's processes by role: the engine, the app's own process, the app's worker processes
+_ROLES = ("cometbft", "app", "app_workers")
 
 
 def _sign_client_batches(keys: list[SigningKey], count: int, batch: int, first: int,
@@ -161,6 +201,21 @@ class _Nodes:
         raise SystemExit(f"the nodes were not all connected within {timeout:.0f} s "
                          f"(peers per node: {peers}, want {want})")
 
+    def cpu(self) -> list[dict[int, tuple[str, int]]]:
+        """Per node, the CPU ticks so far of each of its processes, as pid -> (role, ticks)."""
+        children = _children()
+        out = []
+        for proc in self.procs:
+            found: dict[int, tuple[str, int]] = {}
+            for pid, role in [(proc.pid, "app"), *(
+                    (child, "cometbft" if comm == "cometbft" else "app_workers")
+                    for child, comm in children.get(proc.pid, []))]:
+                ticks = _cpu_ticks(pid)
+                if ticks is not None:
+                    found[pid] = (role, ticks)
+            out.append(found)
+        return out
+
     def stop(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:
@@ -205,7 +260,8 @@ class _Watcher(threading.Thread):
                         self.seen.setdefault(h, now)
                 self.height = max(self.height, height)
                 self.total_txs = int(status["total_txs"])
-                self.mempool_size = int(status["mempool_size"])
+                size = status.get("mempool_size")  # None on CometBFT: its mempool is its own
+                self.mempool_size = -1 if size is None else int(size)
                 self.halt.wait(WATCH_EVERY_S)
 
     def wait_total(self, total: int, timeout: float) -> None:
@@ -232,11 +288,12 @@ def _stop_on_sigterm() -> Any:
 
 
 def _prepare_consortium(root: Path, validators: int, senders: list[SigningKey],
-                        block_interval_ms: int, max_block_txs: int, mempool_txs: int
-                        ) -> list[Home]:
+                        block_interval_ms: int, max_block_txs: int, mempool_txs: int,
+                        engine: str = "cometbft") -> list[Home]:
     ports = [(free_port(), free_port()) for _ in range(validators)]
     consortium = Consortium.init(root, "bench", validators, demo=False, kdf_params=FAST_KDF,
-                                 ports=ports)
+                                 ports=ports, engine=engine == "cometbft",
+                                 block_interval_ms=block_interval_ms)
     homes = [Home(node.home) for node in consortium.nodes]
     genesis = homes[0].genesis()
     orgs = [dict(o) for o in genesis.organisations]
@@ -248,15 +305,50 @@ def _prepare_consortium(root: Path, validators: int, senders: list[SigningKey],
         NodeConfig(**{**config.to_dict(), "block_interval_ms": block_interval_ms,
                       "max_block_txs": max_block_txs, "mempool_max_txs": mempool_txs,
                       "peers": config.peers}).save(home.path)
+    if engine == "cometbft":  # CometBFT's genesis carries the medledger genesis as app_state
+        from medledger.node.engine import EngineHome
+
+        for home in homes:
+            path = EngineHome(home.path).config_dir / "genesis.json"
+            doc = json.loads(path.read_text())
+            doc["app_state"] = shared.to_dict()
+            path.write_text(json.dumps(doc, indent=2) + "\n")
     return homes
+
+
+def _cpu_split(before: list[dict[int, tuple[str, int]]], after: list[dict[int, tuple[str, int]]],
+               seconds: float, committed: int) -> dict[str, Any]:
+    """The CPU time each role of process used between two samples of :meth:`_Nodes.cpu`:
+    in all, per node, as shares, and per committed transaction on one node."""
+    per_node = []
+    for was, now in zip(before, after, strict=True):
+        used = dict.fromkeys(_ROLES, 0.0)
+        for pid, (role, ticks) in now.items():
+            used[role] += (ticks - was.get(pid, (role, 0))[1]) / _CLOCK_TICKS
+        per_node.append({role: round(value, 2) for role, value in used.items()})
+    total = {role: sum(node[role] for node in per_node) for role in _ROLES}
+    everything = sum(total.values()) or 1.0
+    app = total["app"] + total["app_workers"]
+    nodes = len(per_node)
+    return {
+        "window_s": round(seconds, 3),
+        "seconds": {role: round(value, 2) for role, value in total.items()},
+        "share": {"cometbft": round(total["cometbft"] / everything, 3),
+                  "app": round(app / everything, 3)},
+        "cores_busy": round(everything / seconds, 2) if seconds > 0 else None,
+        "us_per_tx_per_node": {role: round(total[role] / nodes / committed * 1e6, 1)
+                               for role in _ROLES} if committed else None,
+        "per_node": per_node,
+    }
 
 
 def _run_phase(nodes: _Nodes, watcher: _Watcher, work: list[list[list[Transaction]]],
                interval: float, base_total: int, timeout: float
-               ) -> tuple[float, list[tuple[float, list[bytes]]], int, Counter[str]]:
+               ) -> tuple[float, list[tuple[float, list[bytes]]], int, Counter[str], Any]:
     """Submit ``work`` (per client, its batches) from client processes; wait until the
     node-0 count of committed transactions reaches ``base_total`` plus those accepted.
-    Returns (seconds, [(send time, tx ids)] per batch, accepted, refusal codes)."""
+    Returns (seconds, [(send time, tx ids)] per batch, accepted, refusal codes, the nodes'
+    CPU samples at the start and the end)."""
     spawn = multiprocessing.get_context("spawn")
     queue: Any = spawn.Queue()
     go = spawn.Event()
@@ -271,6 +363,7 @@ def _run_phase(nodes: _Nodes, watcher: _Watcher, work: list[list[list[Transactio
         for _ in procs:  # the clock covers submitting and committing, not process start
             nodes.check_alive()
             queue.get(timeout=120)
+        cpu_before = nodes.cpu()
         start = time.perf_counter()
         go.set()
         reports = []
@@ -279,6 +372,7 @@ def _run_phase(nodes: _Nodes, watcher: _Watcher, work: list[list[list[Transactio
         accepted = sum(r[2] for r in reports)
         watcher.wait_total(base_total + accepted, timeout)
         elapsed = time.perf_counter() - start
+        cpu_after = nodes.cpu()
     finally:
         for p in procs:
             p.join(5)
@@ -290,33 +384,52 @@ def _run_phase(nodes: _Nodes, watcher: _Watcher, work: list[list[list[Transactio
     for c, sent, _accepted, codes in reports:
         sends.extend((t, [tx.tx_id for tx in b]) for t, b in zip(sent, work[c], strict=True))
         refused.update(codes)
-    return elapsed, sends, accepted, refused
+    return elapsed, sends, accepted, refused, (cpu_before, cpu_after)
 
 
 def _latencies(sends: list[tuple[float, list[bytes]]], where: dict[bytes, tuple[int, str]],
-               seen: dict[int, float]) -> tuple[list[float], int, set[int]]:
+               seen: dict[int, float]) -> tuple[list[float], Counter[str], set[int]]:
     """Per committed tx, seconds from its batch's send to its block first seen committed;
-    also the count of ``ok`` results and the heights that hold these transactions."""
-    out, ok, heights = [], 0, set()
+    also the count of each result code and the heights that hold these transactions."""
+    out: list[float] = []
+    codes: Counter[str] = Counter()
+    heights: set[int] = set()
     for sent, ids in sends:
         for tx_id in ids:
             found = where.get(tx_id)
             if found is None:
                 continue
             height, code = found
-            ok += code == "ok"
+            codes[code] += 1
             heights.add(height)
             if height in seen:
                 out.append(seen[height] - sent)
-    return out, ok, heights
+    return out, codes, heights
 
 
 def _decided_round(store: SQLiteStore, height: int) -> int | None:
-    """The round whose certificate committed ``height`` (from node 0's store)."""
+    """The round whose certificate committed ``height`` (from node 0's store; the retiring
+    engine's certificates)."""
     stored = store.get_block(height)
     if stored is None or stored.certificate is None:
         return None
-    return int(decode(stored.certificate)["round"])
+    return decode(stored.certificate).get("round")
+
+
+def _engine_rounds(home: Home, height: int) -> dict[int, int | None]:
+    """The round in which CometBFT decided each height up to ``height`` (node 0's
+    ``/commit``), while the node still runs."""
+    from medledger.node.engine import EngineHome
+
+    out: dict[int, int | None] = {}
+    with httpx.Client(base_url=f"http://{EngineHome(home.path).rpc()}", timeout=10) as rpc:
+        for h in range(1, height + 1):
+            try:
+                commit = rpc.get("/commit", params={"height": h}).json()["result"]
+                out[h] = int(commit["signed_header"]["commit"]["round"])
+            except (httpx.HTTPError, ValueError, KeyError, TypeError):
+                out[h] = None
+    return out
 
 
 def _percentiles(values: list[float]) -> dict[str, float | None]:
@@ -333,12 +446,15 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
 def run_consortium_bench(*, validators: int, n_txs: int, clients: int, batch: int,
                          console: Console, block_interval_ms: int = 100,
                          max_block_txs: int = 2000, half_load_txs: int = 0,
-                         started: list[int] | None = None) -> dict[str, Any]:
-    """The ``--validators N`` (N > 1) run; see the module docstring. ``half_load_txs`` 0
+                         started: list[int] | None = None, engine: str = "cometbft"
+                         ) -> dict[str, Any]:
+    """The ``--validators N`` run; see the module docstring. ``half_load_txs`` 0
     means 20% of ``n_txs``, at least 5,000 and at most ``n_txs``. The pid of each node
     process is appended to ``started`` (when given) as it starts."""
     if clients < 1 or batch < 1 or n_txs < clients:
         raise SystemExit("--clients and --batch must be at least 1, and --txs at least --clients")
+    if engine not in ENGINES:
+        raise SystemExit(f"--engine must be one of {', '.join(ENGINES)}")
     half_total = half_load_txs or min(n_txs, max(5_000, n_txs // 5))
     cores = os.cpu_count() or 1
     console.print("measuring one core's Ed25519 verify rate (libsodium)...")
@@ -358,12 +474,13 @@ def run_consortium_bench(*, validators: int, n_txs: int, clients: int, batch: in
     mempool_txs = max(100_000, 2 * (per_client + half_per_client) * clients)
     with tempfile.TemporaryDirectory(prefix="medledger-bench-") as tmp:
         homes = _prepare_consortium(Path(tmp) / "consortium", validators, senders,
-                                    block_interval_ms, max_block_txs, mempool_txs)
+                                    block_interval_ms, max_block_txs, mempool_txs, engine)
         nodes = _Nodes(homes, started)
         watcher: _Watcher | None = None
         previous = _stop_on_sigterm()
+        engine_rounds: dict[int, int | None] = {}
         try:
-            console.print(f"starting {validators} validator processes "
+            console.print(f"starting {validators} validator processes on {engine} "
                           f"(node0: {nodes.urls[0]}, home {homes[0].path})...")
             nodes.start()
             nodes.wait_connected(60 + 5 * validators)
@@ -375,7 +492,7 @@ def run_consortium_bench(*, validators: int, n_txs: int, clients: int, batch: in
             console.print(f"phase 1: {per_client * clients} txs from {clients} client "
                           f"process(es) in batches of {batch}, round-robin over "
                           f"{validators} nodes, as fast as they are taken...")
-            elapsed1, sends1, accepted1, refused1 = _run_phase(
+            elapsed1, sends1, accepted1, refused1, cpu1 = _run_phase(
                 nodes, watcher, work1, 0.0, watcher.total_txs, 900)
             tps_submitted = accepted1 / elapsed1
             offered = tps_submitted / 2
@@ -384,10 +501,12 @@ def run_consortium_bench(*, validators: int, n_txs: int, clients: int, batch: in
                           f"({tps_submitted:.0f} tx/s); phase 2: "
                           f"{half_per_client * clients} txs offered at {offered:.0f} tx/s...")
             base2 = watcher.total_txs
-            elapsed2, sends2, accepted2, refused2 = _run_phase(
+            elapsed2, sends2, accepted2, refused2, cpu2 = _run_phase(
                 nodes, watcher, work2, interval, base2, 900)
             time.sleep(0.1)
             seen = dict(watcher.seen)
+            if engine == "cometbft":
+                engine_rounds = _engine_rounds(homes[0], watcher.height)
         finally:
             if watcher is not None:
                 watcher.halt.set()
@@ -401,10 +520,12 @@ def run_consortium_bench(*, validators: int, n_txs: int, clients: int, batch: in
         final_height = store.latest_height()
         where = {t.tx_id: (h, t.code) for h in range(1, final_height + 1)
                  for t in store.get_block_txs(h)}
-        rounds = {h: _decided_round(store, h) for h in range(1, final_height + 1)}
+        rounds = engine_rounds or {h: _decided_round(store, h)
+                                   for h in range(1, final_height + 1)}
         store.close()
-    lat1, ok1, heights1 = _latencies(sends1, where, seen)
-    lat2, ok2, heights2 = _latencies(sends2, where, seen)
+    lat1, codes1, heights1 = _latencies(sends1, where, seen)
+    lat2, codes2, heights2 = _latencies(sends2, where, seen)
+    ok1, ok2 = codes1.pop("ok", 0), codes2.pop("ok", 0)
 
     def decided_in(heights: set[int]) -> dict[str, int]:
         """How many of ``heights`` were decided in round 0, 1, ... (a later round means
@@ -414,13 +535,17 @@ def run_consortium_bench(*, validators: int, n_txs: int, clients: int, batch: in
 
     tps1 = ok1 / elapsed1
     rate = (rate_before + rate_after) / 2
-    limit = rate * cores / validators
+    # every validator verifies every transaction; one node alone is compared with one
+    # core's verify rate, as the single-node bench always was
+    limit = rate * cores / validators if validators > 1 else rate
     return {
+        "engine": engine,
         "validators": validators,
         "transactions": per_client * clients,
         "accepted": accepted1,
         "committed_ok": ok1,
         "refused": dict(refused1),
+        "failed_in_block": dict(codes1),
         "blocks": len(heights1),
         "clients": clients,
         "batch": batch,
@@ -430,17 +555,20 @@ def run_consortium_bench(*, validators: int, n_txs: int, clients: int, batch: in
         "committed_tx_per_s": round(tps1, 1),
         "latency_ms": _percentiles(lat1),
         "decided_in_round": decided_in(heights1),
+        "cpu": _cpu_split(*cpu1, elapsed1, ok1),
         "half_load": {
             "transactions": half_per_client * clients,
             "accepted": accepted2,
             "committed_ok": ok2,
             "refused": dict(refused2),
+            "failed_in_block": dict(codes2),
             "blocks": len(heights2),
             "seconds": round(elapsed2, 3),
             "offered_tx_per_s": round(offered, 1),
             "committed_tx_per_s": round(ok2 / elapsed2, 1),
             "latency_ms": _percentiles(lat2),
             "decided_in_round": decided_in(heights2),
+            "cpu": _cpu_split(*cpu2, elapsed2, ok2),
         },
         "verify_per_s_one_core": round(rate, 1),
         "verify_per_s_before_after": [round(rate_before, 1), round(rate_after, 1)],
@@ -448,6 +576,6 @@ def run_consortium_bench(*, validators: int, n_txs: int, clients: int, batch: in
         "verification_limit_tx_per_s": round(limit, 1),
         "ratio": round(tps1 / limit, 3),
         "target_ratio": 0.5,
-        "p99_target_ms": 2000,
+        "p99_target_ms": P99_TARGET_MS,
         "height": final_height,
     }

@@ -174,6 +174,64 @@ def up(home: HomeOpt, api: Annotated[str | None, typer.Option(
 
 @app.command()
 @friendly
+def join(
+    home: HomeOpt,
+    genesis_file: Annotated[Path, typer.Option(
+        "--genesis", help="The chain's genesis.json (any member's HOME/genesis.json).")],
+    peer: Annotated[list[str], typer.Option(
+        "--peer", help="A member's CometBFT node as <node id>@HOST:PORT (its p2p address); "
+                       "repeat for each.")],
+    rpc_server: Annotated[list[str], typer.Option(
+        "--rpc-server", help="A member's CometBFT RPC as http://HOST:PORT; give at least two "
+                             "(the light client's primary and witness).")],
+    api: Annotated[str, typer.Option(help="This node's API as HOST:PORT.")] = "127.0.0.1:26657",
+    p2p: Annotated[str, typer.Option(
+        help="Where this node's CometBFT listens for peers, HOST:PORT.")] = "127.0.0.1:26656",
+    rpc: Annotated[str | None, typer.Option(
+        help="This node's CometBFT RPC, HOST:PORT on loopback (default: the API port + 1).")
+    ] = None,
+    trust_period_hours: Annotated[int, typer.Option(
+        help="How long, in hours, a validator set is trusted after the header that names "
+             "it.")] = 168,
+    discovery_time: Annotated[int, typer.Option(
+        help="Seconds to gather the peers' snapshots before choosing one (5 or more).")] = 15,
+) -> None:
+    """Write the home of a new node, no validator, that joins a running chain on CometBFT:
+    it starts from a state snapshot of a member (state sync), then follows the blocks.
+
+    The light client that checks the snapshot starts from a height and
+    block hash it trusts: join reads them now from the first --rpc-server's
+    /commit, and checks that the second serves the same block. Compare
+    them with a member you trust, then start the node: medledger up --home DIR"""
+    from medledger.node import Genesis
+    from medledger.node.config import parse_hostport
+    from medledger.node.engine import (
+        EngineHome,
+        EnginePorts,
+        StateSyncSettings,
+        fetch_trust_point,
+        write_joining_home,
+    )
+
+    genesis = Genesis.load(genesis_file)
+    rpc = rpc or f"127.0.0.1:{parse_hostport(api)[1] + 1}"
+    servers = tuple(rpc_server)
+    trust = fetch_trust_point(servers, genesis.chain_id)
+    settings = StateSyncSettings(servers, trust, trust_period_hours, discovery_time)
+    write_joining_home(home, genesis, api=api, ports=EnginePorts(p2p, rpc), peers=peer,
+                       state_sync=settings)
+    out.print(f"wrote a joining node of chain [bold]{genesis.chain_id}[/] in {home}")
+    node_id = EngineHome(home).node_id()
+    out.print(f"  its node id: {node_id}; before starting it, an admin of the organisation "
+              f"that runs it lists it: medledger identity node add {node_id} --org ORG",
+              highlight=False)
+    out.print(f"  trusted: height {trust.height}, block {trust.block_hash.hex().upper()} "
+              f"(from {servers[0]}/commit, confirmed by {servers[1]})", highlight=False)
+    out.print(f"  start it: medledger up --home {home}")
+
+
+@app.command()
+@friendly
 def verify(home: HomeOpt, signatures: Annotated[bool, typer.Option(
         help="Also re-verify every transaction signature.")] = True) -> None:
     """Re-verify every block, transaction, link and root on disk (exit 2 on tampering, 1 on other errors)."""

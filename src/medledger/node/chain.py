@@ -36,6 +36,8 @@ from medledger.ledger import (
     results_root,
     tx_root,
 )
+from medledger.ledger.engine import HISTORY_KEY, history_leaf, results_hash
+from medledger.merkle import log
 from medledger.merkle.log import Frontier
 from medledger.merkle.sparse import EMPTY_ROOT, NodeRef
 from medledger.node.genesis import Genesis
@@ -119,6 +121,12 @@ class Chain:
         if self.store.get_meta("genesis_hash") is None:
             self.store.put_meta("genesis_hash", self.genesis.hash())
             self.store.put_meta("chain_id", self.chain_id.encode())
+
+    def reload(self) -> None:
+        """Read the tip again from the store (after a snapshot was restored into it)."""
+        self._cache.clear()
+        self._undo.clear()
+        self._load_tip()
 
     def _load_tip(self) -> None:
         self.height = self.store.latest_height()
@@ -335,6 +343,21 @@ class Chain:
             ctx = BlockContext(self.chain_id, self.height + 1, self.next_time(last_commit))
         return self._build(txs, ctx, proposer, last_commit)
 
+    def _next_history(self, height: int, engine_hash: bytes, results: list[TxResult]
+                      ) -> bytes:
+        """The log of blocks with block ``height`` appended (see ``HISTORY_KEY``)."""
+        raw = self.committed_value(HISTORY_KEY) if self.height else None
+        if raw is None:
+            frontier = Frontier()
+        else:
+            entry = decode(raw)
+            frontier = Frontier.from_list(entry["size"], [bytes.fromhex(h)
+                                                          for h in entry["frontier"]])
+        leaf = history_leaf(height, engine_hash, results_hash(results))
+        frontier.append(log.leaf_hash(leaf))
+        return encode({"frontier": [h.hex() for h in frontier.to_list()],
+                       "root": frontier.root().hex(), "size": frontier.size})
+
     def build_decided(self, txs: list[Transaction], ctx: BlockContext, proposer: bytes,
                       engine_hash: bytes) -> tuple[Block, BlockRecord]:
         """Execute a block the consensus engine decided (CometBFT's FinalizeBlock): its
@@ -346,6 +369,8 @@ class Chain:
                last_commit: Certificate | None, engine_hash: bytes | None = None
                ) -> tuple[Block, BlockRecord]:
         results, writes, block_events = self.execute(txs, ctx)
+        if engine_hash is not None and (txs or writes):
+            writes[HISTORY_KEY] = self._next_history(ctx.height, engine_hash, results)
         new_root, nodes = self.tree.update(self.state_root, writes)
         history = Frontier.from_list(self.height, self.store.get_history())
         header = Header(

@@ -10,6 +10,8 @@
                            MEDLEDGER_PASSPHRASE and delete this file)
     HOME/keys/*.key        member keys made by ``init`` (the local admin, demo organisations)
     HOME/data/chain.db     the SQLite store
+    HOME/data/snapshots/   state snapshots served to joining nodes (on CometBFT, with
+                           ``snapshot_interval`` set), one folder per height
 """
 
 from __future__ import annotations
@@ -57,6 +59,10 @@ class NodeConfig:
     timeout_propose_ms: int = 3000
     timeout_vote_ms: int = 1000
     timeout_delta_ms: int = 500
+    # state sync (a chain on CometBFT): a snapshot of the state every this many heights
+    # (0: never), the most recent ``snapshot_keep`` of them kept
+    snapshot_interval: int = 0
+    snapshot_keep: int = 2
 
     def peer_list(self) -> list[tuple[bytes, str]]:
         """The peers as (node key, ``HOST:PORT``)."""
@@ -104,10 +110,14 @@ class NodeConfig:
         parse_hostport(config.api)
         parse_hostport(config.p2p)
         for name in ("block_interval_ms", "max_block_txs", "max_block_bytes", "mempool_max_txs",
-                     "timeout_propose_ms", "timeout_vote_ms", "timeout_delta_ms"):
+                     "timeout_propose_ms", "timeout_vote_ms", "timeout_delta_ms",
+                     "snapshot_keep"):
             value = getattr(config, name)
             if type(value) is not int or value <= 0:
                 raise ConfigError(f"{path}: {name} must be a positive integer")
+        if type(config.snapshot_interval) is not int or config.snapshot_interval < 0:
+            raise ConfigError(f"{path}: snapshot_interval must be an integer, 0 or more "
+                              "(0: no snapshots)")
         return config
 
     def save(self, home: Path) -> None:

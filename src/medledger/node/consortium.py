@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from medledger.codec import decode, encode
-from medledger.crypto import KdfParams, Keystore
+from medledger.crypto import KdfParams, Keystore, SigningKey
 from medledger.ledger import CHAIN_ID, Validator, ValidatorSet
 from medledger.node.config import ConfigError, NodeConfig
 from medledger.node.genesis import Genesis
@@ -144,6 +144,14 @@ class Consortium:
         organisations = found_organisations(  # organisation i keeps its key on node i-1
             demo, passphrase, kdf_params,
             lambda index, org_id: homes[0] if org_id == "local" else homes[(index - 1) % validators])
+        node_keys = [SigningKey.generate() for _ in homes] if engine else []
+        if engine:  # node i is run by the first organisation keeping its key there
+            from medledger.node.engine import with_nodes
+
+            owners = [next((org["id"] for index, org in enumerate(organisations)
+                            if index >= 1 and (index - 1) % validators == i), "local")
+                      for i in range(validators)]
+            organisations = with_nodes(organisations, owners, node_keys)
         genesis = Genesis(
             chain_id=chain_id,
             genesis_time=genesis_time if genesis_time is not None else time.time_ns() // 10**6,
@@ -171,7 +179,7 @@ class Consortium:
                 [EngineMember(home.path, node.name, key.signing,
                               EnginePorts(node.p2p, f"127.0.0.1:{rpc[i]}"))
                  for i, (node, home, key) in enumerate(zip(nodes, homes, keys, strict=True))],
-                genesis, block_interval_ms=interval)
+                genesis, node_keys, block_interval_ms=interval)
         consortium = cls(root.resolve(), chain_id, nodes)
         (root / MANIFEST).write_bytes(encode(
             {"chain_id": chain_id, "nodes": [n.to_dict() for n in nodes]}) + b"\n")

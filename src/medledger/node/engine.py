@@ -15,6 +15,11 @@ out next to the node's, and how it runs as a child process.
 
 The binary is built from source by ``scripts/build-engine.sh`` (``make setup``) into the
 checkout's ``.tools/bin``; ``MEDLEDGER_COMETBFT`` names another.
+
+A node that joins a running chain (:func:`write_joining_home`, ``medledger join``) is no
+validator and starts from a state snapshot: its ``config.toml`` enables ``[statesync]`` with
+the RPC servers its light client asks, and the height and block hash it trusts
+(:class:`TrustPoint`, read from an RPC server's ``/commit`` when the home is written).
 """
 
 from __future__ import annotations
@@ -27,19 +32,27 @@ import re
 import shutil
 import signal
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from medledger.crypto import SigningKey
-from medledger.node.config import ConfigError
-from medledger.node.genesis import Genesis
+import httpx
 
-__all__ = ["COMETBFT_VERSION", "EngineHome", "EngineMember", "EnginePorts", "cometbft_binary",
-           "node_id_of", "start_engine", "write_engine_homes"]
+from medledger.crypto import KdfParams, Keystore, SigningKey
+from medledger.node.config import ConfigError, NodeConfig, parse_hostport
+from medledger.node.genesis import Genesis
+from medledger.node.home import PASSPHRASE_ENV, Home
+
+__all__ = ["COMETBFT_VERSION", "EngineHome", "EngineMember", "EnginePorts", "StateSyncSettings",
+           "TrustPoint", "cometbft_binary", "fetch_trust_point", "node_id_of", "start_engine",
+           "write_engine_homes", "write_joining_home"]
 
 COMETBFT_VERSION = "0.38.26"
+RPC_BATCH_CALLS = 1000  # most calls in one JSON-RPC batch to the engine
+RPC_BODY_BYTES = 16 * 1024 * 1024  # largest JSON-RPC body the engine accepts
+P2P_RATE = 64 * 1024 * 1024  # bytes a second to and from each peer
 BINARY_ENV = "MEDLEDGER_COMETBFT"
 _ED25519_PUB = "tendermint/PubKeyEd25519"
 _ED25519_PRIV = "tendermint/PrivKeyEd25519"
@@ -82,6 +95,43 @@ class EnginePorts:
 
     p2p: str  # HOST:PORT
     rpc: str  # 127.0.0.1:PORT
+
+
+@dataclass(frozen=True, slots=True)
+class TrustPoint:
+    """A height and its block hash, which a state-syncing node's light client trusts and
+    verifies the snapshot's height from."""
+
+    height: int
+    block_hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StateSyncSettings:
+    """CometBFT's ``[statesync]`` for a node that starts from a snapshot."""
+
+    rpc_servers: tuple[str, ...]  # at least two: the light client's primary and witnesses
+    trust: TrustPoint
+    trust_period_hours: int = 168  # how long a validator set is trusted after its header
+    discovery_time_s: int = 15  # how long to gather peers' snapshots before choosing one
+
+    def validate(self) -> None:
+        """Raise ConfigError for settings CometBFT would refuse or misread."""
+        _check_rpc_servers(self.rpc_servers)
+        if self.trust_period_hours < 1:
+            raise ConfigError("the trust period must be at least one hour")
+        if self.discovery_time_s < 5:
+            raise ConfigError("the discovery time must be at least 5 seconds (CometBFT's "
+                              "minimum)")
+
+
+def _check_rpc_servers(servers: Sequence[str]) -> None:
+    if len(servers) < 2:
+        raise ConfigError("state sync needs at least two RPC servers (--rpc-server twice): "
+                          "its light client checks one against the other")
+    for server in servers:
+        if not re.fullmatch(r"https?://[^\s,/]+/?", server):
+            raise ConfigError(f"RPC server {server!r}: give http://HOST:PORT")
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +184,7 @@ class EngineHome:
         settings = {
             ("", "proxy_app"): self.abci_address,
             ("", "moniker"): moniker,
+            ("", "filter_peers"): True,
             ("", "log_level"): "main:info,state:info,*:error",
             ("rpc", "laddr"): f"tcp://{ports.rpc}",
             ("p2p", "laddr"): f"tcp://{ports.p2p}",
@@ -141,16 +192,51 @@ class EngineHome:
             ("p2p", "addr_book_strict"): False,
             ("p2p", "allow_duplicate_ip"): True,
             ("p2p", "pex"): False,
+            # a message waits at most this long in a connection's buffer (CometBFT's default
+            # of 100 ms is paid by each consensus step of each height), and a block of
+            # thousands of transactions is not held back by a 5 MB/s rate limit per peer
+            ("p2p", "flush_throttle_timeout"): "10ms",
+            ("p2p", "send_rate"): P2P_RATE,
+            ("p2p", "recv_rate"): P2P_RATE,
             ("mempool", "size"): 100_000,
             ("mempool", "max_txs_bytes"): 512 * 1024 * 1024,
             ("mempool", "cache_size"): 200_000,
+            # no recheck of the whole mempool after each block: the app's nonce and
+            # state checks at admission stay right without it (LedgerApplication), and
+            # a recheck holds the next height back while it runs
+            ("mempool", "recheck"): False,
             ("consensus", "timeout_propose"): f"{timeout_propose_ms}ms",
             ("consensus", "timeout_commit"): f"{block_interval_ms}ms",
             ("consensus", "create_empty_blocks"): False,
+            # how long a gossip routine with nothing to send sleeps before it looks again
+            # (a new proposal's parts and votes reach the peers that much sooner)
+            ("consensus", "peer_gossip_sleep_duration"): "10ms",
             ("tx_index", "indexer"): "null",
+            # the app keeps every result in its own store and answers for them: CometBFT
+            # need not write each block's FinalizeBlock response to its state database
+            ("storage", "discard_abci_responses"): True,
+            # the node hands a batch of transactions to the mempool in one JSON-RPC call
+            # (CometBFT's default is 10 calls a batch and 1 MB a body)
+            ("rpc", "max_request_batch_size"): RPC_BATCH_CALLS,
+            ("rpc", "max_body_bytes"): RPC_BODY_BYTES,
         }
         path = self.config_dir / "config.toml"
         path.write_text(_patch_toml(path.read_text(), settings))
+
+    def enable_state_sync(self, settings: StateSyncSettings) -> None:
+        """Have CometBFT start from a snapshot (only while its own state is empty), its
+        chunks spooled under its data folder."""
+        settings.validate()
+        path = self.config_dir / "config.toml"
+        path.write_text(_patch_toml(path.read_text(), {
+            ("statesync", "enable"): True,
+            ("statesync", "rpc_servers"): ",".join(settings.rpc_servers),
+            ("statesync", "trust_height"): settings.trust.height,
+            ("statesync", "trust_hash"): settings.trust.block_hash.hex().upper(),
+            ("statesync", "trust_period"): f"{settings.trust_period_hours}h0m0s",
+            ("statesync", "discovery_time"): f"{settings.discovery_time_s}s",
+            ("statesync", "temp_dir"): str((self.path / "data").resolve()),
+        }))
 
     def _write_keys(self, validator_key: SigningKey, node_key: SigningKey) -> None:
         public = validator_key.public_key
@@ -191,12 +277,22 @@ class EngineMember:
     ports: EnginePorts
 
 
-def write_engine_homes(members: list[EngineMember], genesis: Genesis, *,
-                       block_interval_ms: int = 500, timeout_propose_ms: int = 3000
-                       ) -> list[str]:
-    """Write the CometBFT home of every member, each with a new node key and every other
-    member as a persistent peer; return their node IDs."""
-    node_keys = [SigningKey.generate() for _ in members]
+def with_nodes(organisations: tuple[dict[str, Any], ...], owners: list[str],
+               node_keys: list[SigningKey]) -> tuple[dict[str, Any], ...]:
+    """``organisations`` with each node's ID listed under the organisation that runs it
+    (``owners[i]`` runs node ``i``): the peer filter admits the nodes genesis lists."""
+    ids: dict[str, list[str]] = {}
+    for owner, key in zip(owners, node_keys, strict=True):
+        ids.setdefault(owner, []).append(node_id_of(key.public_key))
+    return tuple({**org, "nodes": ids[org["id"]]} if org["id"] in ids else org
+                 for org in organisations)
+
+
+def write_engine_homes(members: list[EngineMember], genesis: Genesis,
+                       node_keys: list[SigningKey], *, block_interval_ms: int = 500,
+                       timeout_propose_ms: int = 3000) -> list[str]:
+    """Write the CometBFT home of every member, with its node key (``node_keys``, in
+    order) and every other member as a persistent peer; return their node IDs."""
     ids = [node_id_of(k.public_key) for k in node_keys]
     for index, member in enumerate(members):
         peers = [f"{ids[i]}@{other.ports.p2p}" for i, other in enumerate(members) if i != index]
@@ -205,6 +301,70 @@ def write_engine_homes(members: list[EngineMember], genesis: Genesis, *,
             moniker=member.name, block_interval_ms=block_interval_ms,
             timeout_propose_ms=timeout_propose_ms)
     return ids
+
+
+def fetch_trust_point(rpc_servers: Sequence[str], chain_id: str, timeout: float = 10.0
+                      ) -> TrustPoint:
+    """The latest commit of chain ``chain_id`` from the first RPC server's ``/commit``,
+    confirmed by the second server's commit of the same height. Raises ConfigError."""
+    _check_rpc_servers(rpc_servers)
+    latest = _commit(rpc_servers[0], None, chain_id, timeout)
+    confirmed = _commit(rpc_servers[1], latest.height, chain_id, timeout)
+    if confirmed != latest:
+        raise ConfigError(f"{rpc_servers[0]} and {rpc_servers[1]} disagree on block "
+                          f"{latest.height}: {latest.block_hash.hex()} against "
+                          f"{confirmed.block_hash.hex()}; do not trust them")
+    return latest
+
+
+def _commit(server: str, height: int | None, chain_id: str, timeout: float) -> TrustPoint:
+    params = {} if height is None else {"height": str(height)}
+    url = f"{server.rstrip('/')}/commit"
+    try:
+        answer = httpx.get(url, params=params, timeout=timeout)
+        answer.raise_for_status()
+        signed = answer.json()["result"]["signed_header"]
+        found = (signed["header"]["chain_id"], int(signed["header"]["height"]),
+                 bytes.fromhex(signed["commit"]["block_id"]["hash"]))
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"cannot read a commit from {url}: {e}") from e
+    if found[0] != chain_id:
+        raise ConfigError(f"{server} serves chain {found[0]!r}, the genesis is of {chain_id!r}")
+    if found[1] < 1 or len(found[2]) != 32:
+        raise ConfigError(f"{url} answered no committed block yet")
+    return TrustPoint(found[1], found[2])
+
+
+def write_joining_home(path: Path, genesis: Genesis, *, api: str, ports: EnginePorts,
+                       peers: Sequence[str], state_sync: StateSyncSettings,
+                       kdf_params: KdfParams | None = None) -> Home:
+    """Write the home of a node that joins a running chain on CometBFT: no validator (a new
+    key of no power), ``peers`` (``<node id>@HOST:PORT``) to dial, and state sync enabled
+    with ``state_sync``. Refuses a folder that already holds a node."""
+    home = Home(path)
+    if any(p.exists() for p in (home.config_path, home.genesis_path, home.validator_key_path,
+                                home.store_path, home.path / "cometbft")):
+        raise ConfigError(f"{path} already holds a node; choose another --home")
+    for peer in peers:
+        if not re.fullmatch(r"[0-9a-f]{40}@.+", peer):
+            raise ConfigError(f"peer {peer!r}: give <node id>@HOST:PORT, the node id 40 hex "
+                              "characters (`cometbft show-node-id --home HOME/cometbft`)")
+        parse_hostport(peer.partition("@")[2])
+    config = NodeConfig(api=api, p2p=ports.p2p)
+    parse_hostport(config.api)
+    state_sync.validate()
+    (home.path / "keys").mkdir(parents=True, exist_ok=True)
+    (home.path / "data").mkdir(exist_ok=True)
+    passphrase = os.environ.get(PASSPHRASE_ENV) or home._write_passphrase()
+    key = Keystore.generate()
+    key.save(home.validator_key_path, passphrase, kdf_params=kdf_params)
+    genesis.save(home.genesis_path)
+    config.save(home.path)
+    engine = EngineHome(home.path)
+    engine.write(genesis, key.signing, SigningKey.generate(), ports, list(peers),
+                 moniker=home.path.name, block_interval_ms=config.block_interval_ms)
+    engine.enable_state_sync(state_sync)
+    return home
 
 
 def _write_json(path: Path, data: Any, *, secret: bool = True) -> None:
@@ -252,11 +412,18 @@ def _patch_toml(text: str, settings: dict[tuple[str, str], Any]) -> str:
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    """In the child: get SIGTERM when the parent dies (Linux), so that a supervisor killed
-    with SIGKILL leaves no engine holding the node's ports and data."""
+    """In the child: get SIGKILL when the parent dies (Linux), so that a supervisor killed
+    with SIGKILL leaves no engine holding the node's ports and data.
+
+    SIGKILL, not SIGTERM: with its app gone, CometBFT's graceful stop can wait forever on
+    an ABCI call the app will never answer (seen when the app died in the middle of a
+    block, the peer filter's queries timing out meanwhile), holding the store's lock and
+    the ports, so that the next ``medledger up`` could not start its engine ("failed to
+    initialize database: resource temporarily unavailable"). A kill is a crash, which
+    CometBFT's stores and WAL are made to survive (its own e2e tests kill with SIGKILL)."""
     libc = ctypes.CDLL(None, use_errno=True)
     pr_set_pdeathsig = 1
-    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 def start_engine(engine: EngineHome, log: IO[bytes] | int | None = None) -> subprocess.Popen[bytes]:

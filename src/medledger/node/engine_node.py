@@ -23,6 +23,8 @@ import logging
 import os
 import signal
 import subprocess
+import threading
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,9 +32,10 @@ import httpx
 from medledger.crypto import SigningKey
 from medledger.ledger import Block, MalformedError, Transaction
 from medledger.node.abci import AbciServer, LedgerApplication
+from medledger.node.abci.server import PROFILE_ENV
 from medledger.node.abci.snapshots import StateSync
 from medledger.node.config import NodeConfig
-from medledger.node.engine import EngineHome, start_engine
+from medledger.node.engine import RPC_BATCH_CALLS, EngineHome, start_engine
 from medledger.node.genesis import Genesis
 from medledger.node.headers import SignedHeaders
 from medledger.node.node import Node, Submitted
@@ -60,8 +63,11 @@ class EngineNode(Node):
         self.state_sync = StateSync(self.chain, engine.node_home / "data" / "snapshots",
                                     interval=config.snapshot_interval,
                                     keep=config.snapshot_keep)
+        self._verdicts = _Verdicts()  # CheckTx answers that submissions wait for
         self.app = LedgerApplication(self.chain, max_block_txs=config.max_block_txs,
+                                     peers_allowed=self._peer_allowed,
                                      on_commit=self._committed_in_thread,
+                                     on_checked=self._verdicts.checked,
                                      state_sync=self.state_sync)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._rpc: httpx.AsyncClient | None = None
@@ -80,6 +86,7 @@ class EngineNode(Node):
         self._stop_event = asyncio.Event()
         if self._stopping:
             return
+        profile = _loop_profile()
         server = AbciServer(self.app, self.engine.abci_address)
         await server.start()
         self._spawn_header_catch_up()
@@ -98,6 +105,10 @@ class EngineNode(Node):
             await self._rpc.aclose()
             await server.close()
             self.state_sync.close()
+            if profile is not None:
+                profile.disable()
+                path = Path(os.environ[PROFILE_ENV]) / f"loop-{os.getpid()}.prof"
+                profile.dump_stats(str(path))
 
     async def _follow(self) -> None:
         assert self._stop_event is not None
@@ -181,6 +192,13 @@ class EngineNode(Node):
     def status(self) -> dict[str, Any]:
         return {**super().status(), "mempool_size": None, **self._engine_status}
 
+    def _peer_allowed(self, node_id: str) -> bool:
+        """CometBFT's peer filter: a node that genesis or governance lists as a member's."""
+        allowed = self.chain.registry.admits_peer(self.chain.view(), node_id)
+        if not allowed:
+            log.warning("refused peer %s: not a consortium member's node", node_id)
+        return allowed
+
     # commits ----------------------------------------------------------------------------
     def _committed_in_thread(self, block: Block) -> None:
         self.state_sync.committed(block.header.height)
@@ -225,10 +243,48 @@ class EngineNode(Node):
         return [r if r is not None else next(answers) for r in out]
 
     async def _broadcast(self, txs: list[Transaction]) -> list[Submitted]:
-        """Hand ``txs`` to the engine's mempool in one JSON-RPC batch; its CheckTx answers."""
+        """Hand ``txs`` to the engine's mempool, in order; answer each with the app's own
+        CheckTx verdict (:class:`_Verdicts`), or with the engine's refusal before CheckTx
+        (a repeat, a full mempool).
+
+        They go in JSON-RPC batches of ``broadcast_tx_async``, which returns once CometBFT
+        has queued the CheckTx: ``broadcast_tx_sync`` waits for each CheckTx in turn, and
+        CometBFT's socket client writes a lone request out only when its 20 ms flush timer
+        fires, so a batch of them took about 10 ms a transaction."""
         if self._rpc is None:
             return [Submitted(tx.tx_id, "unavailable", "the node is starting") for tx in txs]
-        calls = [{"jsonrpc": "2.0", "id": index, "method": "broadcast_tx_sync",
+        loop = asyncio.get_running_loop()
+        waiter, repeated = self._verdicts.expect([tx.raw for tx in txs], loop)
+        refused: dict[int, Submitted] = {i: Submitted(txs[i].tx_id, "duplicate", _REPEATED)
+                                         for i in repeated}
+        sent = [i for i in range(len(txs)) if i not in refused]
+        for first in range(0, len(sent), RPC_BATCH_CALLS):
+            chunk = sent[first:first + RPC_BATCH_CALLS]
+            answers = await self._post_async([txs[i] for i in chunk])
+            if isinstance(answers, Exception):
+                for i in sent[first:]:
+                    refused[i] = _unavailable([txs[i]], answers)[0]
+                break
+            for i, answer in zip(chunk, answers, strict=True):
+                if answer is not None:
+                    refused[i] = answer
+        for i in refused:
+            if i not in repeated:
+                self._verdicts.withdraw(txs[i].raw)
+        verdicts = await waiter.wait(RPC_TIMEOUT)
+        if verdicts is None:  # no CheckTx in time: the engine's ABCI connection is stuck
+            for tx in txs:
+                self._verdicts.withdraw(tx.raw)
+            verdicts = waiter.answers
+        return [refused[i] if i in refused else _checked(tx, verdicts.get(tx.raw))
+                for i, tx in enumerate(txs)]
+
+    async def _post_async(self, txs: list[Transaction]
+                          ) -> list[Submitted | None] | Exception:
+        """One JSON-RPC batch of ``broadcast_tx_async``: per transaction, the engine's
+        refusal or None (queued for CheckTx); the error when the engine did not answer."""
+        assert self._rpc is not None
+        calls = [{"jsonrpc": "2.0", "id": index, "method": "broadcast_tx_async",
                   "params": {"tx": base64.b64encode(tx.raw).decode()}}
                  for index, tx in enumerate(txs)]
         payload = calls if len(calls) > 1 else calls[0]
@@ -240,14 +296,100 @@ class EngineNode(Node):
                 break
             except httpx.ConnectError as e:  # the engine is (re)starting: wait a little
                 if loop.time() >= deadline or self._stopping:
-                    return _unavailable(txs, e)
+                    return e
                 await asyncio.sleep(0.1)
             except (httpx.HTTPError, ValueError) as e:
-                return _unavailable(txs, e)
+                return e
         if isinstance(answers, dict):
             answers = [answers]
         by_id = {a.get("id"): a for a in answers}
-        return [_submitted(tx, by_id.get(index)) for index, tx in enumerate(txs)]
+        return [_refused(tx, by_id.get(index)) for index, tx in enumerate(txs)]
+
+
+class _Waiter:
+    """The CheckTx verdicts one submission waits for."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, count: int) -> None:
+        self.answers: dict[bytes, tuple[int, str, str] | None] = {}
+        self._loop = loop
+        self._remaining = count
+        self._lock = threading.Lock()
+        self._done = asyncio.Event()
+        if count == 0:
+            self._done.set()
+
+    def settle(self, raw: bytes, verdict: tuple[int, str, str] | None) -> None:
+        """Record ``raw``'s verdict (None: none will come); from any thread."""
+        with self._lock:
+            self.answers[raw] = verdict
+            self._remaining -= 1
+            done = self._remaining == 0
+        if done:
+            self._loop.call_soon_threadsafe(self._done.set)
+
+    async def wait(self, timeout: float) -> dict[bytes, tuple[int, str, str] | None] | None:
+        """Every verdict, or None after ``timeout`` seconds."""
+        try:
+            await asyncio.wait_for(self._done.wait(), timeout)
+        except TimeoutError:
+            return None
+        return self.answers
+
+
+class _Verdicts:
+    """The CheckTx verdicts that submissions wait for, by transaction bytes: the ABCI
+    thread records each first CheckTx (:meth:`checked`), and a submission wakes once all of
+    its transactions are answered (one wake-up a batch, not one a transaction)."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[bytes, _Waiter] = {}
+
+    def expect(self, raws: list[bytes], loop: asyncio.AbstractEventLoop
+               ) -> tuple[_Waiter, set[int]]:
+        """A waiter for ``raws``, and the indexes of those already awaited (by this
+        submission or another): a repeat, which the engine's cache would refuse."""
+        repeated: set[int] = set()
+        fresh: list[bytes] = []
+        seen: set[bytes] = set()
+        for index, raw in enumerate(raws):
+            if raw in seen or raw in self._waiting:
+                repeated.add(index)
+            else:
+                seen.add(raw)
+                fresh.append(raw)
+        waiter = _Waiter(loop, len(fresh))
+        for raw in fresh:
+            self._waiting[raw] = waiter
+        return waiter, repeated
+
+    def checked(self, raw: bytes, answer: Any) -> None:
+        """The app answered ``raw``'s first CheckTx (in the ABCI thread)."""
+        waiter = self._waiting.pop(raw, None)
+        if waiter is not None:
+            waiter.settle(raw, (answer.code, answer.codespace, answer.log))
+
+    def withdraw(self, raw: bytes) -> None:
+        """No CheckTx will come for ``raw``: the engine refused it before."""
+        waiter = self._waiting.pop(raw, None)
+        if waiter is not None:
+            waiter.settle(raw, None)
+
+
+_REPEATED = "this transaction was already submitted"
+
+
+def _loop_profile() -> Any:
+    """With ``MEDLEDGER_PROFILE=DIR``, a cProfile of the event loop's thread (the API, the
+    ABCI socket, submissions), started now; None otherwise."""
+    folder = os.environ.get(PROFILE_ENV)
+    if not folder:
+        return None
+    import cProfile
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    profile = cProfile.Profile()
+    profile.enable()
+    return profile
 
 
 def _unavailable(txs: list[Transaction], error: Exception) -> list[Submitted]:
@@ -255,18 +397,27 @@ def _unavailable(txs: list[Transaction], error: Exception) -> list[Submitted]:
                                                f"{error}") for tx in txs]
 
 
-def _submitted(tx: Transaction, answer: dict[str, Any] | None) -> Submitted:
-    """The engine's answer to one ``broadcast_tx_sync`` as a :class:`Submitted`."""
+def _refused(tx: Transaction, answer: dict[str, Any] | None) -> Submitted | None:
+    """The engine's answer to one ``broadcast_tx_async``: its refusal, or None when the
+    transaction was queued for CheckTx."""
     if answer is None:
         return Submitted(tx.tx_id, "unavailable", "the consensus engine gave no answer")
     if "error" in answer:
         detail = str(answer["error"].get("data") or answer["error"].get("message"))
         if "already exists in cache" in detail:
-            return Submitted(tx.tx_id, "duplicate", "this transaction was already submitted")
+            return Submitted(tx.tx_id, "duplicate", _REPEATED)
         if "mempool is full" in detail:
             return Submitted(tx.tx_id, "mempool_full", "the mempool is full; retry later")
         return Submitted(tx.tx_id, "unavailable", f"the consensus engine refused it: {detail}")
-    result = answer["result"]
-    if result.get("code", 0) == 0:
+    return None
+
+
+def _checked(tx: Transaction, verdict: tuple[int, str, str] | None) -> Submitted:
+    """The app's CheckTx verdict on ``tx`` as a :class:`Submitted`."""
+    if verdict is None:
+        return Submitted(tx.tx_id, "unavailable", "the consensus engine did not check it in "
+                                                  f"{RPC_TIMEOUT:.0f} s")
+    code, codespace, message = verdict
+    if code == 0:
         return Submitted(tx.tx_id, "ok", "")
-    return Submitted(tx.tx_id, result.get("codespace") or "refused", result.get("log", ""))
+    return Submitted(tx.tx_id, codespace or "refused", message)

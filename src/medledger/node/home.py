@@ -214,6 +214,11 @@ class Home:
         validator = Keystore.generate()
         validator.save(home.validator_key_path, passphrase, kdf_params=kdf_params)
         organisations = found_organisations(demo, passphrase, kdf_params, lambda _i, _o: home)
+        node_keys = [SigningKey.generate()] if engine_rpc is not None else []
+        if node_keys:
+            from medledger.node.engine import with_nodes
+
+            organisations = with_nodes(organisations, [organisations[0]["id"]], node_keys)
         genesis = Genesis(
             chain_id=chain_id,
             genesis_time=genesis_time if genesis_time is not None else time.time_ns() // 10**6,
@@ -227,7 +232,7 @@ class Home:
 
             write_engine_homes([EngineMember(home.path, "node0", validator.signing,
                                              EnginePorts(config.p2p, engine_rpc))],
-                               genesis, block_interval_ms=config.block_interval_ms)
+                               genesis, node_keys, block_interval_ms=config.block_interval_ms)
         return home
 
     def _write_passphrase(self) -> str:

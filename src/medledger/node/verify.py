@@ -1,4 +1,6 @@
-"""Re-verify a store from genesis: every block, transaction, link, certificate and root.
+"""Re-verify a store from genesis (or from its base): every row of every table is either
+committed (checked against the root that commits it), derived (checked against what it is
+derived from) or bookkeeping (checked against the facts it records).
 
 :func:`verify_store` raises :class:`~medledger.ledger.IntegrityError` naming the first bad
 height and what is wrong; the node runs it before it starts, ``medledger verify`` on demand.
@@ -10,32 +12,69 @@ is the one the state committed at ``h - 1`` scheduled for ``h``
 or, when none was scheduled, the set of ``h - 1``. A scheduled set's value is read from the
 append-only key ``validators/at/<h>`` of the current state, and must hash to the scheduled
 one. Each header must name its set's hash and each certificate be signed by its set.
+
+What each table must hold:
+
+- ``blocks``: canonical bytes; the header hashes to the block hash and links to the previous
+  one; certificates (or, for a block CometBFT decided, the engine's block hash, which the log
+  of blocks in state commits for every block that carried transactions or changed state);
+  the stored history frontier of each height over the block hashes up to it;
+- ``txs``: the rows of a height are its transactions 0..n-1, in canonical bytes hashing to
+  their ids, with the header's tx root and results root; each one found by id and by sender;
+  no row outside a block;
+- ``smt_pages``: every version of the state tree (each block's root), each node read once
+  and checked against the hash its parent commits to; every stored node in some version
+  (only the nodes a snapshot restore replaced itself may be in none), and no stray byte;
+- ``state``: every entry against the latest state root, and as many entries as it holds;
+- ``block_events``: canonical lists of well-formed events, at stored heights only (block
+  hooks' events are committed by nothing, as in CometBFT);
+- ``events``, ``event_attrs``: the event index, rebuilt from ``txs`` and ``block_events``
+  up to the height it records, and compared row by row;
+- ``meta``: each entry known and checked (see :func:`_check_meta`);
+- and SQLite's own check of its pages and indexes (``Store.storage_faults``).
+
+A store that started from a state snapshot holds no blocks below its base. Its base block is
+taken as the snapshot was (its state root is the app hash CometBFT's light client verified);
+it is checked against the base record: its history root against the stored frontier of the
+blocks below, its validator-set hash against the stored set, its transactions and results
+against its roots. Every later block is checked as in a full store.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from medledger.apps import default_registry
-from medledger.codec import CodecError, decode
+from medledger.codec import CodecError, decode, encode
 from medledger.ledger import (
     ZERO_HASH,
     Certificate,
+    Event,
     Header,
     IntegrityError,
     LedgerError,
+    MalformedError,
     Transaction,
+    TxResult,
     ValidatorSet,
     results_root,
     tx_root,
 )
+from medledger.ledger.engine import HISTORY_KEY, history_leaf, results_hash
+from medledger.merkle import log
 from medledger.merkle.log import Frontier
-from medledger.merkle.sparse import NodeRef, SparseMerkleError
-from medledger.node.chain import check_store_genesis, engine_block_hash, result_of
+from medledger.merkle.sparse import EMPTY_ROOT, NodeRef
+from medledger.node.chain import (
+    check_store_genesis,
+    engine_block_hash,
+    engine_reference,
+    result_of,
+)
 from medledger.node.genesis import Genesis
-from medledger.state import StateTree, value_hash
-from medledger.store import Store, StoredBlock
+from medledger.node.verify_tree import TreeVersions, check_state
+from medledger.state import key_hash, value_hash
+from medledger.store import Store, StoreBase, StoredBlock, StoredEvent, StoreError
 
 __all__ = ["VerifyReport", "verify_store"]
 
@@ -49,6 +88,7 @@ class VerifyReport:
     height: int
     transactions: int
     state_entries: int
+    tree_nodes: int = 0  # stored state-tree nodes, of every version
 
 
 _SETS = default_registry().validators  # the app that keeps the validator set
@@ -61,17 +101,22 @@ def _decode(height: int, what: str, raw: bytes) -> object:
         raise IntegrityError(height, f"{what} is not canonical JSON: {e}") from e
 
 
-def _validators_of(store: Store, tree: StateTree, height: int, prev: StoredBlock | None,
-                   prev_header: Header | None, prev_set: ValidatorSet) -> ValidatorSet:
-    """The set of ``height``: the one the state of ``height - 1`` scheduled for it, else the
-    set of ``height - 1`` (``prev_set``; the genesis set for height 1)."""
-    if prev is None or prev_header is None:
+def _same_bytes(height: int, what: str, stored: bytes | None, canonical: bytes | None) -> None:
+    """Stored bytes must be the canonical bytes of what they decode to: a hash or a
+    signature covers the value, so bytes that decode alike must not pass for it."""
+    if stored != canonical:
+        raise IntegrityError(height, f"{what} is not in canonical bytes")
+
+
+# the blocks -----------------------------------------------------------------------------------
+def _validators_of(store: Store, versions: TreeVersions, height: int, prev_root: NodeRef | None,
+                   prev_set: ValidatorSet) -> ValidatorSet:
+    """The set of ``height``: the one the state of ``height - 1`` (``prev_root``, walked)
+    scheduled for it, else the set of ``height - 1`` (``prev_set``; the genesis set for
+    height 1)."""
+    if prev_root is None:
         return prev_set
-    root = NodeRef(prev.state_root_id, prev_header.state_root)
-    try:
-        scheduled = tree.get_hash(root, _SETS.pending_key(height))
-    except SparseMerkleError as e:
-        raise IntegrityError(prev.height, f"state tree node is damaged: {e}") from e
+    scheduled = versions.get(prev_root, key_hash(_SETS.pending_key(height)))
     if scheduled is None:
         return prev_set
     raw = store.get_value(_SETS.set_key(height))
@@ -90,13 +135,15 @@ def _validators_of(store: Store, tree: StateTree, height: int, prev: StoredBlock
 def _check_header(stored: StoredBlock, genesis: Genesis, validators: ValidatorSet,
                   prev_hash: bytes, history: Frontier) -> Header:
     height = stored.height
+    raw = _decode(height, "header", stored.header)
     try:
-        header = Header.from_dict(_decode(height, "header", stored.header))
+        header = Header.from_dict(raw)
     except LedgerError as e:
         raise IntegrityError(height, f"header is malformed: {e}") from e
     if header.hash() != stored.block_hash:
         raise IntegrityError(height, "block hash does not match the header",
                              stored.block_hash.hex(), header.hash().hex())
+    _same_bytes(height, "header", stored.header, header.encode())
     if header.height != height or header.chain_id != genesis.chain_id:
         raise IntegrityError(height, "header names another height or chain")
     if header.prev_hash != prev_hash:
@@ -129,6 +176,7 @@ def _check_certificates(stored: StoredBlock, genesis: Genesis, header: Header,
         carried = None
     else:
         carried = Certificate.from_dict(_decode(height, "carried commit", stored.last_commit))
+        _same_bytes(height, "carried commit", stored.last_commit, encode(carried.to_dict()))
     if (carried.hash() if carried else ZERO_HASH) != header.last_commit_hash:
         raise IntegrityError(height, "carried commit does not match the header")
     if prev_cert is not None:
@@ -139,36 +187,51 @@ def _check_certificates(stored: StoredBlock, genesis: Genesis, header: Header,
             raise IntegrityError(height, "carried commit is not for the previous block")
         carried.verify(genesis.chain_id, prev_set)
     cert = Certificate.from_dict(_decode(height, "certificate", stored.certificate))
+    _same_bytes(height, "certificate", stored.certificate, encode(cert.to_dict()))
     if cert.block_hash != stored.block_hash or cert.height != height:
         raise IntegrityError(height, "certificate is for another block")
     cert.verify(genesis.chain_id, validators)
     return carried, cert
 
 
-def _decided_by_engine(stored: StoredBlock, header: Header) -> bool:
-    """True for a block CometBFT decided (it names the engine's block hash, carries no
-    certificate of its own)."""
-    if engine_block_hash(_decode(stored.height, "certificate", stored.certificate)) is None:
-        return False
+def _engine_hash(stored: StoredBlock, header: Header) -> bytes | None:
+    """The engine's block hash of a block CometBFT decided (it names that hash, carries no
+    certificate of its own); None for a block of medledger's own engine."""
+    try:
+        engine_hash = engine_block_hash(_decode(stored.height, "certificate",
+                                                stored.certificate))
+    except (TypeError, ValueError) as e:
+        raise IntegrityError(stored.height, f"the engine's block hash is not hex: {e}") from e
+    if engine_hash is None:
+        return None
+    _same_bytes(stored.height, "the engine's block hash", stored.certificate,
+                engine_reference(engine_hash))
     if stored.last_commit is not None or header.last_commit_hash != ZERO_HASH:
         raise IntegrityError(stored.height, "a block decided by the engine carries a commit")
-    return True
+    return engine_hash
 
 
-def _check_txs(store: Store, header: Header, signatures: bool) -> int:
+def _check_txs(store: Store, header: Header, signatures: bool
+               ) -> tuple[list[Transaction], list[TxResult]]:
+    """The block's stored transactions, decoded and checked against the header, with their
+    results."""
     height = header.height
     rows = store.get_block_txs(height)
     txs = []
-    for row in rows:
+    for index, row in enumerate(rows):
+        if row.index != index:
+            raise IntegrityError(height, f"stored transactions are numbered {row.index} "
+                                         f"where {index} belongs")
         try:
             tx = Transaction.decode(row.raw)
         except LedgerError as e:
-            raise IntegrityError(height, f"transaction {row.index} is malformed: {e}") from e
+            raise IntegrityError(height, f"transaction {index} is malformed: {e}") from e
         if tx.tx_id != row.tx_id:
-            raise IntegrityError(height, f"transaction {row.index} bytes do not match its id",
+            raise IntegrityError(height, f"transaction {index} bytes do not match its id",
                                  row.tx_id.hex(), tx.tx_id.hex())
+        _same_bytes(height, f"transaction {index}", row.raw, tx.raw)
         if signatures and not tx.signature_valid():
-            raise IntegrityError(height, f"transaction {row.index} has a bad signature")
+            raise IntegrityError(height, f"transaction {index} has a bad signature")
         txs.append(tx)
     if len(txs) != header.tx_count or tx_root([t.tx_id for t in txs]) != header.tx_root:
         raise IntegrityError(height, "transactions do not match the header's tx root")
@@ -176,75 +239,304 @@ def _check_txs(store: Store, header: Header, signatures: bool) -> int:
         results = [result_of(r) for r in rows]
     except (LedgerError, CodecError) as e:
         raise IntegrityError(height, f"a stored result's events are damaged: {e}") from e
+    for index, (row, result) in enumerate(zip(rows, results, strict=True)):
+        _same_bytes(height, f"the events of transaction {index}", row.events,
+                    result.events_bytes)
     if results_root(results) != header.results_root:
         raise IntegrityError(height, "results do not match the header's results root")
-    return len(txs)
+    faults = store.tx_lookup_faults(height, [(t.tx_id, t.sender) for t in txs])
+    if faults:
+        raise IntegrityError(height, f"transaction {faults[0]} is not found by its id or "
+                                     "its sender (the lookup columns of table txs)")
+    return txs, results
 
 
-def _check_state(store: Store, stored: StoredBlock, header: Header) -> int:
-    tree = StateTree(store, cache_size=10_000)
-    root = NodeRef(stored.state_root_id, header.state_root)
+def _block_events(height: int, which: str, raw: bytes | None) -> tuple[Event, ...]:
+    """A stored list of block-hook events, checked for form (nothing commits them)."""
+    if raw is None:
+        return ()
     try:
-        leaves = tree.verify(root)
-        count = 0
-        for key, value in store.iter_values():
-            if tree.get_hash(root, key) != value_hash(value):
-                raise IntegrityError(stored.height, f"state value of {key!r} does not match "
-                                                    "the state root")
-            count += 1
-    except SparseMerkleError as e:
-        raise IntegrityError(stored.height, f"state tree node is damaged: {e}") from e
-    if count != leaves:
-        raise IntegrityError(stored.height, "state holds entries the state root does not",
-                             str(leaves), str(count))
-    return count
+        items = _decode(height, f"{which} events", raw)
+        if type(items) is not list or not items:
+            raise MalformedError("events", "must be a list of one or more")
+        events = tuple(Event.from_dict(item) for item in items)
+    except LedgerError as e:
+        raise IntegrityError(height, f"{which} events (table block_events): {e}") from e
+    _same_bytes(height, f"{which} events (table block_events)", raw,
+                b"[" + b",".join(e.encoded for e in events) + b"]")
+    return events
 
 
-def verify_store(store: Store, genesis: Genesis, *, signatures: bool = True,
-                 progress: Progress | None = None) -> VerifyReport:
-    """Check the whole store against ``genesis``; raise IntegrityError at the first fault
-    (StoreMismatch first, if the store was made from another genesis)."""
-    check_store_genesis(store, genesis)
-    latest = store.latest_height()
-    history = Frontier()
-    prev_header: Header | None = None
-    prev_hash, prev_cert = ZERO_HASH, None
-    prev_set = genesis.validators
-    tree = StateTree(store, cache_size=10_000)
-    n_txs = 0
-    stored = prev_stored = None
-    for height in range(1, latest + 1):
+# the state ------------------------------------------------------------------------------------
+
+
+class _EngineLog:
+    """The log of blocks CometBFT decided (``HISTORY_KEY`` in state), rebuilt from the
+    blocks: each one that carried transactions or changed state appends its engine block
+    hash and results hash, and the state of its height must hold the log so far. Checked
+    from block 1 only: a store restored from a snapshot lacks the log's value at its base."""
+
+    def __init__(self, versions: TreeVersions) -> None:
+        self.versions = versions
+        self.frontier = Frontier()
+
+    def check(self, height: int, engine_hash: bytes, results: list[TxResult],
+              root: NodeRef, changed: bool) -> None:
+        if not (results or changed):
+            return  # an empty block that changed nothing: it is in no log
+        leaf = history_leaf(height, engine_hash, results_hash(results))
+        frontier = self.frontier
+        frontier.append(log.leaf_hash(leaf))
+        entry = encode({"frontier": [h.hex() for h in frontier.to_list()],
+                        "root": frontier.root().hex(), "size": frontier.size})
+        if self.versions.get(root, key_hash(HISTORY_KEY)) != value_hash(entry):
+            raise IntegrityError(height, "the engine's block hash or the results are not the "
+                                         "ones the state's log of blocks commits")
+
+
+# the event index ------------------------------------------------------------------------------
+def _attrs_text(event: Event) -> bytes:
+    """An event's attributes as the index keeps them (its canonical JSON object)."""
+    return event.encoded[len(b'{"attrs":') : -len(b',"type":"' + event.type.encode() + b'"}')]
+
+
+class _EventIndex:
+    """The event index against the rows it is built from, streamed block by block: the
+    events of each indexed height, numbered on (begin-block hooks', each transaction's,
+    end-block hooks'), each with its attribute lookups, and nothing more."""
+
+    def __init__(self, store: Store, indexed: int, seq: int) -> None:
+        self.indexed = indexed
+        self.seq = seq  # of the last event before the first indexed block
+        self._events: Iterator[StoredEvent] = store.iter_indexed_events()
+        self._attrs: Iterator[tuple[int, str]] = store.iter_event_attrs()
+
+    def check(self, height: int, events: list[tuple[int | None, Event]]) -> None:
+        if height > self.indexed:
+            return
+        for tx_index, event in events:
+            self.seq += 1
+            want = (self.seq, height, tx_index, event.type, _attrs_text(event))
+            got = next(self._events, None)
+            if got is None or (got.seq, got.height, got.tx_index, got.type, got.attrs) != want:
+                raise IntegrityError(height, f"event {self.seq} of the index (table events) "
+                                             "is not the one the block's rows give")
+            for attr in sorted({f"{name}={value}" for name, value in event.attrs}):
+                if next(self._attrs, None) != (self.seq, attr):
+                    raise IntegrityError(height, f"the attributes of event {self.seq} (table "
+                                                 "event_attrs) are not the event's")
+
+    def finish(self, latest: int) -> None:
+        extra = next(self._events, None)
+        if extra is not None:
+            raise IntegrityError(latest, f"table events holds event {extra.seq!r} (of height "
+                                         f"{extra.height!r}), which no indexed block gives")
+        extra_attr = next(self._attrs, None)
+        if extra_attr is not None:
+            raise IntegrityError(latest, f"table event_attrs holds {extra_attr!r}, which no "
+                                         "indexed event gives")
+
+
+# meta -----------------------------------------------------------------------------------------
+_BASE_KEYS = frozenset({"base_height", "base_history", "base_validators", "base_txs",
+                        "base_events"})
+_META_KEYS = frozenset({"schema", "genesis_hash", "chain_id", "events_indexed"}) | _BASE_KEYS
+
+
+def _count(value: bytes | None) -> int | None:
+    """A count stored as decimal ASCII, in its one canonical form; None otherwise."""
+    if value is None or not value.isdigit() or str(int(value)).encode() != value:
+        return None
+    return int(value)
+
+
+def _check_meta(store: Store, genesis: Genesis, first: int, latest: int) -> int:
+    """Check each meta entry; return the height the event index reaches.
+
+    ``schema``: the layout the store writes. ``genesis_hash`` (compared before anything
+    else, see :func:`check_store_genesis`) and ``chain_id``: this genesis's, both present
+    once a block is. ``events_indexed``: a height from just below the first block to the
+    tip (the index itself is checked against it, block by block). ``base_*``: present
+    exactly when the store started from a snapshot; the counts in canonical decimal, the
+    height the first stored block (the rest is checked against the base block).
+    """
+    meta = dict(store.iter_meta())
+    unknown = sorted(set(meta) - _META_KEYS)
+    if unknown:
+        raise IntegrityError(latest, f"table meta holds entries no store writes: {unknown}")
+    if meta.get("schema") != store.schema_version:
+        raise IntegrityError(latest, "meta entry 'schema' is not this store's layout",
+                             repr(store.schema_version), repr(meta.get("schema")))
+    if latest and "genesis_hash" not in meta:
+        raise IntegrityError(latest, "table meta lacks the genesis hash")
+    if ("chain_id" in meta) != ("genesis_hash" in meta) or meta.get(
+            "chain_id", genesis.chain_id.encode()) != genesis.chain_id.encode():
+        raise IntegrityError(latest, "meta entry 'chain_id' is not the genesis chain id")
+    indexed = _count(meta.get("events_indexed", str(first - 1).encode()))
+    if indexed is None or not first - 1 <= indexed <= latest:
+        raise IntegrityError(latest, "meta entry 'events_indexed' is not a height from just "
+                                     "below the first block to the tip",
+                             f"{first - 1}..{latest}", repr(meta.get("events_indexed")))
+    base = store.base()
+    present = _BASE_KEYS & set(meta)
+    if present and (base is None or present != _BASE_KEYS):
+        raise IntegrityError(latest, "table meta holds a partial base record")
+    if base is not None:
+        counts = [_count(meta[k]) for k in ("base_height", "base_txs", "base_events")]
+        if None in counts or counts[0] != base.height or len(meta["base_history"]) % 32:
+            raise IntegrityError(base.height, "the base record in table meta is malformed")
+    return indexed
+
+
+def _from_base(store: Store, base: StoreBase) -> tuple[Frontier, bytes, ValidatorSet]:
+    """Where verifying a store that started from a snapshot begins: the frontier of the
+    blocks below the base, the base block's own previous-block link (nothing below it to
+    check it against) and the base block's validator set."""
+    height = base.height
+    stored = store.get_block(height)
+    if stored is None:
+        raise IntegrityError(height, "the store starts from a snapshot at this height, but "
+                                     "holds no block there")
+    if store.list_blocks(height, 1):
+        raise IntegrityError(height, "the store starts from a snapshot at this height, but "
+                                     "holds blocks below it")
+    try:
+        header = Header.from_dict(_decode(height, "header", stored.header))
+        validators = ValidatorSet.from_list(_decode(height, "base validator set",
+                                                    base.validators))
+        history = Frontier.from_list(height - 1, base.history)
+    except (MalformedError, ValueError) as e:
+        raise IntegrityError(height, f"the store's base record is malformed: {e}") from e
+    _same_bytes(height, "the base validator set", base.validators,
+                encode(validators.to_list()))
+    return history, header.prev_hash, validators
+
+
+# the whole store ------------------------------------------------------------------------------
+class _Verifier:
+    """One run of :func:`verify_store`: the blocks from the first, then what spans them."""
+
+    def __init__(self, store: Store, genesis: Genesis, signatures: bool,
+                 progress: Progress | None) -> None:
+        self.store, self.genesis = store, genesis
+        self.signatures, self.progress = signatures, progress
+        self.base = store.base()
+        self.first = self.base.height if self.base else 1
+        self.latest = store.latest_height()
+        self.at = self.first  # the height being checked, for a store that fails to read
+        self.versions = TreeVersions(store)
+        self.engine_log = None if self.base else _EngineLog(self.versions)
+        self.history = Frontier()
+        self.prev_header: Header | None = None
+        self.prev_hash, self.prev_cert = ZERO_HASH, None
+        self.prev_set = genesis.validators
+        self.prev_root: NodeRef | None = None  # the state root of the previous height
+        self.n_txs = 0
+
+    def run(self) -> VerifyReport:
+        store, latest = self.store, self.latest
+        faults = store.storage_faults()
+        if faults:
+            raise IntegrityError(latest, f"the store's own check finds it damaged: "
+                                         f"{faults[0]}")
+        indexed = _check_meta(store, self.genesis, self.first, latest)
+        if self.base is not None:
+            self.history, self.prev_hash, self.prev_set = _from_base(store, self.base)
+        index = _EventIndex(store, indexed, self.base.events if self.base else 0)
+        steps = latest - self.first + 2  # each block, then what spans them
+        for height in range(self.first, latest + 1):
+            self.at = height
+            self._block(height, index)
+            if self.progress is not None:
+                self.progress(height - self.first + 1, steps)
+        self.at = latest
+        index.finish(latest)
+        self._check_rest()
+        entries = 0
+        if self.prev_root is not None:
+            entries = check_state(store, self.versions, latest, self.prev_root)
+        elif next(store.iter_values(), None) is not None:
+            raise IntegrityError(0, "table state holds entries, but the store holds no block")
+        if self.progress is not None:
+            self.progress(steps, steps)
+        return VerifyReport(latest, self.n_txs, entries, self.versions.nodes)
+
+    def _block(self, height: int, index: _EventIndex) -> None:
+        store = self.store
         stored = store.get_block(height)
         if stored is None:
             raise IntegrityError(height, "block is missing")
         try:
-            validators = _validators_of(store, tree, height, prev_stored, prev_header, prev_set)
-            header = _check_header(stored, genesis, validators, prev_hash, history)
-            if _decided_by_engine(stored, header):
+            validators = _validators_of(store, self.versions, height, self.prev_root,
+                                        self.prev_set)
+            header = _check_header(stored, self.genesis, validators, self.prev_hash,
+                                   self.history)
+            engine_hash = _engine_hash(stored, header)
+            if engine_hash is not None:
                 # CometBFT decided it: its commit and BFT time are checked against the
                 # engine's signed headers (the light client), not kept here
-                if prev_header is not None and header.time < prev_header.time:
+                if self.prev_header is not None and header.time < self.prev_header.time:
                     raise IntegrityError(height, "block time runs backwards")
             else:
-                carried, own = _check_certificates(stored, genesis, header, prev_cert,
-                                                   prev_set, validators)
-                expected_time = _expected_time(genesis, prev_header, carried, prev_set)
+                carried, own = _check_certificates(stored, self.genesis, header,
+                                                   self.prev_cert, self.prev_set, validators)
+                expected_time = _expected_time(self.genesis, self.prev_header, carried,
+                                               self.prev_set)
                 if header.time != expected_time:
                     raise IntegrityError(height, "block time is not the BFT time of the "
                                                  "last commit", str(expected_time),
                                          str(header.time))
-                prev_cert = own
-            n_txs += _check_txs(store, header, signatures)
+                self.prev_cert = own
+            txs, results = _check_txs(store, header, self.signatures)
         except LedgerError as e:
             if isinstance(e, IntegrityError):
                 raise
             raise IntegrityError(height, str(e)) from e
-        history.append(stored.block_hash)
-        prev_header, prev_hash = header, stored.block_hash
-        prev_stored, prev_set = stored, validators
-        if progress is not None:
-            progress(height, latest)
-    if store.get_history() != history.to_list():
-        raise IntegrityError(latest, "stored history frontier does not match the blocks")
-    entries = _check_state(store, stored, prev_header) if stored and prev_header else 0
-    return VerifyReport(latest, n_txs, entries)
+        self.n_txs += len(txs)
+        self.history.append(stored.block_hash)
+        if store.get_history(height) != self.history.to_list():
+            raise IntegrityError(height, "the stored history frontier (table blocks) does not "
+                                         "match the blocks")
+        root = NodeRef(stored.state_root_id, header.state_root)
+        self.versions.walk(height, root)
+        if engine_hash is not None and self.engine_log is not None:
+            previous = self.prev_root.hash if self.prev_root else EMPTY_ROOT.hash
+            self.engine_log.check(height, engine_hash, results, root, root.hash != previous)
+        begin, end = store.get_block_events(height)
+        events = [(None, e) for e in _block_events(height, "begin-block", begin)]
+        events += [(i, e) for i, r in enumerate(results) for e in r.events]
+        events += [(None, e) for e in _block_events(height, "end-block", end)]
+        index.check(height, events)
+        self.prev_header, self.prev_hash, self.prev_root = header, stored.block_hash, root
+        self.prev_set = validators
+
+    def _check_rest(self) -> None:
+        """What spans the blocks: no stray row, every stored tree node in some version."""
+        store, latest = self.store, self.latest
+        below = self.base.txs if self.base else 0
+        if store.count_txs() != self.n_txs + below:
+            raise IntegrityError(latest, "table txs holds rows outside the blocks",
+                                 str(self.n_txs + below), str(store.count_txs()))
+        for height, _, _ in store.iter_block_events():
+            if not self.first <= height <= latest:
+                raise IntegrityError(latest, f"table block_events holds a row of height "
+                                             f"{height!r}, which the store has no block of")
+        restored = 0
+        if self.base is not None:
+            base_block = store.get_block(self.base.height)
+            restored = base_block.state_root_id if base_block else 0
+        self.versions.check_stored(latest, restored)
+
+
+def verify_store(store: Store, genesis: Genesis, *, signatures: bool = True,
+                 progress: Progress | None = None) -> VerifyReport:
+    """Check the whole store against ``genesis`` (from its base, for a store that started
+    from a snapshot); raise IntegrityError at the first fault (StoreMismatch first, if the
+    store was made from another genesis). ``progress(done, total)`` is called as the work
+    goes on."""
+    check_store_genesis(store, genesis)
+    verifier = _Verifier(store, genesis, signatures, progress)
+    try:
+        return verifier.run()
+    except StoreError as e:
+        raise IntegrityError(verifier.at, f"the store cannot be read: {e}") from e

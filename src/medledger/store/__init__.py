@@ -3,7 +3,9 @@
 from medledger.store.base import (
     BlockRecord,
     EventQuery,
+    Restoration,
     Store,
+    StoreBase,
     StoredBlock,
     StoredEvent,
     StoredTx,
@@ -13,6 +15,6 @@ from medledger.store.base import (
 from medledger.store.sqlite import SQLiteStore
 
 __all__ = [
-    "BlockRecord", "EventQuery", "SQLiteStore", "Store", "StoreError", "StoreMismatch",
-    "StoredBlock", "StoredEvent", "StoredTx",
+    "BlockRecord", "EventQuery", "Restoration", "SQLiteStore", "Store", "StoreBase",
+    "StoreError", "StoreMismatch", "StoredBlock", "StoredEvent", "StoredTx",
 ]

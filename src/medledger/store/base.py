@@ -6,6 +6,12 @@ nodes (addressed by integer id, see :mod:`medledger.merkle.sparse`) and a few na
 values. :meth:`Store.commit_block` writes one block and everything it changed as one atomic
 transaction: after a crash the store is at the previous height or at this one, never between.
 
+A store usually holds every block from 1. One made from a state snapshot
+(:meth:`Store.restoring`) starts at the snapshot's height instead, its *base*: it holds that
+block, the state after it and every later block, and a :class:`StoreBase` record of what it
+needs to know about the blocks below (their history frontier, transaction and event counts,
+and the validator set of the base block).
+
 Errors::
 
     StoreError             the store cannot be opened or read
@@ -16,10 +22,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
-__all__ = ["BlockRecord", "EventQuery", "StoreError", "StoreMismatch", "Store", "StoredBlock",
-           "StoredEvent", "StoredTx"]
+__all__ = ["BlockRecord", "EventQuery", "Restoration", "StoreBase", "StoreError",
+           "StoreMismatch", "Store", "StoredBlock", "StoredEvent", "StoredTx"]
 
 
 class StoreError(Exception):
@@ -101,6 +108,31 @@ class BlockRecord:
     end_events: list[bytes] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class StoreBase:
+    """What a store that started from a snapshot at ``height`` keeps of the blocks below it."""
+
+    height: int  # the first block the store holds
+    history: list[bytes]  # the log-tree frontier over the hashes of blocks 1..height - 1
+    validators: bytes  # canonical JSON list of the validator set of block ``height``
+    txs: int  # transactions in blocks 1..height - 1
+    events: int  # events in blocks 1..height - 1 (the seq of the last of them)
+
+
+class Restoration(ABC):
+    """Writes into an empty store, inside the one transaction of :meth:`Store.restoring`."""
+
+    @abstractmethod
+    def put_state(self, values: list[tuple[str, bytes]], nodes: list[tuple[int, bytes]]
+                  ) -> None:
+        """Add state entries and the state-tree nodes made for them (their ids from the
+        store's :meth:`Store.next_node_id`, which moves past them)."""
+
+    @abstractmethod
+    def finish(self, record: BlockRecord, base: StoreBase) -> None:
+        """Write the base block (``record`` with no state writes or nodes) and ``base``."""
+
+
 class Store(ABC):
     """What a node keeps. Implementations: :class:`medledger.store.sqlite.SQLiteStore`."""
 
@@ -114,6 +146,11 @@ class Store(ABC):
     @abstractmethod
     def put_meta(self, name: str, value: bytes) -> None: ...
 
+    @abstractmethod
+    def base(self) -> StoreBase | None:
+        """The base of a store that started from a snapshot; None for one that holds every
+        block from 1."""
+
     # blocks and transactions ------------------------------------------------------------
     @abstractmethod
     def latest_height(self) -> int:
@@ -126,8 +163,17 @@ class Store(ABC):
     def get_block_txs(self, height: int) -> list[StoredTx]: ...
 
     @abstractmethod
+    def get_block_events(self, height: int) -> tuple[bytes | None, bytes | None]:
+        """The canonical JSON lists of block ``height``'s begin- and end-block events (None
+        for none)."""
+
+    @abstractmethod
     def count_txs(self) -> int:
-        """How many transactions all committed blocks hold."""
+        """How many transactions all committed blocks hold (those below a base included)."""
+
+    @abstractmethod
+    def count_events(self, below: int) -> int:
+        """How many events the blocks below height ``below`` hold (whether indexed or not)."""
 
     @abstractmethod
     def get_tx(self, tx_id: bytes) -> StoredTx | None: ...
@@ -158,8 +204,9 @@ class Store(ABC):
         it reaches."""
 
     @abstractmethod
-    def get_history(self) -> list[bytes]:
-        """The log-tree frontier over all committed block hashes."""
+    def get_history(self, height: int | None = None) -> list[bytes]:
+        """The log-tree frontier over the hashes of blocks 1..``height`` (the latest when
+        None; ``[]`` when the store holds no such block)."""
 
     # state ------------------------------------------------------------------------------
     @abstractmethod
@@ -197,7 +244,65 @@ class Store(ABC):
     @abstractmethod
     def next_node_id(self) -> int: ...
 
-    # the one write ------------------------------------------------------------------------
+    @abstractmethod
+    def pinned(self) -> AbstractContextManager[int]:
+        """Hold the store still for this thread: until the block exits, every read the
+        calling thread makes sees the store as it was on entry, whatever other threads
+        commit meanwhile. Yields the latest height then."""
+
+    # reading everything, for verification ------------------------------------------------
+    #: the layout version this implementation writes under the meta entry ``schema``
+    schema_version: bytes = b""
+
+    @abstractmethod
+    def iter_meta(self) -> Iterator[tuple[str, bytes]]:
+        """Every meta entry, by name."""
+
+    @abstractmethod
+    def iter_nodes(self) -> Iterator[tuple[int, bytes]]:
+        """Every stored state-tree node, by id. Raises StoreError where the nodes' storage
+        holds bytes that belong to no node (what a reader of :meth:`get_node` never sees)."""
+
+    @abstractmethod
+    def iter_block_events(self) -> Iterator[tuple[int, bytes | None, bytes | None]]:
+        """Every stored ``(height, begin-block events, end-block events)``, by height (as
+        :meth:`get_block_events` answers for one height)."""
+
+    @abstractmethod
+    def iter_indexed_events(self) -> Iterator[StoredEvent]:
+        """Every event of the event index as it stands, in seq order (without indexing
+        more: see :meth:`index_events`)."""
+
+    @abstractmethod
+    def iter_event_attrs(self) -> Iterator[tuple[int, str]]:
+        """Every ``(seq, "name=value")`` of the event index's attribute lookup (an event's
+        attribute ``name`` holds ``value``), by seq, then by ``name=value``."""
+
+    def tx_lookup_faults(self, height: int, txs: list[tuple[bytes, bytes]]) -> list[int]:
+        """The indexes of block ``height``'s transactions (``txs``: each one's id and sender,
+        in block order) that :meth:`get_tx` or :meth:`txs_by_sender` would not find where
+        they are; ``[]`` when all are found."""
+        faults = []
+        for index, (tx_id, sender) in enumerate(txs):
+            by_id = self.get_tx(tx_id)
+            by_sender = self.txs_by_sender(sender, (height, index + 1), 1)
+            if (by_id is None or (by_id.height, by_id.index) != (height, index)
+                    or [(t.height, t.index) for t in by_sender] != [(height, index)]):
+                faults.append(index)
+        return faults
+
+    def storage_faults(self) -> list[str]:
+        """What the storage engine's own consistency check finds (its pages, its indexes
+        against its tables); ``[]`` when sound."""
+        return []
+
+    # writes -------------------------------------------------------------------------------
     @abstractmethod
     def commit_block(self, record: BlockRecord) -> None:
         """Write ``record`` atomically and durably; it must be at ``latest_height() + 1``."""
+
+    @abstractmethod
+    def restoring(self) -> AbstractContextManager[Restoration]:
+        """Fill an empty store from a snapshot, as one transaction: committed when the block
+        exits normally, rolled back (the store left empty) when it raises or the process
+        dies. Raises StoreError when the store is not empty."""

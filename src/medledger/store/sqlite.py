@@ -7,6 +7,10 @@ cost a few dozen row inserts; each block's nodes start on a fresh page, so a pag
 once and never changed. Transactions are found by id through an index on the first 8 bytes
 of the id, and by sender through one on the first 8 bytes of the sender's key. Events are
 numbered in commit order (``seq``) and indexed by type and by each attribute.
+
+A store restored from a snapshot (:meth:`SQLiteStore.restoring`) keeps its base in ``meta``:
+``base_height``, ``base_history`` (32-byte hashes, concatenated), ``base_validators``,
+``base_txs`` and ``base_events``; the tables are the same as a full store's.
 """
 
 from __future__ import annotations
@@ -14,14 +18,17 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from itertools import chain
 from collections.abc import Iterator
+from contextlib import contextmanager
+from itertools import chain, zip_longest
 from pathlib import Path
 
 from medledger.store.base import (
     BlockRecord,
     EventQuery,
+    Restoration,
     Store,
+    StoreBase,
     StoredBlock,
     StoredEvent,
     StoredTx,
@@ -85,6 +92,23 @@ def _pack_pages(nodes: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
     return [(number, bytes(page)) for number, page in sorted(pages.items())]
 
 
+def _unpack_page(number: int, page: bytes) -> Iterator[tuple[int, bytes]]:
+    """The nodes of one page row, by id; StoreError for a byte outside every node (a slot
+    is its node's length, its bytes, then zeros; an empty slot is all zeros)."""
+    if len(page) != _PAGE_BYTES:
+        raise StoreError(f"state tree page {number} is {len(page)} bytes, not {_PAGE_BYTES}")
+    first = number * PAGE_NODES
+    for at in range(0, _PAGE_BYTES, SLOT):
+        size = page[at]
+        if size >= SLOT or page[at + 1 + size : at + SLOT] != _PADDING[size:]:
+            raise StoreError(f"state tree page {number}, slot {at // SLOT}: bytes past its "
+                             f"node (of {size} bytes) are not zero")
+        if size:
+            yield first + at // SLOT, page[at + 1 : at + 1 + size]
+
+
+_PADDING = bytes(SLOT - 1)
+_FETCH = 10_000  # rows fetched at a time by the readers of whole tables
 _ROWS_PER_STATEMENT = 256
 
 
@@ -181,6 +205,15 @@ WHERE e.height = :height
 """
 _INDEX_BATCH = 256  # blocks indexed in one transaction
 
+# How many events the blocks below a height hold: the lengths of the stored lists
+_COUNT_EVENTS = """
+SELECT (SELECT COALESCE(SUM(json_array_length(CAST(events AS TEXT))), 0) FROM txs
+        WHERE height < ?1 AND events IS NOT NULL)
+     + (SELECT COALESCE(SUM(COALESCE(json_array_length(CAST(begin_events AS TEXT)), 0)
+                          + COALESCE(json_array_length(CAST(end_events AS TEXT)), 0)), 0)
+        FROM block_events WHERE height < ?1)
+"""
+
 
 class SQLiteStore(Store):
     """A :class:`Store` in one SQLite file, safe to share between threads: each thread reads
@@ -207,6 +240,7 @@ class SQLiteStore(Store):
         self._conn().execute(_SENDER_INDEX)  # after any migration added its column
         self._next_node = self._query_next_node()
         self._pages: dict[int, bytes] = {}
+        self._base = self._load_base()
 
     def _migrate_from_2(self) -> None:
         """Schema 2 kept ``state`` in a rowid table (two B-trees per key); 3 keys it by
@@ -301,6 +335,23 @@ class SQLiteStore(Store):
         with self._lock:
             self._conn().execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
 
+    def base(self) -> StoreBase | None:
+        return self._base
+
+    def _load_base(self) -> StoreBase | None:
+        height = self.get_meta("base_height")
+        if height is None:
+            return None
+        parts = {name: self.get_meta(f"base_{name}")
+                 for name in ("history", "validators", "txs", "events")}
+        missing = sorted(name for name, value in parts.items() if value is None)
+        if missing:
+            raise StoreError(f"store {self.path} starts at height {int(height)} but its meta "
+                             f"lacks base_{', base_'.join(missing)}")
+        return StoreBase(int(height), _split(parts["history"] or b""),
+                         parts["validators"] or b"", int(parts["txs"] or b"0"),
+                         int(parts["events"] or b"0"))
+
     # blocks -----------------------------------------------------------------------------
     def latest_height(self) -> int:
         row = self._one("SELECT MAX(height) FROM blocks")
@@ -320,9 +371,21 @@ class SQLiteStore(Store):
                          (height,))
         return [_stored_tx(r) for r in rows]
 
+    def get_block_events(self, height: int) -> tuple[bytes | None, bytes | None]:
+        row = self._one("SELECT begin_events, end_events FROM block_events WHERE height = ?",
+                        (height,))
+        if row is None:
+            return None, None
+        return (None if row[0] is None else _blob(row[0]),
+                None if row[1] is None else _blob(row[1]))
+
     def count_txs(self) -> int:
         row = self._one("SELECT COUNT(*) FROM txs")
-        return int(row[0]) if row else 0
+        return (int(row[0]) if row else 0) + (self._base.txs if self._base else 0)
+
+    def count_events(self, below: int) -> int:
+        row = self._one(_COUNT_EVENTS, (below,))
+        return (int(row[0]) if row else 0) + self._events_below_base()
 
     def get_tx(self, tx_id: bytes) -> StoredTx | None:
         rows = self._all(f"SELECT {_TX_COLUMNS} FROM txs WHERE id_prefix = ?",
@@ -374,10 +437,16 @@ class SQLiteStore(Store):
     def last_event_seq(self) -> int:
         self.index_events()
         row = self._one("SELECT MAX(seq) FROM events")
-        return int(row[0]) if row and row[0] is not None else 0
+        return int(row[0]) if row and row[0] is not None else self._events_below_base()
 
-    def get_history(self) -> list[bytes]:
-        row = self._one("SELECT history FROM blocks ORDER BY height DESC LIMIT 1")
+    def _events_below_base(self) -> int:
+        return self._base.events if self._base else 0
+
+    def get_history(self, height: int | None = None) -> list[bytes]:
+        if height is None:
+            row = self._one("SELECT history FROM blocks ORDER BY height DESC LIMIT 1")
+        else:
+            row = self._one("SELECT history FROM blocks WHERE height = ?", (height,))
         return _split(_blob(row[0])) if row else []
 
     # state ------------------------------------------------------------------------------
@@ -454,7 +523,7 @@ class SQLiteStore(Store):
                 try:
                     db.execute("BEGIN IMMEDIATE")
                     row = db.execute("SELECT MAX(seq) FROM events").fetchone()
-                    seq = (row[0] or 0) + 1
+                    seq = (row[0] or self._events_below_base()) + 1
                     for height in range(done + 1, last + 1):
                         for sql in (_INDEX_BEGIN, _INDEX_TXS, _INDEX_END):
                             seq += db.execute(sql, {"base": seq, "height": height}).rowcount
@@ -469,7 +538,67 @@ class SQLiteStore(Store):
                 done = last
             return done
 
-    # the one write ------------------------------------------------------------------------
+    # reading everything, for verification -------------------------------------------------
+    schema_version = SCHEMA_VERSION
+
+    def _rows(self, sql: str) -> Iterator[tuple]:  # type: ignore[type-arg]
+        """The rows of ``sql``, fetched a batch at a time."""
+        try:
+            cursor = self._conn().execute(sql)
+            rows = cursor.fetchmany(_FETCH)
+            while rows:
+                yield from rows
+                rows = cursor.fetchmany(_FETCH)
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"store {self.path}: {e}") from e
+
+    def iter_meta(self) -> Iterator[tuple[str, bytes]]:
+        for name, value in self._all("SELECT name, value FROM meta ORDER BY name"):
+            yield str(name), _blob(value)
+
+    def iter_nodes(self) -> Iterator[tuple[int, bytes]]:
+        for number, data in self._rows("SELECT page, data FROM smt_pages ORDER BY page"):
+            yield from _unpack_page(number, _blob(data))
+
+    def iter_block_events(self) -> Iterator[tuple[int, bytes | None, bytes | None]]:
+        for height, begin, end in self._rows(
+                "SELECT height, begin_events, end_events FROM block_events ORDER BY height"):
+            yield (height, None if begin is None else _blob(begin),
+                   None if end is None else _blob(end))
+
+    def iter_indexed_events(self) -> Iterator[StoredEvent]:
+        for r in self._rows("SELECT seq, height, tx_index, type, attrs FROM events "
+                            "ORDER BY seq"):
+            yield StoredEvent(r[0], r[1], r[2], str(r[3]), _blob(r[4]))
+
+    def iter_event_attrs(self) -> Iterator[tuple[int, str]]:
+        for seq, attr in self._rows("SELECT seq, attr FROM event_attrs ORDER BY seq, attr"):
+            yield seq, str(attr)
+
+    def tx_lookup_faults(self, height: int, txs: list[tuple[bytes, bytes]]) -> list[int]:
+        rows = self._all("SELECT idx, id_prefix, sender_prefix FROM txs WHERE height = ? "
+                         "ORDER BY idx", (height,))
+        wanted = [(i, _prefix(tx_id), _prefix(sender)) for i, (tx_id, sender) in enumerate(txs)]
+        return [i for i, (row, want) in enumerate(zip_longest(rows, wanted)) if row != want]
+
+    def storage_faults(self) -> list[str]:
+        try:
+            rows = self._all("PRAGMA integrity_check")
+        except StoreError as e:
+            return [str(e)]
+        found = [str(r[0]) for r in rows]
+        return [] if found == ["ok"] else found
+
+    @contextmanager
+    def pinned(self) -> Iterator[int]:
+        db = self._conn()
+        db.execute("BEGIN")  # deferred: the first read below takes the WAL read snapshot
+        try:
+            yield self.latest_height()
+        finally:
+            db.execute("ROLLBACK")  # nothing was written
+
+    # writes -------------------------------------------------------------------------------
     def commit_block(self, record: BlockRecord) -> None:
         with self._lock:
             expected = self.latest_height() + 1
@@ -478,25 +607,77 @@ class SQLiteStore(Store):
             db = self._conn()
             try:
                 db.execute("BEGIN IMMEDIATE")
-                _insert_rows(db, "INSERT INTO smt_pages", _pack_pages(record.nodes))
-                writes = [(k, v) for k, v in record.state_writes.items() if v is not None]
-                deletes = [(k,) for k, v in record.state_writes.items() if v is None]
-                _insert_rows(db, "INSERT OR REPLACE INTO state", writes)
-                db.executemany("DELETE FROM state WHERE key = ?", deletes)
-                _insert_rows(db, "INSERT INTO txs",
-                             [(record.height, i, _prefix(t[0]), t[0], t[1], t[2], t[3],
-                               _prefix(t[4]), t[5] or None)
-                              for i, t in enumerate(record.txs)])
-                self._save_block_events(db, record)
-                db.execute(
-                    "INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (record.height, record.block_hash, record.header, record.last_commit,
-                     record.certificate, record.state_root_id, _join(record.history)))
+                self._write_record(db, record)
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 raise
-            if record.nodes:
-                last = max(n for n, _ in record.nodes)
-                self._next_node = max(self._next_node, (last // PAGE_NODES + 1) * PAGE_NODES)
+            self._advance_nodes(record.nodes)
+
+    def _write_record(self, db: sqlite3.Connection, record: BlockRecord) -> None:
+        _insert_rows(db, "INSERT INTO smt_pages", _pack_pages(record.nodes))
+        writes = [(k, v) for k, v in record.state_writes.items() if v is not None]
+        deletes = [(k,) for k, v in record.state_writes.items() if v is None]
+        _insert_rows(db, "INSERT OR REPLACE INTO state", writes)
+        db.executemany("DELETE FROM state WHERE key = ?", deletes)
+        _insert_rows(db, "INSERT INTO txs",
+                     [(record.height, i, _prefix(t[0]), t[0], t[1], t[2], t[3],
+                       _prefix(t[4]), t[5] or None)
+                      for i, t in enumerate(record.txs)])
+        self._save_block_events(db, record)
+        db.execute(
+            "INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (record.height, record.block_hash, record.header, record.last_commit,
+             record.certificate, record.state_root_id, _join(record.history)))
+
+    def _advance_nodes(self, nodes: list[tuple[int, bytes]]) -> None:
+        """Start the next block's nodes on the page after the last of ``nodes``."""
+        if nodes:
+            last = max(n for n, _ in nodes)
+            self._next_node = max(self._next_node, (last // PAGE_NODES + 1) * PAGE_NODES)
+
+    @contextmanager
+    def restoring(self) -> Iterator[Restoration]:
+        with self._lock:
+            if self.latest_height() or self._one("SELECT 1 FROM state LIMIT 1"):
+                raise StoreError(f"store {self.path} is not empty: a snapshot is restored "
+                                 "into an empty store only")
+            db = self._conn()
+            next_node = self._next_node
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                yield _SQLiteRestoration(self, db)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                self._next_node = next_node
+                self._pages.clear()  # pages read back before the rollback are gone
+                raise
+            self._base = self._load_base()
+
+
+class _SQLiteRestoration(Restoration):
+    """The writes of :meth:`SQLiteStore.restoring`, on the restoring thread's connection."""
+
+    def __init__(self, store: SQLiteStore, db: sqlite3.Connection) -> None:
+        self._store = store
+        self._db = db
+
+    def put_state(self, values: list[tuple[str, bytes]], nodes: list[tuple[int, bytes]]
+                  ) -> None:
+        _insert_rows(self._db, "INSERT INTO smt_pages", _pack_pages(nodes))
+        _insert_rows(self._db, "INSERT INTO state", values)
+        self._store._advance_nodes(nodes)
+
+    def finish(self, record: BlockRecord, base: StoreBase) -> None:
+        if record.height != base.height or record.nodes or record.state_writes:
+            raise StoreError("a restored base block carries no state writes or nodes, and "
+                             "is the base")
+        self._store._write_record(self._db, record)
+        meta = {"base_height": str(base.height).encode(), "base_history": _join(base.history),
+                "base_validators": base.validators, "base_txs": str(base.txs).encode(),
+                "base_events": str(base.events).encode(),
+                "events_indexed": str(base.height - 1).encode()}
+        _insert_rows(self._db, "INSERT OR REPLACE INTO meta", list(meta.items()))

@@ -14,7 +14,8 @@ Transaction types::
                       (+ optional "certificate": the node's TLS certificate, DER hex)
     validator_remove  {"public_key": hex}                  (+ optional "evidence": hash hex)
     validator_power   {"public_key": hex, "power": int}    (+ optional "evidence": hash hex)
-    org_admit         {"id", "name", "role", "admins": [hex]}   (a genesis organisation)
+    org_admit         {"id", "name", "role", "admins": [hex], "nodes"?: [node id]}
+                      (a genesis organisation; its nodes may join the consortium's network)
 
 State keys::
 

@@ -51,28 +51,48 @@ from medledger.ledger import Transaction
 from medledger.state import StateView
 
 __all__ = [
-    "MEMBERS", "MEMBER_ROLES", "ORG_ROLES", "IdentityApp", "active_sender",
+    "MEMBERS", "MEMBER_ROLES", "NODES", "NODE_ADD", "ORG_ROLES", "IdentityApp", "NodeBody", "active_sender",
     "admit_organisation", "anyone", "check_organisation", "check_sender", "key_entry",
-    "key_key", "org_entry", "org_key", "organisation_writes", "patient_entry", "patient_key",
-    "pseudonym_of",
+    "key_key", "node_key", "node_member", "org_entry", "org_key", "organisation_writes",
+    "patient_entry", "patient_key", "pseudonym_of",
 ]
 
 ORG_ROLES = ("hospital", "manufacturer", "wholesaler", "pharmacy", "insurer", "bank", "regulator")
 MEMBER_ROLES = ("clinician", "pharmacist", "claims_officer", "auditor", "admin")
 _ORG_ID = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")
-REGISTER, SUSPEND, ROTATE, PATIENT = (
+_NODE_ID = re.compile(r"[0-9a-f]{40}")
+MAX_NODES = 16
+REGISTER, SUSPEND, ROTATE, PATIENT, NODE_ADD = (
     "identity.member.register", "identity.member.suspend", "identity.member.rotate",
-    "identity.patient.register",
+    "identity.patient.register", "identity.node.add",
 )
 PREFIX = "identity/"
 MEMBERS = ProvableList("identity", "members")
 """The keys each organisation registered, in order (owner: the organisation id)."""
+NODES = ProvableList("identity", "nodes")
+"""The node IDs each organisation added after genesis, in order (owner: the organisation)."""
 
 
 # state keys and public reads ----------------------------------------------------------------
 def org_key(org_id: str) -> str:
     """The state key of an organisation."""
     return f"{PREFIX}org/{org_id}"
+
+
+def node_key(node_id: str) -> str:
+    """The state key of a member node (its CometBFT node ID, 40 lower-case hex)."""
+    return f"{PREFIX}node/{node_id}"
+
+
+def node_member(view: StateView, node_id: str) -> bool:
+    """True when ``node_id`` is the node of an active organisation."""
+    if not _NODE_ID.fullmatch(node_id):
+        return False
+    entry = view.get(node_key(node_id))
+    if entry is None:
+        return False
+    org = org_entry(view, entry["org"])
+    return org is not None and org["status"] == "active"
 
 
 def key_key(public_key: bytes | str) -> str:
@@ -222,6 +242,30 @@ def _suspend_apply(view: StateView, tx: Transaction, b: SuspendBody,
     return (Event("identity.member_suspended", (("org", b.org), ("member", b.key))),)
 
 
+# identity.node.add --------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class NodeBody:
+    org: _OrgId
+    node_id: Annotated[str, Hex(20)]
+
+
+def _node_check(view: StateView, tx: Transaction, b: NodeBody, ctx: BlockContext) -> None:
+    _require_admin(view, tx.sender, b.org)
+    if view.get(node_key(b.node_id)) is not None:
+        raise Rejected("exists", f"node {b.node_id} is already a member's")
+    listed = view.get(NODES.count_key(b.org)) or 0
+    if listed >= MAX_NODES:
+        raise Rejected("too_many_nodes", f"{b.org} runs {MAX_NODES} nodes already")
+
+
+def _node_apply(view: StateView, tx: Transaction, b: NodeBody,
+                ctx: BlockContext) -> tuple[Event, ...]:
+    _node_check(view, tx, b, ctx)
+    view.put(node_key(b.node_id), {"org": b.org})
+    NODES.append(view, b.org, b.node_id)
+    return (Event("identity.node_added", (("org", b.org), ("node_id", b.node_id))),)
+
+
 # identity.member.rotate -------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class RotateBody:
@@ -290,8 +334,10 @@ def _patient_apply(view: StateView, tx: Transaction, b: PatientBody,
 # organisations ----------------------------------------------------------------------------
 def check_organisation(org: Any) -> None:
     """Refuse an organisation entry that can never be valid (ValueError)."""
-    if type(org) is not dict or set(org) != {"id", "name", "role", "admins"}:
-        raise ValueError("an organisation needs exactly: id, name, role, admins")
+    if type(org) is not dict or not {"id", "name", "role", "admins"} <= set(org) <= {
+            "id", "name", "role", "admins", "nodes"}:
+        raise ValueError("an organisation needs exactly: id, name, role, admins (and may "
+                         "list its nodes)")
     if type(org["id"]) is not str or not _ORG_ID.fullmatch(org["id"]):
         raise ValueError(f"organisation id {org['id']!r}: use 2-63 of a-z 0-9 -")
     if org["role"] not in ORG_ROLES:
@@ -302,6 +348,11 @@ def check_organisation(org: Any) -> None:
         if type(admin) is not str or len(admin) != 64:
             raise ValueError(f"organisation {org['id']}: admin keys are 64 hex characters")
         bytes.fromhex(admin)
+    nodes = org.get("nodes", [])
+    if (type(nodes) is not list or len(nodes) > MAX_NODES or len(set(nodes)) != len(nodes)
+            or not all(type(n) is str and _NODE_ID.fullmatch(n) for n in nodes)):
+        raise ValueError(f"organisation {org['id']}: nodes are up to {MAX_NODES} distinct "
+                         "node IDs (40 lower-case hex)")
 
 
 def organisation_writes(org: dict[str, Any]) -> dict[str, Any]:
@@ -325,6 +376,8 @@ def organisation_writes(org: dict[str, Any]) -> dict[str, Any]:
         }
         writes[MEMBERS.item_key(org["id"], seq)] = admin
     writes[MEMBERS.count_key(org["id"])] = len(org["admins"])
+    for node in org.get("nodes", []):
+        writes[node_key(node)] = {"org": org["id"]}
     return writes
 
 
@@ -339,6 +392,9 @@ def admit_organisation(view: StateView, org: dict[str, Any]) -> tuple[Event, ...
         if key.startswith(f"{PREFIX}key/") and view.get_raw(key) is not None:
             raise Rejected("exists", f"admin key {key.removeprefix(PREFIX + 'key/')} is "
                                      "already registered")
+        if key.startswith(f"{PREFIX}node/") and view.get_raw(key) is not None:
+            raise Rejected("exists", f"node {key.removeprefix(PREFIX + 'node/')} is "
+                                     "already a member's")
     scoped = owned(view, IdentityApp())
     for key in sorted(writes):
         scoped.put(key, writes[key])
@@ -355,6 +411,9 @@ def genesis_writes(organisations: Sequence[dict[str, Any]]) -> dict[str, Any]:
                                  "twice in genesis")
             if key in writes and key.startswith(f"{PREFIX}org/"):
                 raise ValueError(f"organisation {org['id']} appears twice in genesis")
+            if key in writes and key.startswith(f"{PREFIX}node/"):
+                raise ValueError(f"node {key.removeprefix(PREFIX + 'node/')} appears twice "
+                                 "in genesis")
             writes[key] = value
     return writes
 
@@ -364,7 +423,8 @@ class IdentityApp(App):
 
     name: ClassVar[str] = "identity"
     prefixes: ClassVar[tuple[str, ...]] = (PREFIX,)
-    codes: ClassVar[dict[str, int]] = {"key_suspended": 403, "key_rotated": 403}
+    codes: ClassVar[dict[str, int]] = {"key_suspended": 403, "key_rotated": 403,
+                                       "too_many_nodes": 409}
     summary: ClassVar[str] = "Organisations, their members, and patients."
 
     def transactions(self) -> Sequence[TxType[Any]]:
@@ -377,10 +437,16 @@ class IdentityApp(App):
                    summary="A member (or an admin) replaces the member's key"),
             TxType(PATIENT, PatientBody, anyone, _patient_check, _patient_apply,
                    summary="A patient registers under the pseudonym of their key"),
+            TxType(NODE_ADD, NodeBody, active_sender, _node_check, _node_apply,
+                   summary="An organisation admin adds a node the organisation runs (its "
+                           "CometBFT node ID): the members' nodes then accept it as a peer"),
         )
 
     def check_genesis(self, genesis: GenesisDoc) -> None:
         genesis_writes(genesis.organisations)
+
+    def admits_peer(self, view: StateView, node_id: str) -> bool:
+        return node_member(view, node_id)
 
     def genesis(self, genesis: GenesisDoc) -> dict[str, Any]:
         return genesis_writes(genesis.organisations)

@@ -22,11 +22,13 @@ from medledger.apps.identity import (
     _ORG_ID,
     MEMBER_ROLES,
     MEMBERS,
+    NODE_ADD,
     PATIENT,
     REGISTER,
     ROTATE,
     SUSPEND,
     IdentityApp,
+    NodeBody,
     PatientBody,
     RegisterBody,
     RotateBody,
@@ -131,6 +133,8 @@ def commands(host: CommandHost) -> typer.Typer:
     group.add_typer(orgs, name="org")
     group.add_typer(members, name="member")
     group.add_typer(patients, name="patient")
+    nodes = typer.Typer(no_args_is_help=True, help="Add the nodes an organisation runs.")
+    group.add_typer(nodes, name="node")
 
     # organisations ----------------------------------------------------------------------
     @orgs.command("list")
@@ -296,6 +300,21 @@ def commands(host: CommandHost) -> typer.Typer:
         value = entry(host, f"/v1/identity/keys/{key}", key_key(key), verify, home, genesis, api,
                       f"no registered key {key}")
         host.show({"key": key, **value}, as_json=as_json, title="key")
+
+    # nodes ------------------------------------------------------------------------------
+    @nodes.command("add")
+    def node_add(node_id: Annotated[str, typer.Argument(
+                     help="The node's CometBFT node ID (40 hex characters: `cometbft "
+                          "show-node-id --home HOME/cometbft` on that node).")],
+                 org: OrgOpt, as_: AsOpt = None, home: WriteHomeOpt = NODE_HOME,
+                 api: ApiOpt = None) -> None:
+        """Add a node ORG runs, signed by one of its admins: the members' nodes then
+        accept it as a peer (only nodes that genesis or an admin lists may connect)."""
+        org = _org(host, org)
+        body = _body(host, NodeBody, {"org": org, "node_id": node_id.lower()})
+        signer = host.keys(home, as_, default=org)
+        done = host.submit(home, api, signer.signing, NODE_ADD, body)
+        committed(f"added node {body['node_id']} of {org}", done)
 
     # patients ---------------------------------------------------------------------------
     @patients.command("register")

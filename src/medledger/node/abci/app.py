@@ -32,12 +32,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from medledger.apps import BlockContext, Misbehavior, Rejected
-from medledger.codec import decode
+from medledger.codec import decode, decode_canonical_list
 from medledger.ledger import Block, LedgerError, Transaction, TxResult, ValidatorSet
 from medledger.ledger.engine import exec_result_code
 from medledger.node.abci.snapshots import NoStateSync, StateSync
 from medledger.node.abci.wire import abci_types
-from medledger.node.chain import Chain
+from medledger.node.chain import Chain, nonce_key
 from medledger.node.genesis import Genesis
 from medledger.store import BlockRecord
 
@@ -69,22 +69,26 @@ class LedgerApplication:
     """The ABCI application over a :class:`Chain`.
 
     ``peers_allowed(node_id)`` answers the peer filter; ``on_commit(block)`` is called after
-    each committed block (the node wakes its waiters there); ``state_sync`` keeps, serves and
-    restores snapshots (none without it).
+    each committed block (the node wakes its waiters there); ``on_checked(raw, response)``
+    after each first CheckTx of a transaction (the node answers submissions from there);
+    ``state_sync`` keeps, serves and restores snapshots (none without it).
     """
 
     def __init__(self, chain: Chain, *, max_block_txs: int = 10_000,
                  peers_allowed: Callable[[str], bool] | None = None,
                  on_commit: Callable[[Block], None] | None = None,
+                 on_checked: Callable[[bytes, Any], None] | None = None,
                  state_sync: StateSync | None = None) -> None:
         self.chain = chain
         self.state_sync: StateSync | NoStateSync = state_sync or NoStateSync()
         self.max_block_txs = max_block_txs
         self.peers_allowed = peers_allowed or (lambda _id: True)
         self.on_commit = on_commit
+        self.on_checked = on_checked
         self.types = abci_types()
         self._ready: dict[bytes, Transaction] = {}  # decoded, verified, stateless-checked
         self._pending: dict[bytes, int] = {}  # sender -> highest nonce in the mempool
+        self._rechecking = False  # a recheck pass of the mempool began since the last Commit
         self._decided: tuple[Block, BlockRecord] | None = None
 
     # connection: info and genesis ------------------------------------------------------
@@ -113,8 +117,60 @@ class LedgerApplication:
 
     # mempool ----------------------------------------------------------------------------
     def check_tx(self, request: Any) -> Any:
+        raw = request.tx
+        if request.type == self.types.NEW:
+            answer = self._check(raw)
+            if self.on_checked is not None:
+                self.on_checked(raw, answer)
+            return answer
+        if not self._rechecking:  # CometBFT rechecks its mempool in order: start over
+            self._rechecking = True
+            self._pending.clear()
+        return self._check(raw)
+
+    def check_txs(self, requests: list[Any]) -> list[Any]:
+        """CheckTx for a run of requests, answered in order as :meth:`check_tx` answers
+        each; the transactions not seen before are decoded together first, and the state
+        all of them read is fetched in one query (the server hands runs of CheckTx here)."""
+        self._prepare_many([request.tx for request in requests])
+        return [self.check_tx(request) for request in requests]
+
+    def _prepare_many(self, raws: list[bytes]) -> None:
+        """Remember those of ``raws`` that decode (in one parse), verify and pass their
+        stateless checks, as :meth:`_prepared` would one by one (which still answers the
+        others, with their refusals); then prefetch the state their checks read."""
+        ready = self._ready
+        fresh = [raw for raw in raws if raw not in ready]
+        if fresh:
+            decoded = decode_canonical_list(b"[" + b",".join(fresh) + b"]")
+            if decoded is not None and len(decoded) == len(fresh):
+                for (item, raw), wanted in zip(decoded, fresh, strict=True):
+                    if raw != wanted:
+                        break
+                    try:
+                        tx = Transaction.from_dict(item, checked=True, raw=raw)
+                    except LedgerError:
+                        continue
+                    self.remember(tx)
+        registry, keys = self.chain.registry, []
+        for raw in raws:
+            tx = ready.get(raw)
+            if tx is not None:
+                keys.append(nonce_key(tx.sender))
+                keys.extend(registry.reads(tx))
+        self.chain.prefetch(keys)
+
+    def _prepare_fresh(self, raws: Iterable[bytes]) -> None:
+        """:meth:`_prepare_many` for those of a block's transactions not seen before (none
+        usually: CheckTx saw them; all of them in a block replayed after a restart)."""
+        ready = self._ready
+        fresh = [raw for raw in raws if raw not in ready]
+        if fresh:
+            self._prepare_many(fresh)
+
+    def _check(self, raw: bytes) -> Any:
         types = self.types
-        tx = self._prepared(request.tx)
+        tx = self._prepared(raw)
         if isinstance(tx, Rejected):
             return types.ResponseCheckTx(code=1, codespace=tx.code, log=tx.message)
         pending = self._pending.get(tx.sender, 0)
@@ -140,16 +196,18 @@ class LedgerApplication:
         return tx if refused is None else refused
 
     def remember(self, tx: Transaction, *, verified: bool = False) -> Rejected | None:
-        """Check ``tx``'s signature (unless ``verified`` already) and its body; remember it
-        as ready so that no later request checks it again. Returns the refusal, if any.
+        """Check ``tx``'s signature and its body, unless ``verified`` says both are done
+        already; remember it as ready so that no later request checks it again. Returns
+        the refusal, if any.
 
         The node calls this for what its API verified, before handing it to the engine."""
-        if not verified and not tx.signature_valid():
-            return Rejected("signature", "the signature does not verify for the sender key")
-        try:
-            self.chain.registry.check_stateless(tx)
-        except Rejected as e:
-            return e
+        if not verified:
+            if not tx.signature_valid():
+                return Rejected("signature", "the signature does not verify for the sender key")
+            try:
+                self.chain.registry.check_stateless(tx)
+            except Rejected as e:
+                return e
         ready = self._ready
         if len(ready) >= READY_LIMIT:
             ready.clear()
@@ -174,6 +232,7 @@ class LedgerApplication:
 
     def process_proposal(self, request: Any) -> Any:
         status = self.types.ResponseProcessProposal.ProposalStatus
+        self._prepare_fresh(request.txs)
         for index, raw in enumerate(request.txs):
             refused = self._prepared(raw)
             if isinstance(refused, Rejected):
@@ -190,6 +249,7 @@ class LedgerApplication:
                              f"is {chain.height + 1}")
         txs: list[Transaction] = []
         answers: list[Any] = []
+        self._prepare_fresh(request.txs)
         for raw in request.txs:
             tx = self._prepared(raw)
             if isinstance(tx, Rejected):  # only in a block that >1/3 faulty power accepted
@@ -251,10 +311,24 @@ class LedgerApplication:
             os._exit(FAILPOINT_EXIT)
         self._decided = None
         self.chain.commit_decided(block, record)
-        self._pending.clear()  # CometBFT rechecks what stays in its mempool, in order
+        self._forget_pending(block)
         if self.on_commit is not None:
             self.on_commit(block)
         return self.types.ResponseCommit(retain_height=0)
+
+    def _forget_pending(self, block: Block) -> None:
+        """After a commit: drop each sender whose highest nonce in the mempool the block
+        used (what else it has there is below). When CometBFT rechecks its mempool (its
+        ``[mempool] recheck``), the first recheck starts the senders' nonces over; without
+        rechecks a transaction leaves the mempool only in a block, so the highest nonce
+        of a sender still there stays right."""
+        pending = self._pending
+        for tx in block.txs:
+            if pending.get(tx.sender) == tx.nonce:
+                del pending[tx.sender]
+        if len(pending) >= READY_LIMIT:
+            pending.clear()
+        self._rechecking = False
 
     # queries ----------------------------------------------------------------------------
     def query(self, request: Any) -> Any:
