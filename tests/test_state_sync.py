@@ -159,7 +159,7 @@ def test_a_new_node_joins_from_a_snapshot_and_follows_the_chain(
         joiner.start(timeout=60)
         # blocks keep coming (CometBFT makes none without transactions), so that the
         # light client finds the headers above the snapshot it verifies
-        _wait(lambda: _height(joiner), 60, "the joiner to restore a snapshot", tick=load.send)
+        _wait(lambda: _height(joiner), 150, "the joiner to restore a snapshot", tick=load.send)
         base, lowest = _base_of(joiner.home.store_path)
         assert base > 1 and lowest == base  # it never executed block 1
         assert f"restored the state at height {base} from a snapshot" in joiner.log.read_text()
