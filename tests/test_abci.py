@@ -354,3 +354,44 @@ def test_the_log_of_blocks_in_state_proves_each_block_that_did_something(
     assert history["size"] == 2 and history["root"] == log.root(leaves).hex()
     path = log.inclusion_proof(leaves, 0)
     assert log.verify_inclusion(leaves[0], 0, 2, path, bytes.fromhex(history["root"]))
+
+
+# FrameReader: every frame that has arrived, however the stream was cut ------------------------
+def _read_all(data: bytes, cuts: list[int]) -> list[bytes]:
+    from medledger.node.abci.wire import FrameReader
+
+    async def go() -> list[bytes]:
+        reader = asyncio.StreamReader()
+        frames = FrameReader(reader)
+        points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
+
+        async def feed() -> None:
+            for start, end in zip(points, points[1:], strict=False):
+                reader.feed_data(data[start:end])
+                await asyncio.sleep(0)
+            reader.feed_eof()
+
+        task = asyncio.ensure_future(feed())
+        out: list[bytes] = []
+        while got := await frames.read():
+            out.extend(got)
+        await task
+        return out
+
+    return asyncio.run(go())
+
+
+@given(st.lists(st.binary(max_size=400), max_size=20),
+       st.lists(st.integers(0, 10**6), max_size=30))
+def test_frames_come_back_whole_wherever_the_stream_is_cut(payloads: list[bytes],
+                                                          cuts: list[int]) -> None:
+    assert _read_all(b"".join(frame(p) for p in payloads), cuts) == payloads
+
+
+def test_a_big_frame_and_bad_frames_through_the_reader() -> None:
+    big = bytes(range(256)) * 5000
+    assert _read_all(frame(big) + frame(b"x"), [3, 70_000, 500_000]) == [big, b"x"]
+    with pytest.raises(asyncio.IncompleteReadError):
+        _read_all(frame(b"hello")[:-2], [])
+    with pytest.raises(FrameError, match="longer than 10"):
+        _read_all(b"\xff" * 11, [])

@@ -419,24 +419,29 @@ def bench(
     clients: Annotated[int, typer.Option(help="Client processes submitting.")] = 2,
     batch: Annotated[int, typer.Option(help="Transactions per request.")] = 500,
     block_interval_ms: Annotated[int, typer.Option(
-        help="With --validators > 1: pause between heights, in ms.")] = 100,
+        help="On CometBFT, or with --validators > 1: pause between heights, in ms.")] = 100,
     max_block_txs: Annotated[int, typer.Option(
-        help="With --validators > 1: most transactions in one block.")] = 2000,
+        help="On CometBFT, or with --validators > 1: most transactions in one block.")] = 2000,
     half_load_txs: Annotated[int, typer.Option(
-        help="With --validators > 1: transactions of the half-load latency pass "
-             "(0: 20% of --txs, at least 5,000).")] = 0,
+        help="On CometBFT, or with --validators > 1: transactions of the half-load latency "
+             "pass (0: 20% of --txs, at least 5,000).")] = 0,
+    engine: Annotated[Engine, typer.Option(
+        help="The measured chain's consensus engine: CometBFT, or the retiring medledger "
+             "engine (for comparison until it is removed).")] = Engine.cometbft,
 ) -> None:
     """Measure verify rate and committed tx/s in one run; print JSON.
 
-    With --validators N > 1, a local consortium of N node processes on 127.0.0.1: committed
-    tx/s at full load, commit latency p50/p99 there and at half that load, and the ratio to
-    the verification limit (verify rate x cores / validators)."""
+    On CometBFT (and with --validators N > 1 on either engine), a local consortium of node
+    processes on 127.0.0.1: committed tx/s at full load, commit latency p50/p99 there and at
+    half that load, the CPU time of the cometbft and app processes, and the ratio to the
+    verification limit (verify rate x cores / validators)."""
     from medledger.cli.bench import run_bench
 
     result: dict[str, Any] = run_bench(validators=validators, n_txs=txs, clients=clients,
                                        batch=batch, console=err,
                                        block_interval_ms=block_interval_ms,
-                                       max_block_txs=max_block_txs, half_load_txs=half_load_txs)
+                                       max_block_txs=max_block_txs, half_load_txs=half_load_txs,
+                                       engine=engine.value)
     print(json.dumps(result, indent=2))
 
 
