@@ -43,14 +43,6 @@ STALL_SECONDS = 4.0  # how long two of four must stay stuck
 QUICK_RESTART = 10.0  # `medledger up` after a SIGKILL: serving, with its engine, in this
 
 
-@pytest.fixture(autouse=True)
-def _soak_only_when_asked(request: pytest.FixtureRequest) -> None:
-    """The ``slow`` variants run only when the marker expression names them (``-m slow``):
-    the default run keeps the bounded version of each scenario."""
-    if request.node.get_closest_marker("slow") and "slow" not in request.config.option.markexpr:
-        pytest.skip("a soak variant: run it with -m slow")
-
-
 @pytest.fixture
 def net(tmp_path: Path) -> Iterator[EngineNet]:
     """Four validators on CometBFT, written but not started (a test may route links or set
