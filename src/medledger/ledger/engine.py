@@ -21,7 +21,7 @@ from medledger.ledger.block import TxResult
 from medledger.merkle import log
 
 __all__ = ["HISTORY_KEY", "exec_result_bytes", "exec_result_code", "history_leaf",
-           "results_hash", "tx_leaf"]
+           "results_hash", "tx_leaf", "uvarint"]
 
 HISTORY_KEY = "chain/history"
 """The state key of the log of blocks: ``{"size", "root", "frontier"}`` of an RFC 9162 log
@@ -34,21 +34,24 @@ def exec_result_code(result: TxResult) -> int:
     return 0 if result.ok else 1
 
 
-def _uvarint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
+def uvarint(value: int) -> bytes:
+    """``value`` (0 or more) as a protobuf unsigned varint (also CometBFT's length prefix)."""
+    if value < 0x80:
+        return bytes((value,))
+    head = bytearray()
+    while value >= 0x80:
+        head.append((value & 0x7F) | 0x80)
+        value >>= 7
+    head.append(value)
+    return bytes(head)
 
 
 def exec_result_bytes(result: TxResult) -> bytes:
     """The deterministic ``ExecTxResult`` bytes of ``result`` that CometBFT hashes."""
     data = result.encode()
     code = exec_result_code(result)
-    head = b"\x08" + _uvarint(code) if code else b""
-    return head + b"\x12" + _uvarint(len(data)) + data
+    head = b"\x08" + uvarint(code) if code else b""
+    return head + b"\x12" + uvarint(len(data)) + data
 
 
 def tx_leaf(raw: bytes) -> bytes:

@@ -45,6 +45,7 @@ from medledger.client.comet.types import (
     _require,
 )
 from medledger.crypto import verify as ed25519_verify
+from medledger.ledger.engine import uvarint
 from medledger.merkle import log
 
 
@@ -97,15 +98,6 @@ def validators_hash(validators: ValidatorSet) -> bytes:
     ])
 
 
-def _uvarint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 def canonical_vote_bytes(chain_id: str, height: int, round: int, block_id: BlockId | None,
                          timestamp: Timestamp) -> bytes:
     """The sign bytes of a precommit: a length-delimited ``CanonicalVote``. A zero or absent
@@ -119,7 +111,7 @@ def canonical_vote_bytes(chain_id: str, height: int, round: int, block_id: Block
         vote.block_id.part_set_header.total = block_id.parts_total
         vote.block_id.part_set_header.hash = block_id.parts_hash
     body = vote.SerializeToString()
-    return _uvarint(len(body)) + body
+    return uvarint(len(body)) + body
 
 
 def vote_sign_bytes(chain_id: str, commit: Commit, index: int) -> bytes:

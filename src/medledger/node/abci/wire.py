@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 from types import ModuleType
 
+from medledger.ledger.engine import uvarint as varint
+
 __all__ = ["MAX_MESSAGE_BYTES", "FrameError", "FrameReader", "abci_types", "frame",
            "read_frame", "varint"]
 
@@ -33,18 +35,6 @@ def abci_types() -> ModuleType:
             "the ABCI protobuf classes are not generated: run `make setup` (it builds "
             "CometBFT and generates them)") from e
     return types_pb2
-
-
-def varint(value: int) -> bytes:
-    """``value`` (0 or more) as a protobuf unsigned varint."""
-    if value < 0x80:
-        return bytes((value,))
-    head = bytearray()
-    while value >= 0x80:
-        head.append((value & 0x7F) | 0x80)
-        value >>= 7
-    head.append(value)
-    return bytes(head)
 
 
 def frame(payload: bytes) -> bytes:
