@@ -214,6 +214,54 @@ def test_prepare_proposal_drops_bad_transactions_and_caps_count_and_bytes(
     assert list(chosen) == txs[:2]
 
 
+def _propose(app: LedgerApplication, txs: list[bytes], height: int) -> list[bytes]:
+    return list(app.prepare_proposal(T.RequestPrepareProposal(txs=txs, height=height,
+                                                              max_tx_bytes=10**6)).txs)
+
+
+def test_a_senders_nonces_gossiped_out_of_order_are_proposed_in_order(
+        application: LedgerApplication, admin: SigningKey) -> None:
+    one, two, three = (_anchor(admin, n) for n in (1, 2, 3))
+    for tx in (two, three, one):  # n+1 reached this node before n
+        assert application.check_tx(T.RequestCheckTx(tx=tx.raw)).code == 0
+    proposed = _propose(application, [two.raw, three.raw, one.raw], 1)
+    assert proposed == [one.raw, two.raw, three.raw]
+    results = _finalize(application, proposed, 1, _validator(application)).tx_results
+    assert [r.code for r in results] == [0, 0, 0]
+
+
+def test_a_nonce_gap_is_held_back_a_few_heights_then_proposed(
+        application: LedgerApplication, admin: SigningKey, home: Home) -> None:
+    from medledger.node.abci.app import HOLD_HEIGHTS
+
+    other = next(name for name in home.known_keys() if name != "admin")
+    gap = _anchor(admin, 2)  # nonce 1 of admin is in flight
+    filler = _anchor(home.member_keys(other).signing, 1)
+    for tx in (gap, filler):
+        assert application.check_tx(T.RequestCheckTx(tx=tx.raw)).code == 0
+    for height in range(1, HOLD_HEIGHTS + 1):  # checked at height 0: held through 0 + HOLD
+        assert _propose(application, [gap.raw, filler.raw], height) == [filler.raw]
+    assert _propose(application, [gap.raw], HOLD_HEIGHTS + 1) == [gap.raw]
+    one = _anchor(admin, 1)  # the predecessor arrives in time: both go, in order
+    assert application.check_tx(T.RequestCheckTx(tx=one.raw)).code == 0
+    assert _propose(application, [gap.raw, one.raw], 1) == [one.raw, gap.raw]
+    unseen = _anchor(admin, 7)  # never checked here (another node's): not held
+    assert _propose(application, [unseen.raw], 1) == [unseen.raw]
+
+
+def test_a_committed_nonce_frees_nothing_but_what_it_used(
+        application: LedgerApplication, admin: SigningKey) -> None:
+    one, two = _anchor(admin, 1), _anchor(admin, 2)
+    for tx in (one, two):
+        assert application.check_tx(T.RequestCheckTx(tx=tx.raw)).code == 0
+    _finalize(application, [one.raw], 1, _validator(application))
+    application.commit(T.RequestCommit())
+    again = application.check_tx(T.RequestCheckTx(tx=_anchor(admin, 2, index=50).raw))
+    assert (again.code, again.codespace) == (1, "nonce")  # 2 still waits in the mempool
+    stale = application.check_tx(T.RequestCheckTx(tx=_anchor(admin, 1, index=51).raw))
+    assert (stale.code, stale.codespace) == (1, "nonce")  # 1 is committed
+
+
 def test_finalize_block_results_commit_codes_messages_and_events(
         application: LedgerApplication, admin: SigningKey) -> None:
     one = _anchor(admin, 1)

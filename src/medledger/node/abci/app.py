@@ -9,8 +9,12 @@
   again), then nonce and stateful checks against committed state and what the mempool
   already holds from the same sender.
 - ``PrepareProposal``: the mempool's order, capped in count and bytes, dropping any
-  transaction that fails its stateless checks. ``ProcessProposal``: a proposal carrying
-  one is refused.
+  transaction that fails its stateless checks; each sender's transactions go in nonce
+  order, and one whose nonce leaves a gap after its sender's last is held back for up to
+  ``HOLD_HEIGHTS`` heights after this node first checked it, so that a predecessor still
+  travelling by gossip can go first (see :meth:`LedgerApplication.prepare_proposal`).
+  ``ProcessProposal``: a proposal carrying a transaction that fails its stateless checks
+  is refused.
 - ``FinalizeBlock``: the block executed at CometBFT's height and BFT time; each result's
   canonical bytes are the ``data`` of its ``ExecTxResult``, so CometBFT's results hash
   commits codes, messages and events; the validator updates governance scheduled two
@@ -49,6 +53,8 @@ APP_VERSION = 1
 FAILPOINT_ENV = "MEDLEDGER_FAILPOINT"
 FAILPOINT_EXIT = 86
 READY_LIMIT = 200_000  # transactions remembered as decoded and verified
+#: a transaction whose nonce leaves a gap waits this many heights after its CheckTx
+HOLD_HEIGHTS = 3
 
 
 def validator_address(public_key: bytes) -> bytes:
@@ -87,7 +93,8 @@ class LedgerApplication:
         self.on_checked = on_checked
         self.types = abci_types()
         self._ready: dict[bytes, Transaction] = {}  # decoded, verified, stateless-checked
-        self._pending: dict[bytes, int] = {}  # sender -> highest nonce in the mempool
+        self._pending: dict[bytes, set[int]] = {}  # sender -> its nonces in the mempool
+        self._seen: dict[bytes, int] = {}  # tx bytes -> committed height at its CheckTx
         self._rechecking = False  # a recheck pass of the mempool began since the last Commit
         self._decided: tuple[Block, BlockRecord] | None = None
 
@@ -173,12 +180,20 @@ class LedgerApplication:
         tx = self._prepared(raw)
         if isinstance(tx, Rejected):
             return types.ResponseCheckTx(code=1, codespace=tx.code, log=tx.message)
-        pending = self._pending.get(tx.sender, 0)
+        waiting = self._pending.get(tx.sender)
+        if waiting is not None and tx.nonce in waiting:
+            return types.ResponseCheckTx(
+                code=1, codespace="nonce",
+                log=f"nonce {tx.nonce} is already used by a transaction waiting in the mempool")
         try:
-            self.chain.check(tx, pending, stateless_done=True)
+            self.chain.check(tx, 0, stateless_done=True)
         except Rejected as e:
             return types.ResponseCheckTx(code=1, codespace=e.code, log=e.message)
-        self._pending[tx.sender] = max(pending, tx.nonce)
+        self._pending.setdefault(tx.sender, set()).add(tx.nonce)
+        seen = self._seen
+        if len(seen) >= READY_LIMIT:
+            seen.clear()
+        seen.setdefault(raw, self.chain.height)
         return types.ResponseCheckTx(code=0)
 
     def _prepared(self, raw: bytes) -> Transaction | Rejected:
@@ -216,19 +231,52 @@ class LedgerApplication:
 
     # proposals --------------------------------------------------------------------------
     def prepare_proposal(self, request: Any) -> Any:
+        """The mempool's transactions that pass their stateless checks, each sender's in
+        nonce order, capped in count and bytes.
+
+        Gossip may bring a sender's nonce n+1 here before n (each went to another node
+        first). Once n+1 commits, n fails (nonces only rise), so a transaction whose nonce
+        is not its sender's next (after committed state and what the block already holds)
+        waits for up to ``HOLD_HEIGHTS`` heights after its CheckTx here, and so do that
+        sender's later ones; after that it goes in, so a sender who skips a nonce waits a
+        few blocks, not for ever. A proposer-local choice: validators do not check it."""
         chosen: list[bytes] = []
         room = request.max_tx_bytes
-        for raw in request.txs:
+        last: dict[bytes, int] = {}  # sender -> highest nonce committed or chosen
+        held: set[bytes] = set()  # senders with a transaction held back
+        for raw, tx in _nonce_ordered(self._valid(request.txs)):
             if len(chosen) >= self.max_block_txs:
                 break
             cost = len(raw) + 8  # CometBFT's per-transaction overhead in a block's data
             if cost > room:
                 break
-            if isinstance(self._prepared(raw), Rejected):
+            sender = tx.sender
+            if sender in held:
                 continue
+            before = last.get(sender)
+            if before is None:
+                before = self.chain.last_nonce(sender)
+            if tx.nonce > before + 1 and self._held(raw, request.height):
+                held.add(sender)
+                continue
+            last[sender] = max(before, tx.nonce)
             chosen.append(raw)
             room -= cost
         return self.types.ResponsePrepareProposal(txs=chosen)
+
+    def _valid(self, raws: Iterable[bytes]) -> list[tuple[bytes, Transaction]]:
+        """Those of ``raws`` that decode and pass their stateless checks, in order."""
+        valid = []
+        for raw in raws:
+            tx = self._prepared(raw)
+            if not isinstance(tx, Rejected):
+                valid.append((raw, tx))
+        return valid
+
+    def _held(self, raw: bytes, height: int) -> bool:
+        """True while a transaction checked here may still wait for a predecessor."""
+        seen = self._seen.get(raw)
+        return seen is not None and height <= seen + HOLD_HEIGHTS
 
     def process_proposal(self, request: Any) -> Any:
         status = self.types.ResponseProcessProposal.ProposalStatus
@@ -317,14 +365,19 @@ class LedgerApplication:
         return self.types.ResponseCommit(retain_height=0)
 
     def _forget_pending(self, block: Block) -> None:
-        """After a commit: drop each sender whose highest nonce in the mempool the block
-        used (what else it has there is below). When CometBFT rechecks its mempool (its
-        ``[mempool] recheck``), the first recheck starts the senders' nonces over; without
-        rechecks a transaction leaves the mempool only in a block, so the highest nonce
-        of a sender still there stays right."""
-        pending = self._pending
+        """After a commit: forget each sender's nonces up to the highest the block used
+        (a transaction still waiting with one of them can only fail now). When CometBFT
+        rechecks its mempool (its ``[mempool] recheck``), the first recheck starts the
+        senders' nonces over; without rechecks a transaction leaves the mempool only in a
+        block, so what is remembered stays right."""
+        pending, seen = self._pending, self._seen
         for tx in block.txs:
-            if pending.get(tx.sender) == tx.nonce:
+            seen.pop(tx.raw, None)
+            waiting = pending.get(tx.sender)
+            if waiting is None:
+                continue
+            waiting.difference_update([n for n in waiting if n <= tx.nonce])
+            if not waiting:
                 del pending[tx.sender]
         if len(pending) >= READY_LIMIT:
             pending.clear()
@@ -355,6 +408,21 @@ class LedgerApplication:
 
     def apply_snapshot_chunk(self, request: Any) -> Any:
         return self.state_sync.apply_snapshot_chunk(request)
+
+
+def _nonce_ordered(txs: list[tuple[bytes, Transaction]]) -> list[tuple[bytes, Transaction]]:
+    """``txs`` with each sender's transactions sorted by nonce within the places they
+    hold (other senders' stay where they are)."""
+    places: dict[bytes, list[int]] = {}
+    for index, (_raw, tx) in enumerate(txs):
+        places.setdefault(tx.sender, []).append(index)
+    ordered = list(txs)
+    for indexes in places.values():
+        if len(indexes) > 1:
+            mine = sorted((txs[i] for i in indexes), key=lambda item: item[1].nonce)
+            for index, item in zip(indexes, mine, strict=True):
+                ordered[index] = item
+    return ordered
 
 
 def _failpoint(name: str) -> int | None:
