@@ -6,10 +6,9 @@ STAMP  := $(VENV)/.installed
 HOME_DIR ?= .medledger/consortium
 CHAIN_ID ?= medledger-local
 VALIDATORS ?= 4
-SEEDS ?= 20000
 NATIVE := native/pyproject.toml native/Cargo.toml native/Cargo.lock $(wildcard native/src/*.rs)
 
-.PHONY: run test bench sim clean setup
+.PHONY: run test bench soak clean setup
 
 setup: $(STAMP)
 
@@ -28,8 +27,8 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-sim: $(STAMP)
-	$(BIN)/python -m tests.sim --total $(SEEDS)
+soak: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
 
 bench: $(STAMP)
 	$(BIN)/medledger bench --validators 1

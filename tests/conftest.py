@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from medledger.api import create_app
 from medledger.crypto import ScryptParams, SigningKey
-from medledger.node import Home, Node
+from medledger.node import Home
+from tests.localchain import LocalNode, open_local
 
 # A fresh demo home, its node and its admin key (API, light-client and CLI tests) ------------
 DEMO_CHAIN_ID = "test-chain"
@@ -28,9 +29,11 @@ def demo_home(tmp_path: Path) -> Home:
 
 
 @pytest.fixture
-def demo_node(demo_home: Home) -> Iterator[Node]:
-    """The node of :func:`demo_home`, opened; closed after the test."""
-    node = Node.open(demo_home)
+def demo_node(demo_home: Home) -> Iterator[LocalNode]:
+    """The node of :func:`demo_home` on a local chain (:mod:`tests.localchain`): CometBFT's
+    ABCI calls drive its application, and its answers carry signed CometBFT headers. Blocks
+    are committed by the test (``produce_block()``); closed after the test."""
+    node = open_local(demo_home)
     yield node
     node.close()
 
@@ -43,9 +46,9 @@ def demo_admin_key(demo_home: Home) -> SigningKey:
 
 # The API of the demo node, and an HTTP client of it -------------------------------------------
 @pytest.fixture
-def app(demo_node: Node) -> FastAPI:
+def app(demo_node: LocalNode) -> FastAPI:
     """The API over the demo node, without block production (tests commit blocks)."""
-    return create_app(demo_node, run_producer=False)
+    return create_app(demo_node, run_node=False)
 
 
 @pytest.fixture

@@ -33,10 +33,10 @@ from medledger.node import Home
 from medledger.node.consortium import Consortium, ConsortiumNode
 from medledger.node.engine import EngineHome
 from tests.netproxy import Proxy
-from tests.nodeproc import FAST_KDF, free_port
+from tests.nodeproc import FAST_KDF, EngineChildren, Pid, children, free_port
 
 __all__ = ["EngineNet", "Height", "NodeProc", "Pid", "Stream", "acknowledged_everywhere",
-           "children", "same_chain", "wait_for"]
+           "children", "node_chain", "same_chain", "wait_for"]
 
 CHAIN = "engine-faults"
 HTTP_TIMEOUT = 5.0
@@ -59,59 +59,7 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str,
 
 
 # processes --------------------------------------------------------------------------------
-def _stat(pid: int) -> tuple[str, list[str]] | None:
-    """``(name, fields from the state on)`` of /proc/<pid>/stat, or None if gone."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    name, rest = text.split(" (", 1)[1].rsplit(")", 1)
-    return name, rest.split()
-
-
-@dataclass(frozen=True, slots=True)
-class Pid:
-    """A process known by its pid and its start time (field 22 of /proc/<pid>/stat)."""
-
-    pid: int
-    started: int
-
-    @classmethod
-    def of(cls, pid: int) -> Pid | None:
-        stat = _stat(pid)
-        return None if stat is None else cls(pid, int(stat[1][19]))
-
-    def alive(self) -> bool:
-        """Running or stopped (a zombie counts as gone)."""
-        stat = _stat(self.pid)
-        return stat is not None and int(stat[1][19]) == self.started and stat[1][0] != "Z"
-
-    def send(self, sig: signal.Signals) -> bool:
-        """Send ``sig`` if this very process still runs; say whether it was sent."""
-        if not self.alive():
-            return False
-        try:
-            os.kill(self.pid, sig)
-        except ProcessLookupError:
-            return False
-        return True
-
-
-def children(pid: int, name: str = "cometbft") -> list[Pid]:
-    """The processes called ``name`` whose parent is ``pid``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        stat = _stat(int(entry.name))
-        if stat is not None and stat[0] == name and int(stat[1][1]) == pid:
-            process = Pid.of(int(entry.name))
-            if process is not None:
-                found.append(process)
-    return found
-
-
-class NodeProc:
+class NodeProc(EngineChildren):
     """One node: ``medledger up`` on its home, and the ``cometbft`` it runs."""
 
     def __init__(self, node: ConsortiumNode) -> None:
@@ -147,31 +95,11 @@ class NodeProc:
                 and _answers(self.rpc + "/status")
         wait_for(up, timeout, f"{self.name} to serve its API and its engine's RPC", 0.2)
 
-    def _engine_tail(self) -> str:
-        try:
-            return "cometbft.log: " + self.engine_log.read_text()[-2000:]
-        except OSError:
-            return "no cometbft.log"
+    def _popen(self) -> subprocess.Popen[bytes] | None:
+        return self.popen
 
     def exit_code(self) -> int | None:
         return None if self.popen is None else self.popen.poll()
-
-    def running(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    def engine(self) -> Pid | None:
-        """The cometbft child of the running ``medledger up`` (remembered for cleanup)."""
-        if not self.running():
-            return None
-        assert self.popen is not None
-        found = children(self.popen.pid)
-        for process in found:
-            if process not in self.engines:
-                self.engines.append(process)
-        return found[0] if len(found) == 1 else None
-
-    def live_engines(self) -> list[Pid]:
-        return [p for p in self.engines if p.alive()]
 
     # faults -----------------------------------------------------------------------------
     def kill_app(self) -> None:
@@ -498,9 +426,17 @@ def _app_heights(url: str, top: int) -> dict[int, Height]:
             block = http.get(f"/v1/blocks/{h}").raise_for_status().json()
             ids = [Transaction.from_dict(t).tx_id.hex() for t in block["txs"]]
             out[h] = Height(block["block_hash"], block["header"]["state_root"],
-                            block["certificate"]["cometbft_block_hash"],
+                            _engine_hash_of(block),
                             tuple(zip(ids, [r["code"] for r in block["results"]], strict=True)))
     return out
+
+
+def _engine_hash_of(block: dict[str, Any]) -> str:
+    """The CometBFT block hash a node's block answer names: the one its app recorded (its
+    certificate), else that of the signed header that proves the block (``light``)."""
+    if "certificate" in block:
+        return str(block["certificate"]["cometbft_block_hash"])
+    return str(block["light"][0]["commit"]["block_id"]["hash"]).lower()
 
 
 def _engine_heights(url: str, top: int) -> dict[int, tuple[str, str]]:
@@ -519,30 +455,37 @@ def _engine_heights(url: str, top: int) -> dict[int, tuple[str, str]]:
     return out
 
 
+def node_chain(name: str, api: str, rpc: str, top: int) -> dict[int, Height]:
+    """What one node holds at heights 1..``top``, asserting that its app recorded the block
+    its CometBFT stored at each height, and that each CometBFT header carries the state
+    root of the height before it as its app hash."""
+    app = _app_heights(api, top)
+    engine = _engine_heights(rpc, top)
+    for h in range(1, top + 1):
+        assert app[h].engine_hash == engine[h][0], \
+            f"{name}'s app recorded another block than its CometBFT at {h}"
+        if h > 1:
+            assert engine[h][1] == app[h - 1].state_root, \
+                f"{name}: the app hash at {h} is not the state root at {h - 1}"
+    return app
+
+
 def same_chain(net: EngineNet, nodes: Iterable[int], upto: int | None = None
                ) -> dict[int, Height]:
     """Assert that ``nodes`` hold the same chain at every height they all have (or up to
-    ``upto``), app-level (block hash, state root) and in CometBFT (block hash), that each
-    app recorded the block CometBFT stored, and that each CometBFT header carries the state
-    root of the height before it as its app hash. Returns that common chain, by height.
+    ``upto``), app-level (block hash, state root) and in CometBFT (block hash), each node
+    as :func:`node_chain` checks it. Returns that common chain, by height.
 
     A node serves a block once the engine's headers prove the state after it, which for
     the tip takes the next block (or an empty one after it): check below a stalled tip."""
     nodes = list(nodes)
     top = min(net.height(i) for i in nodes) if upto is None else upto
     assert top >= 1, f"nodes {nodes} hold no common block"
-    apps = {i: _app_heights(net.nodes[i].api, top) for i in nodes}
-    engines = {i: _engine_heights(net.nodes[i].rpc, top) for i in nodes}
+    apps = {i: node_chain(net.nodes[i].name, net.nodes[i].api, net.nodes[i].rpc, top)
+            for i in nodes}
     for h in range(1, top + 1):
         held = {i: apps[i][h] for i in nodes}
         assert len(set(held.values())) == 1, f"a fork at height {h}: {held}"
-        assert len({engines[i][h][0] for i in nodes}) == 1, f"CometBFT forks at {h}"
-        for i in nodes:
-            assert apps[i][h].engine_hash == engines[i][h][0], \
-                f"{net.nodes[i].name}'s app recorded another block than its CometBFT at {h}"
-            if h > 1:
-                assert engines[i][h][1] == apps[i][h - 1].state_root, \
-                    f"{net.nodes[i].name}: the app hash at {h} is not the state root at {h - 1}"
     return apps[nodes[0]]
 
 

@@ -262,6 +262,24 @@ def test_a_committed_nonce_frees_nothing_but_what_it_used(
     assert (stale.code, stale.codespace) == (1, "nonce")  # 1 is committed
 
 
+def test_check_tx_refuses_once_as_many_wait_as_cometbfts_mempool_holds(
+        home: Home, admin: SigningKey) -> None:
+    """CometBFT checks its mempool's size again after CheckTx says yes and then drops the
+    transaction silently: the app refuses first, counting what waits until a block."""
+    store = SQLiteStore(home.store_path)
+    app = LedgerApplication(Chain(store, home.genesis(), default_registry()), mempool_size=2)
+    one, two, three = (_anchor(admin, n) for n in (1, 2, 3))
+    assert [app.check_tx(T.RequestCheckTx(tx=t.raw)).code for t in (one, two)] == [0, 0]
+    full = app.check_tx(T.RequestCheckTx(tx=three.raw))
+    assert (full.code, full.codespace) == (1, "mempool_full")
+    _finalize(app, [one.raw], 1, _validator(app))
+    app.commit(T.RequestCommit())  # one left the mempool in a block: room for one more
+    assert app.check_tx(T.RequestCheckTx(tx=three.raw)).code == 0
+    again = app.check_tx(T.RequestCheckTx(tx=_anchor(admin, 4).raw))
+    assert again.codespace == "mempool_full"
+    store.close()
+
+
 def test_finalize_block_results_commit_codes_messages_and_events(
         application: LedgerApplication, admin: SigningKey) -> None:
     one = _anchor(admin, 1)

@@ -1,15 +1,19 @@
 """The REST API over a real node: submit, refuse with stable codes, read with proofs, and the
 identity rules seen through it.
 
-Requests go through ``httpx.ASGITransport`` (no sockets, no lifespan: no producer runs), and
-blocks are committed by calling ``node.produce_block()`` directly. Only the ``wait=true``
-tests run a producer, as a task of their own. ASGITransport re-raises any exception the app
+Requests go through ``httpx.ASGITransport`` (no sockets, no lifespan: no producer runs). The
+node runs on a local chain (``tests/localchain.py``): CometBFT's ABCI calls drive its
+application, and blocks are committed by calling ``node.produce_block()`` directly, which
+commits the waiting transactions at height h and the empty block h + 1 whose header signs
+their state, as CometBFT does. Only the ``wait=true`` tests run a producer, as a task of
+their own. ASGITransport re-raises any exception the app
 did not handle, so every test here also shows that its requests never end in a 500.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -27,10 +31,11 @@ from medledger.client import (
     verify_state_answer,
     verify_tx_answer,
 )
-from medledger.codec import encode
+from medledger.codec import decode, encode
 from medledger.crypto import DEFAULT_SUITE, EncryptionKey, SigningKey
-from medledger.ledger import MAX_TX_BYTES, Transaction, Validator, ValidatorSet
-from medledger.node import Home, Node
+from medledger.ledger import MAX_TX_BYTES, Header, Transaction, Validator, ValidatorSet
+from medledger.node import Home
+from tests.localchain import LocalNode as Node
 
 pytestmark = pytest.mark.anyio
 
@@ -118,9 +123,9 @@ async def test_accepted_tx_is_committed_and_its_answer_verifies(
     assert {k: answer[k] for k in ("tx_id", "height", "index", "code", "message")} == {
         "tx_id": tx.tx_id.hex(), "height": 1, "index": 0, "code": "ok", "message": ""}
     assert answer["tx"] == tx.to_dict()
-    assert answer["block_hash"] == committed.block_hash.hex()
-    assert answer["header"] == committed.block.header.to_dict()
-    assert answer["certificate"] == committed.certificate.to_dict()
+    assert committed.height == 1 and demo_node.chain.height == 2  # and the header signing it
+    assert answer["header"] == decode(demo_node.store.get_block(1).header)
+    assert answer["light"] == [demo_node.local.signed_header(1), demo_node.local.signed_header(2)]
     assert answer["proof"]["leaf_index"] == 0 and answer["proof"]["tree_size"] == 1
 
     genesis = demo_node.chain.genesis
@@ -145,18 +150,22 @@ async def test_a_tx_refused_inside_its_block_is_provable_with_its_code(
     assert anchored["value"]["sender"] == admin.hex
 
 
-async def test_block_answer_carries_txs_results_and_a_certificate(
+async def test_block_answer_carries_txs_results_and_signed_headers(
         api: httpx.AsyncClient, demo_node: Node, admin: Sender) -> None:
     first, second = admin.anchor(1), admin.anchor(2)
-    await commit(api, demo_node, first)
-    await commit(api, demo_node, second)
+    await commit(api, demo_node, first)  # block 1, and block 2 signing its state
+    await commit(api, demo_node, second)  # blocks 3 and 4
     one = (await api.get("/v1/blocks/1")).json()
-    two = (await api.get("/v1/blocks/2")).json()
-    assert one["txs"] == [first.to_dict()] and two["txs"] == [second.to_dict()]
+    three = (await api.get("/v1/blocks/3")).json()
+    assert one["txs"] == [first.to_dict()] and three["txs"] == [second.to_dict()]
     assert one["results"] == [{"code": "ok", "message": ""}]
-    assert one["last_commit"] is None
-    assert two["last_commit"] == one["certificate"]
-    assert verify_header(two, demo_node.chain.validators).prev_hash.hex() == one["block_hash"]
+    assert (await api.get("/v1/blocks/2")).json()["txs"] == []
+    assert [h["header"]["height"] for h in three["light"]] == ["3", "4"]
+    assert verify_header(three, demo_node.chain.validators).height == 3
+    # header 3 names header 2's CometBFT hash, which header 1's answer carries
+    assert three["light"][0]["header"]["last_block_id"]["hash"] == \
+        demo_node.local.blocks[2].block_hash.hex().upper() == one["light"][1]["commit"][
+            "block_id"]["hash"]
 
 
 async def test_status_names_the_chain_and_its_tip(
@@ -167,7 +176,7 @@ async def test_status_names_the_chain_and_its_tip(
     now = await status(api)
     header = demo_node.chain.tip_header
     assert header is not None
-    assert now["height"] == 1 and now["total_txs"] == 1 and now["mempool_size"] == 0
+    assert now["height"] == 2 and now["total_txs"] == 1 and now["mempool_size"] == 0
     assert now["latest_block_hash"] == header.hash().hex()
     assert now["state_root"] == header.state_root.hex() != empty["state_root"]
 
@@ -260,7 +269,8 @@ def raw_replaced(old: bytes, new: bytes) -> Prepare:
 
 
 REFUSALS: dict[str, tuple[Prepare, int, str]] = {
-    "replayed after its commit (same nonce)": (replayed_after_commit, 409, "nonce"),
+    # CometBFT's cache keeps a committed transaction: its bytes are refused before CheckTx
+    "replayed after its commit (same bytes)": (replayed_after_commit, 409, "duplicate"),
     "a nonce below the committed one": (older_nonce_than_committed, 409, "nonce"),
     "the nonce of a pending transaction": (same_nonce_as_pending, 409, "nonce"),
     "the same transaction again while pending": (same_tx_while_pending, 409, "duplicate"),
@@ -313,7 +323,7 @@ async def test_refused_submission_has_a_stable_code_and_changes_nothing(
     assert response.json()["message"]
     assert await status(api) == before
     committed = demo_node.produce_block()
-    in_block = [] if committed is None else [t.tx_id for t in committed.block.txs]
+    in_block = [] if committed is None else committed.tx_ids
     assert in_block == [t.tx_id for t in world.pending]
     if not world.pending:
         assert await status(api) == before
@@ -438,7 +448,7 @@ async def test_batch_answers_each_item_in_order(
     assert (await status(api))["mempool_size"] == before["mempool_size"] + 2
     committed = demo_node.produce_block()
     assert committed is not None
-    assert [t.tx_id for t in committed.block.txs] == [good1.tx_id, good2.tx_id]
+    assert committed.tx_ids == [good1.tx_id, good2.tx_id]
 
 
 BATCH_REFUSALS: dict[str, bytes] = {
@@ -460,7 +470,8 @@ async def test_malformed_batch_is_refused_whole(
 # state with proofs ---------------------------------------------------------------------------
 @pytest.fixture
 async def anchored(api: httpx.AsyncClient, demo_node: Node, admin: Sender) -> dict[str, Any]:
-    """Answers for digest 1 (anchored in block 1) and digest 2 (never anchored)."""
+    """Answers for digest 1 (anchored in block 1) and digest 2 (never anchored), at height 2
+    (the empty block whose header signs the state after block 1)."""
     await commit(api, demo_node, admin.anchor(1))
     present = (await api.get(f"/v1/state/anchor/{digest(1).hex()}")).json()
     absent = (await api.get(f"/v1/state/anchor/{digest(2).hex()}")).json()
@@ -470,12 +481,11 @@ async def anchored(api: httpx.AsyncClient, demo_node: Node, admin: Sender) -> di
 async def test_membership_proof_of_an_anchored_digest_verifies(
         anchored: dict[str, Any], demo_node: Node, admin: Sender) -> None:
     checked = verify_state_answer(anchored["present"], demo_node.chain.validators, CHAIN)
-    header = demo_node.chain.tip_header
-    assert header is not None
+    block1 = Header.from_dict(decode(demo_node.store.get_block(1).header))
     assert checked.key == f"anchor/{digest(1).hex()}"
     assert checked.value == {"height": 1, "label": "document 1", "sender": admin.hex,
-                             "time": header.time}
-    assert checked.header == header
+                             "time": block1.time}
+    assert checked.header == demo_node.chain.tip_header and checked.header.height == 2
 
 
 async def test_non_membership_proof_of_a_never_anchored_digest_verifies(
@@ -489,6 +499,12 @@ def _flip_hex(text: str, at: int = 0) -> str:
     raw = bytearray.fromhex(text)
     raw[at] ^= 0x01
     return raw.hex()
+
+
+def _flip_b64(text: str) -> str:
+    raw = bytearray(base64.b64decode(text))
+    raw[5] ^= 0x01
+    return base64.b64encode(bytes(raw)).decode()
 
 
 def _stranger_set() -> ValidatorSet:
@@ -520,9 +536,13 @@ STATE_TAMPERS: dict[str, tuple[str, StateTamper]] = {
         time=a["header"]["time"] + 1))),
     "the header's state root changed": ("present", _edit(lambda a: a["header"].update(
         state_root=_flip_hex(a["header"]["state_root"])))),
-    "the certificate's signature changed": ("present", _edit(
-        lambda a: a["certificate"]["signatures"][0].update(
-            signature=_flip_hex(a["certificate"]["signatures"][0]["signature"], 5)))),
+    "the signed header's commit signature changed": ("present", _edit(
+        lambda a: a["light"][0]["commit"]["signatures"][0].update(
+            signature=_flip_b64(a["light"][0]["commit"]["signatures"][0]["signature"])))),
+    "the signed header's app hash changed": ("present", _edit(
+        lambda a: a["light"][0]["header"].update(
+            app_hash=_flip_hex(a["light"][0]["header"]["app_hash"]).upper()))),
+    "the signed headers left out": ("present", _edit(lambda a: a.pop("light"))),
     "another validator set trusted": ("present", lambda a, t: _stranger_set()),
 }
 

@@ -3,8 +3,10 @@
 character in a path, the index, offline docs, and an OpenAPI document in which every answer
 has a schema and every refusal code its status.
 
-Requests go through ``httpx.ASGITransport`` (no sockets, no producer); blocks are committed
-by calling ``node.produce_block()``. Every proven answer is checked with the light client,
+Requests go through ``httpx.ASGITransport`` (no sockets, no producer); the node runs on a
+local chain (``tests/localchain.py``) and blocks are committed by calling
+``node.produce_block()``: the transactions at height h, and the empty block h + 1 whose
+CometBFT header signs their state. Every proven answer is checked with the light client,
 against the genesis validators, as a client that trusts no node would.
 """
 
@@ -20,7 +22,8 @@ import pytest
 from medledger.client import verify_list_answer, verify_state_answer
 from medledger.crypto import DEFAULT_SUITE, EncryptionKey, SigningKey
 from medledger.ledger import Transaction
-from medledger.node import Home, Node
+from medledger.node import Home
+from tests.localchain import LocalNode as Node
 
 pytestmark = pytest.mark.anyio
 
@@ -52,7 +55,7 @@ class Ledger:
             assert result.accepted, result
         block = self.node.produce_block()
         assert block is not None
-        return block.block.header.height
+        return block.height
 
     def key(self, name: str) -> SigningKey:
         return self.home.member_keys(name).signing
@@ -102,7 +105,7 @@ async def test_an_organisation_with_and_without_proof(
     ledger.commit(ledger.tx(ledger.key("admin"), "ledger.anchor",
                             {"digest": digest(1), "label": "one"}))
     plain = await get(api, "/v1/identity/orgs/st-mary")
-    assert plain["key"] == "identity/org/st-mary" and plain["height"] == 1
+    assert plain["key"] == "identity/org/st-mary" and plain["height"] == 2
     assert plain["value"]["role"] == "hospital" and "proof" not in plain
     proven = await get(api, "/v1/identity/orgs/st-mary", prove="true")
     assert checked(proven, demo_node, "identity/org/st-mary") == plain["value"]
@@ -140,7 +143,7 @@ async def test_keys_patients_and_members_are_provable(
     assert (record["key"], record["height"]) == (patient.public_key.hex(), 1)
 
     members = await get(api, "/v1/identity/orgs/st-mary/members")
-    assert members["count"] == 2 and members["height"] == 1
+    assert members["count"] == 2 and members["height"] == 2
     assert [i["value"] for i in members["items"]] == [st_mary.public_key.hex(),
                                                       member.public_key.hex()]
     assert "count_proof" not in members and "proof" not in members["items"][0]
@@ -223,20 +226,21 @@ async def test_evidence_lists_and_proves_absence(
 # paged lists ---------------------------------------------------------------------------------
 async def test_blocks_page_newest_first(api: httpx.AsyncClient, ledger: Ledger) -> None:
     admin = ledger.key("admin")
-    for n in range(1, 6):
-        ledger.commit(ledger.tx(admin, "ledger.anchor", {"digest": digest(n), "label": "x"}))
+    for n in range(1, 4):  # blocks 1, 3, 5; each followed by an empty one signing its state
+        assert ledger.commit(ledger.tx(admin, "ledger.anchor",
+                                       {"digest": digest(n), "label": "x"})) == 2 * n - 1
     first = await get(api, "/v1/blocks", limit=2)
-    assert [b["height"] for b in first["blocks"]] == [5, 4] and first["next"] == 4
-    block = first["blocks"][0]
+    assert [b["height"] for b in first["blocks"]] == [6, 5] and first["next"] == 5
+    empty, block = first["blocks"]
     assert set(block) == {"height", "hash", "time", "tx_count", "proposer"}
     assert block["hash"] == (await get(api, "/v1/blocks/5"))["block_hash"]
-    assert block["tx_count"] == 1
+    assert (block["tx_count"], empty["tx_count"]) == (1, 0)
     second = await get(api, "/v1/blocks", limit=2, before=first["next"])
-    assert [b["height"] for b in second["blocks"]] == [3, 2] and second["next"] == 2
-    last = await get(api, "/v1/blocks", limit=2, before=second["next"])
-    assert [b["height"] for b in last["blocks"]] == [1] and last["next"] is None
+    assert [b["height"] for b in second["blocks"]] == [4, 3] and second["next"] == 3
+    third = await get(api, "/v1/blocks", limit=2, before=second["next"])
+    assert [b["height"] for b in third["blocks"]] == [2, 1] and third["next"] is None
     assert [b["height"] for b in (await get(api, "/v1/blocks", before=10**9))["blocks"]] == [
-        5, 4, 3, 2, 1]
+        6, 5, 4, 3, 2, 1]
     assert (await get(api, "/v1/blocks", 400, before=0))["code"] == "malformed"
     assert (await get(api, "/v1/blocks", 400, limit=101))["code"] == "malformed"
 
@@ -252,10 +256,10 @@ async def test_a_senders_transactions_page_newest_first(
                   ledger.tx(admin, "ledger.anchor", {"digest": digest(4), "label": "again"}))
     sender = admin.public_key.hex()
     first = await get(api, "/v1/txs", sender=sender, limit=2)
-    assert [(t["height"], t["index"], t["nonce"]) for t in first["txs"]] == [(2, 1, 4),
-                                                                            (2, 0, 3)]
+    assert [(t["height"], t["index"], t["nonce"]) for t in first["txs"]] == [(3, 1, 4),
+                                                                            (3, 0, 3)]
     assert [t["code"] for t in first["txs"]] == ["exists", "ok"]
-    assert first["txs"][0]["type"] == "ledger.anchor" and first["next"] == "2:0"
+    assert first["txs"][0]["type"] == "ledger.anchor" and first["next"] == "3:0"
     rest = await get(api, "/v1/txs", sender=sender, limit=2, before=first["next"])
     assert [(t["height"], t["index"]) for t in rest["txs"]] == [(1, 1), (1, 0)]
     assert rest["next"] is None
@@ -350,7 +354,7 @@ async def test_every_success_answer_declares_a_schema(document: dict[str, Any]) 
     assert not missing
     post = document["paths"]["/v1/txs"]["post"]["responses"]
     assert {"200", "202"} <= set(post)
-    for name in ("Answer", "ListAnswer", "Header", "Certificate", "SparseProof", "Error"):
+    for name in ("Answer", "ListAnswer", "Header", "SignedHeader", "SparseProof", "Error"):
         assert document["components"]["schemas"][name]
 
 

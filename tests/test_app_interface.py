@@ -27,6 +27,7 @@ from medledger.ledger import MalformedError, Transaction, TxResult, Validator, V
 from medledger.node import Chain, Genesis
 from medledger.state import Overlay, ReadOnly, StateView
 from medledger.store import EventQuery, SQLiteStore
+from tests.chainutil import commit_block
 
 CTX = BlockContext("test-chain", 5, 1_000)
 KEY = SigningKey.from_seed(bytes(range(32)))
@@ -263,7 +264,8 @@ def _chain(tmp_path: Path, registry: AppRegistry) -> Chain:
 def test_a_chain_runs_hooks_commits_events_and_indexes_them(tmp_path: Path) -> None:
     registry = AppRegistry([*default_registry().apps, NotesApp()])
     chain = _chain(tmp_path, registry)
-    chain.commit_next([note("a", nonce=1), note("a", nonce=2), note("b", nonce=3)], KEY, 2_000)
+    commit_block(chain, [note("a", nonce=1), note("a", nonce=2), note("b", nonce=3)],
+                 time=2_000, proposer=KEY.public_key)
     block = chain.store.get_block_txs(1)
     assert [t.code for t in block] == ["ok", "exists", "ok"]
     assert block[1].events == b""  # a refused transaction leaves no events
@@ -279,7 +281,7 @@ def test_a_chain_runs_hooks_commits_events_and_indexes_them(tmp_path: Path) -> N
 def test_a_prefix_violation_inside_a_block_stops_execution(tmp_path: Path) -> None:
     chain = _chain(tmp_path, AppRegistry([*default_registry().apps, NotesApp()]))
     with pytest.raises(PrefixViolation):
-        chain.commit_next([note("a", "outside")], KEY, 2_000)
+        commit_block(chain, [note("a", "outside")], time=2_000, proposer=KEY.public_key)
     assert chain.height == 0
 
 

@@ -1,4 +1,9 @@
-"""The chain executor: admission, execution, determinism, and the store it commits to."""
+"""The chain executor: admission, execution, determinism, and the store it commits to.
+
+Blocks are committed as on CometBFT: the ABCI application is fed CheckTx, FinalizeBlock and
+Commit requests (:class:`tests.chainutil.AbciChain`), or, where a test needs a block it
+will not commit, the chain builds a decided block itself (:func:`tests.chainutil.decide`).
+"""
 
 from __future__ import annotations
 
@@ -10,11 +15,11 @@ import pytest
 from medledger.apps import default_registry
 from medledger.codec import decode
 from medledger.crypto import EncryptionKey, SigningKey
-from medledger.ledger import Transaction, Validator, ValidatorSet
-from medledger.node import Chain, Genesis, Node, NodeConfig
+from medledger.ledger import Header, IntegrityError, Transaction, Validator, ValidatorSet
+from medledger.node import Chain, Genesis
 from medledger.node.verify import verify_store
-from medledger.ledger import IntegrityError
 from medledger.store import SQLiteStore, StoreError, StoreMismatch
+from tests.chainutil import AbciChain, commit_block, decide, engine_hash
 
 VALIDATOR = SigningKey.from_seed(b"\x01" * 32)
 ADMIN = SigningKey.from_seed(b"\x02" * 32)
@@ -34,9 +39,9 @@ def genesis(time: int = 1_700_000_000_000) -> Genesis:
         ))
 
 
-def make_node(path: Path, clock_start: int = 1_700_000_000_000) -> Node:
-    ticks = iter(range(clock_start, clock_start + 10**9, 1000))
-    return Node(SQLiteStore(path), genesis(), VALIDATOR, NodeConfig(), clock=lambda: next(ticks))
+def make_node(path: Path) -> AbciChain:
+    """A store at ``path`` with its chain and ABCI application, of :func:`genesis`."""
+    return AbciChain(path, genesis())
 
 
 def anchor(key: SigningKey, nonce: int, digest: int, chain: str = CHAIN) -> Transaction:
@@ -49,20 +54,20 @@ def tx(key: SigningKey, nonce: int, type_: str, body: dict[str, object]) -> Tran
 
 
 @pytest.fixture
-def node(tmp_path: Path) -> Node:
+def node(tmp_path: Path) -> AbciChain:
     n = make_node(tmp_path / "chain.db")
     yield n
     n.close()
 
 
-def state(node: Node, key: str) -> object:
+def state(node: AbciChain, key: str) -> object:
     raw = node.chain.committed_value(key)
     return None if raw is None else decode(raw)
 
 
-def test_admission_codes_and_no_state_change(node: Node) -> None:
-    assert node.submit(anchor(ADMIN, 1, 1)).accepted
-    node.produce_block()
+def test_admission_codes_and_no_state_change(node: AbciChain) -> None:
+    assert node.submit(anchor(ADMIN, 1, 1)) == "ok"
+    node.produce()
     root, height = node.chain.state_root, node.chain.height
     stranger = SigningKey.generate()
     bad_sig = anchor(ADMIN, 5, 9).to_dict()
@@ -77,30 +82,31 @@ def test_admission_codes_and_no_state_change(node: Node) -> None:
         "malformed body": (tx(ADMIN, 2, "ledger.anchor", {"digest": "zz"}), "malformed"),
     }
     for name, (t, code) in cases.items():
-        assert node.submit(t).code == code, name
-    assert len(node.mempool) == 0
-    assert node.produce_block() is None
+        assert node.submit(t) == code, name
+    assert node.mempool == []
     assert (node.chain.state_root, node.chain.height) == (root, height)
+    # a refusal holds no nonce back: the next nonce of the sender is still free
+    assert node.submit(anchor(ADMIN, 2, 2)) == "ok"
 
 
-def test_duplicate_in_mempool_and_pending_nonce(node: Node) -> None:
+def test_a_pending_nonce_and_a_repeat_are_refused(node: AbciChain) -> None:
     t1 = anchor(ADMIN, 1, 1)
-    assert node.submit(t1).accepted
-    assert node.submit(t1).code == "duplicate"
-    assert node.submit(anchor(ADMIN, 1, 2)).code == "nonce"  # nonce 1 is pending
-    assert node.submit(anchor(ADMIN, 2, 2)).accepted
-    committed = node.produce_block()
-    assert committed is not None and [r.code for r in committed.block.results] == ["ok", "ok"]
+    assert node.submit(t1) == "ok"
+    assert node.check(t1.raw) == "nonce"  # the same transaction again: nonce 1 is pending
+    assert node.submit(anchor(ADMIN, 1, 2)) == "nonce"
+    assert node.submit(anchor(ADMIN, 2, 2)) == "ok"
+    block = node.produce()
+    assert [r.code for r in block.results] == ["ok", "ok"]
     assert state(node, f"nonce/{ADMIN.public_key.hex()}") == 2
+    assert node.submit(t1) == "nonce"  # and once committed
 
 
-def test_conflict_inside_a_block_is_recorded_and_leaves_no_writes(node: Node) -> None:
+def test_conflict_inside_a_block_is_recorded_and_leaves_no_writes(node: AbciChain) -> None:
     # two senders anchor the same digest in one block: the second fails at execution
-    assert node.submit(anchor(ADMIN, 1, 7)).accepted
-    assert node.submit(anchor(OTHER_ADMIN, 1, 7)).accepted
-    committed = node.produce_block()
-    assert committed is not None
-    assert [r.code for r in committed.block.results] == ["ok", "exists"]
+    assert node.submit(anchor(ADMIN, 1, 7)) == "ok"
+    assert node.submit(anchor(OTHER_ADMIN, 1, 7)) == "ok"
+    block = node.produce()
+    assert [r.code for r in block.results] == ["ok", "exists"]
     entry = state(node, f"anchor/{(7).to_bytes(32, 'big').hex()}")
     assert entry["sender"] == ADMIN.public_key.hex()  # type: ignore[index]
     # the failed transaction still used its nonce: it can never be replayed
@@ -112,16 +118,19 @@ def member_body(key: SigningKey, org: str = "st-mary", role: str = "clinician") 
             "enc_key": EncryptionKey.generate("x25519").public_bytes().hex(), "enc_suite": "x25519"}
 
 
-def run(node: Node, t: Transaction) -> str:
-    submitted = node.submit(t)
-    if not submitted.accepted:
-        return submitted.code
-    committed = node.produce_block()
-    assert committed is not None
-    return committed.block.results[-1].code
+def run(node: AbciChain, t: Transaction) -> str:
+    """``t``'s refusal at CheckTx, or its result in the block that commits it."""
+    code = node.submit(t)
+    if code != "ok":
+        return code
+    block = node.produce()
+    assert [x.tx_id for x in block.txs] == [t.tx_id]
+    return block.results[0].code
 
 
-def test_identity_lifecycle(node: Node) -> None:
+def test_identity_lifecycle(node: AbciChain) -> None:
+    # every refusal here comes at CheckTx, which uses no nonce: the sender's next
+    # transaction takes it (a gap would be held back by PrepareProposal)
     member, new_member = SigningKey.generate(), SigningKey.generate()
     enc = EncryptionKey.generate("x25519").public_bytes().hex()
     steps = [
@@ -131,19 +140,19 @@ def test_identity_lifecycle(node: Node) -> None:
          tx(OTHER_ADMIN, 1, "identity.member.register", member_body(SigningKey.generate())), "unauthorized"),
         ("a clinician cannot register members",
          tx(member, 1, "identity.member.register", member_body(SigningKey.generate())), "unauthorized"),
-        ("the clinician anchors", anchor(member, 2, 100), "ok"),
+        ("the clinician anchors", anchor(member, 1, 100), "ok"),
         ("the member rotates their own key",
-         tx(member, 3, "identity.member.rotate", {"org": "st-mary", "key": member.public_key.hex(),
+         tx(member, 2, "identity.member.rotate", {"org": "st-mary", "key": member.public_key.hex(),
             "new_key": new_member.public_key.hex(), "enc_key": enc, "enc_suite": "x25519"}), "ok"),
-        ("the rotated key can no longer sign", anchor(member, 4, 101), "key_rotated"),
+        ("the rotated key can no longer sign", anchor(member, 3, 101), "key_rotated"),
         ("the new key signs", anchor(new_member, 1, 102), "ok"),
         ("admin suspends the new key",
-         tx(ADMIN, 3, "identity.member.suspend", {"org": "st-mary", "key": new_member.public_key.hex()}), "ok"),
+         tx(ADMIN, 2, "identity.member.suspend", {"org": "st-mary", "key": new_member.public_key.hex()}), "ok"),
         ("the suspended key can no longer sign", anchor(new_member, 2, 103), "key_suspended"),
-        ("suspending twice", tx(ADMIN, 4, "identity.member.suspend",
+        ("suspending twice", tx(ADMIN, 3, "identity.member.suspend",
                                 {"org": "st-mary", "key": new_member.public_key.hex()}), "key_suspended"),
-        ("bad role", tx(ADMIN, 5, "identity.member.register", member_body(SigningKey.generate(), role="king")), "malformed"),
-        ("bad encryption key length", tx(ADMIN, 5, "identity.member.register",
+        ("bad role", tx(ADMIN, 3, "identity.member.register", member_body(SigningKey.generate(), role="king")), "malformed"),
+        ("bad encryption key length", tx(ADMIN, 3, "identity.member.register",
                                          {**member_body(SigningKey.generate()), "enc_key": "ab" * 5}), "malformed"),
     ]
     for name, t, code in steps:
@@ -152,7 +161,7 @@ def test_identity_lifecycle(node: Node) -> None:
     assert entry["status"] == "rotated" and entry["replaced_by"] == new_member.public_key.hex()  # type: ignore[index]
 
 
-def test_patient_registers_under_a_pseudonym(node: Node) -> None:
+def test_patient_registers_under_a_pseudonym(node: AbciChain) -> None:
     from medledger.apps.identity import pseudonym_of
 
     patient = SigningKey.generate()
@@ -162,17 +171,19 @@ def test_patient_registers_under_a_pseudonym(node: Node) -> None:
     assert run(node, tx(patient, 2, "identity.patient.register", body)) == "exists"
     record = state(node, f"identity/patient/{pseudonym_of(patient.public_key)}")
     assert record["key"] == patient.public_key.hex()  # type: ignore[index]
-    assert run(node, anchor(patient, 3, 55)) == "ok"
+    assert run(node, anchor(patient, 2, 55)) == "ok"  # the refusal used no nonce
 
 
-def feed(node: Node, blocks: list[list[Transaction]]) -> list[tuple[bytes, bytes]]:
+def feed(node: AbciChain, blocks: list[list[Transaction]]) -> list[tuple[bytes, bytes]]:
+    """Submit and commit each list of transactions as a block; return each block's hash
+    and state root."""
     out = []
     for txs in blocks:
         for t in txs:
-            assert node.submit(t).accepted
-        committed = node.produce_block()
-        assert committed is not None
-        out.append((committed.block_hash, committed.block.header.state_root))
+            assert node.submit(t) == "ok"
+        block = node.produce()
+        assert block.header.hash() == node.chain.tip_hash
+        out.append((node.chain.tip_hash, block.header.state_root))
     return out
 
 
@@ -180,16 +191,31 @@ def test_replay_on_another_node_gives_identical_blocks_and_roots(tmp_path: Path)
     blocks = [[anchor(ADMIN, n, n) for n in range(k * 50 + 1, k * 50 + 51)] for k in range(4)]
     a = make_node(tmp_path / "a.db")
     b = make_node(tmp_path / "b.db")
-    assert feed(a, blocks) == feed(b, blocks)
+    ours = feed(a, blocks)
+    assert ours == feed(b, blocks)
+    assert len(set(ours)) == 4  # four blocks, each with its own hash and root
     assert verify_store(a.store, a.chain.genesis).transactions == 200
     a.close(), b.close()
 
 
-def test_bft_time_never_goes_backwards(tmp_path: Path) -> None:
-    n = make_node(tmp_path / "t.db", clock_start=1)  # a validator clock far behind genesis
-    feed(n, [[anchor(ADMIN, i, i)] for i in range(1, 5)])
-    times = [decode(n.store.get_block(h).header)["time"] for h in range(1, 5)]  # type: ignore[union-attr]
-    assert times == sorted(set(times)) and times[0] == genesis().genesis_time
+def test_block_time_is_the_engines_and_may_not_run_backwards(tmp_path: Path) -> None:
+    """The header takes CometBFT's BFT time (to the millisecond, whatever the validators'
+    clocks); the chain executes what the engine decided, and verification refuses a block
+    whose time runs backwards."""
+    n = make_node(tmp_path / "t.db")
+    start = genesis().genesis_time
+    times = [start, start + 1, start + 1, start + 2_500]  # two blocks in one millisecond
+    for i, ms in enumerate(times, start=1):
+        assert n.submit(anchor(ADMIN, i, i)) == "ok"
+        assert n.produce(time_ms=ms).header.time == ms
+    stored = [Header.from_dict(decode(n.store.get_block(h).header)).time  # type: ignore[union-attr]
+              for h in range(1, 5)]
+    assert stored == times
+    verify_store(n.store, genesis())
+    commit_block(n.chain, [anchor(ADMIN, 5, 5)], time=start + 2_499)
+    with pytest.raises(IntegrityError, match="block time runs backwards") as caught:
+        verify_store(n.store, genesis())
+    assert caught.value.height == 5
     n.close()
 
 
@@ -204,7 +230,7 @@ def test_store_refuses_another_genesis(tmp_path: Path) -> None:
 def test_store_commit_is_all_or_nothing(tmp_path: Path) -> None:
     n = make_node(tmp_path / "s.db")
     feed(n, [[anchor(ADMIN, 1, 1)]])
-    block, record = n.chain.build_block([anchor(ADMIN, 2, 2)], VALIDATOR.public_key)
+    block, record = decide(n.chain, [anchor(ADMIN, 2, 2)])
     with pytest.raises((sqlite3.DatabaseError, StoreError)):
         n.store.commit_block(type(record)(**{**{f: getattr(record, f) for f in record.__dataclass_fields__},
                                              "height": 5}))
@@ -277,7 +303,7 @@ def test_a_read_that_straddles_a_commit_is_not_cached(tmp_path: Path) -> None:
     n.chain.prefetch([key])
     assert n.chain.committed_value(key) is not None
     # and the nonce the block used is not replayable through a stale cache entry
-    assert n.submit(anchor(ADMIN, 2, 3)).code == "nonce"
+    assert n.submit(anchor(ADMIN, 2, 3)) == "nonce"
     n.close()
 
 
@@ -303,8 +329,9 @@ TAMPER = {
     "transaction dropped": ("DELETE FROM txs WHERE height = 4", 4, "tx root"),
     "header": ("UPDATE blocks SET header = replace(header, '\"tx_count\":1', '\"tx_count\":2') "
                "WHERE height = 2", 2, "block hash"),
-    "certificate": ("UPDATE blocks SET certificate = replace(certificate, '\"round\":0', "
-                    "'\"round\":1') WHERE height = 3", 3, "commit signature"),
+    "engine block hash": (f"UPDATE blocks SET certificate = replace(certificate, "
+                          f"'{engine_hash(3).hex()}', '{engine_hash(30).hex()}') WHERE height = 3",
+                          3, "log of blocks"),
     "state value": ("UPDATE state SET value = '{\"tampered\":true}' WHERE key LIKE 'anchor/%' "
                     "AND key = (SELECT MIN(key) FROM state WHERE key LIKE 'anchor/%')",
                     4, "does not match the state root"),

@@ -1,8 +1,10 @@
 """The ``medledger`` command line, through typer's CliRunner (in process).
 
 Reads go to a node's API served in process (``httpx.MockTransport`` in front of the ASGI
-app, so a test can make the node lie); one test, marked ``processes``, runs a real
-``medledger up`` on loopback and drives it with ``anchor add`` and ``tx show --verify``.
+app, so a test can make the node lie), the node on a local chain (``tests/localchain.py``)
+whose answers carry CometBFT signed headers; one test, marked ``processes``, runs a real
+``medledger up`` with its ``cometbft`` on loopback and drives it with ``anchor add`` and
+``tx show --verify``.
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ from medledger.client import Client
 from medledger.codec import decode, encode
 from medledger.crypto import Keystore, ScryptParams, SigningKey
 from medledger.ledger import Transaction
-from medledger.node import PASSPHRASE_ENV, Home, Node
+from medledger.node import PASSPHRASE_ENV, Home
 from medledger.node.consortium import free_port
+from tests.localchain import LocalNode, open_local
 
 CHAIN = "test-chain"  # the conftest's demo chain
 PASSPHRASE = "correct horse battery staple"
@@ -200,8 +203,9 @@ def test_keys_refusals_are_one_plain_line(
 # verify --------------------------------------------------------------------------------------
 @pytest.fixture
 def three_blocks(demo_home: Home, demo_admin_key: SigningKey) -> Home:
-    """The demo home with blocks 1, 2, 3, each anchoring ``document N``; the node closed."""
-    node = Node.open(demo_home)
+    """The demo home with blocks 1, 3, 5, each anchoring ``document N`` (2, 4, 6: the empty
+    blocks whose headers sign their state); the node closed."""
+    node = open_local(demo_home)
     try:
         for n in (1, 2, 3):
             assert node.submit(anchor(demo_admin_key, n, n)).accepted
@@ -214,14 +218,14 @@ def three_blocks(demo_home: Home, demo_admin_key: SigningKey) -> Home:
 def test_verify_says_intact(three_blocks: Home, runner: CliRunner) -> None:
     result = run(runner, "verify", "--home", str(three_blocks.path))
     assert result.exit_code == 0, result.output
-    assert "intact: 3 blocks, 3 transactions" in flat(result.stdout)
+    assert "intact: 6 blocks, 3 transactions" in flat(result.stdout)
 
 
 def _edit_tx_raw(db: sqlite3.Connection) -> None:
-    (raw,) = db.execute("SELECT raw FROM txs WHERE height = 2 AND idx = 0").fetchone()
+    (raw,) = db.execute("SELECT raw FROM txs WHERE height = 3 AND idx = 0").fetchone()
     raw = bytes(raw)
     at = raw.index(b"document 2") + 3  # one byte inside the label
-    db.execute("UPDATE txs SET raw = ? WHERE height = 2 AND idx = 0",
+    db.execute("UPDATE txs SET raw = ? WHERE height = 3 AND idx = 0",
                (raw[:at] + b"X" + raw[at + 1:],))
 
 
@@ -239,12 +243,12 @@ def _edit_state_value(db: sqlite3.Connection) -> None:
 
 # name: (edit of data/chain.db, the height verify must name)
 TAMPERS: dict[str, tuple[Callable[[sqlite3.Connection], object], int]] = {
-    "one byte inside a stored transaction": (_edit_tx_raw, 2),
+    "one byte inside a stored transaction": (_edit_tx_raw, 3),
     "a stored result code": (
-        lambda db: db.execute("UPDATE txs SET code = 'exists' WHERE height = 2"), 2),
+        lambda db: db.execute("UPDATE txs SET code = 'exists' WHERE height = 3"), 3),
     "a block header's time": (_edit_header_time, 1),
     "a missing block": (lambda db: db.execute("DELETE FROM blocks WHERE height = 2"), 2),
-    "a state value": (_edit_state_value, 3),
+    "a state value": (_edit_state_value, 6),
 }
 
 
@@ -285,8 +289,8 @@ def test_verify_without_a_store_refuses_plainly(
 class ServedNode:
     """A node's API behind ``httpx.MockTransport``; ``lies[path]`` edits the answer to it."""
 
-    def __init__(self, node: Node) -> None:
-        self.app = create_app(node, run_producer=False)
+    def __init__(self, node: LocalNode) -> None:
+        self.app = create_app(node, run_node=False)
         self.lies: dict[str, Callable[[Answer], Answer]] = {}
 
     async def _forward(self, request: httpx.Request) -> httpx.Response:
@@ -310,9 +314,10 @@ class ServedNode:
 @pytest.fixture
 def served(demo_home: Home, demo_admin_key: SigningKey, monkeypatch: pytest.MonkeyPatch
            ) -> Iterator[tuple[ServedNode, dict[str, str]]]:
-    """Block 1 holds anchors of documents 1 and 2 and a refused second anchor of 2. Yields
-    the served node and the ids: ``one``, ``two``, ``refused``."""
-    node = Node.open(demo_home)
+    """Block 1 holds anchors of documents 1 and 2 and a refused second anchor of 2 (block 2,
+    empty, signs its state). Yields the served node and the ids: ``one``, ``two``,
+    ``refused``."""
+    node = open_local(demo_home)
     hospital = demo_home.member_keys("st-mary").signing
     txs = {"one": anchor(demo_admin_key, 1, 1), "two": anchor(demo_admin_key, 2, 2),
            "refused": anchor(hospital, 1, 2)}
@@ -331,7 +336,7 @@ def test_status_json_prints_the_height(
     result = run(runner, "status", "--home", str(demo_home.path), "--json")
     assert result.exit_code == 0, result.output
     status = json.loads(result.stdout)
-    assert (status["chain_id"], status["height"], status["total_txs"]) == (CHAIN, 1, 3)
+    assert (status["chain_id"], status["height"], status["total_txs"]) == (CHAIN, 2, 3)
 
 
 def test_tx_show_prints_the_transaction(
@@ -360,6 +365,11 @@ TX_SHOW: dict[str, tuple[str, Any, int, str]] = {
         "one", _other_tx, 2, "NOT VERIFIED: the node answered with another transaction"),
     "a node claiming a refused tx succeeded": (
         "refused", _edit(code="ok", message=""), 2, "NOT VERIFIED: the result's proof"),
+    "a node re-dating the signed header of its block": (
+        "one", lambda s, i: lambda a: {**a, "light": [
+            {**a["light"][0], "header": {**a["light"][0]["header"],
+                                         "time": "2030-01-01T00:00:00Z"}}, a["light"][1]]},
+        2, "NOT VERIFIED: the engine's signed header does not check out"),
     "a node moving the tx to another index": (
         "one", lambda s, i: lambda a: {**a, "proof": {**a["proof"], "leaf_index": 1}}, 2,
         "NOT VERIFIED"),
@@ -383,8 +393,8 @@ def test_tx_show_verify_checks_the_answer_alone(
 
 # name: (the document asked for, the document the node answers for, the lie, exit code, says)
 STATE_SHOW: dict[str, tuple[int, int, Callable[[Answer], Answer] | None, int, str]] = {
-    "an honest node, an anchored digest": (1, 1, None, 0, "is present at height 1"),
-    "an honest node, a digest never anchored": (9, 9, None, 0, "is absent at height 1"),
+    "an honest node, an anchored digest": (1, 1, None, 0, "is present at height 2"),
+    "an honest node, a digest never anchored": (9, 9, None, 0, "is absent at height 2"),
     "a node answering for another key": (
         9, 1, None, 2, "NOT VERIFIED: the node answered for another key"),
     "a node hiding an anchored digest": (
@@ -443,14 +453,15 @@ def test_anchor_add_then_tx_show_verify_against_a_running_node(
         tmp_path: Path, runner: CliRunner) -> None:
     api = f"127.0.0.1:{free_port()}"
     home = Home.init(tmp_path / "node", "proc-chain", api=api,
-                     kdf_params=ScryptParams(n=2**10, r=8, p=1))
+                     kdf_params=ScryptParams(n=2**10, r=8, p=1),
+                     p2p=f"127.0.0.1:{free_port()}", engine_rpc=f"127.0.0.1:{free_port()}")
     log_path = tmp_path / "node.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "medledger", "up", "--home", str(home.path), "--api", api],
             env={**os.environ, PASSPHRASE_ENV: PASSPHRASE}, stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_until_serving(f"http://{api}", proc, 30)
+        wait_until_serving(f"http://{api}", proc, 60)
         added = run(runner, "anchor", "add", digest(1), "--label", "L", "--home", str(home.path))
         assert added.exit_code == 0, added.output + log_path.read_text()
         match = re.search(r"anchored in block (\d+): tx ([0-9a-f]{64})", flat(added.stdout))

@@ -26,12 +26,14 @@ import medledger.cli.host as cli_host
 import medledger.cli.main as cli
 import medledger.cli.net as net
 from medledger.cli.errors import iso_time
+from medledger.codec import decode
 from medledger.crypto import SigningKey
 from medledger.ledger import Transaction, Validator, ValidatorSet
 from medledger.node import ConfigError, Genesis, Home, Node, NodeConfig
 from medledger.node.consortium import Consortium
 from medledger.store import SQLiteStore
-from tests.nodeproc import FAST_KDF, free_port
+from tests.localchain import open_local
+from tests.nodeproc import FAST_KDF, engines_under, free_port
 from tests.test_cli import flat, run
 
 PASSPHRASE = "correct horse battery staple"
@@ -47,7 +49,8 @@ def passphrase_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def make_consortium(root: Path, n: int = 4) -> Consortium:
     ports = [(free_port(), free_port()) for _ in range(n)]
-    return Consortium.init(root, "usability-chain", n, kdf_params=FAST_KDF, ports=ports)
+    return Consortium.init(root, "usability-chain", n, kdf_params=FAST_KDF, ports=ports,
+                           engine=True, block_interval_ms=200)
 
 
 @pytest.fixture(scope="module")
@@ -167,6 +170,7 @@ def test_make_run_logged_to_a_file_shows_progress_and_stops_on_sigint(tmp_path: 
         _wait_for_lines(log, proc, [n.name for n in c.nodes], 90)
         pids = [net.running_pid(n) for n in c.nodes]
         assert all(pids), pids
+        assert len(engines_under(c.root)) == 4  # each node runs its cometbft
         added = subprocess.run(
             [sys.executable, "-m", "medledger", "anchor", "add", DIGEST, "--label", "x",
              "--home", str(c.nodes[1].home)], capture_output=True, text=True, timeout=60)
@@ -185,6 +189,7 @@ def test_make_run_logged_to_a_file_shows_progress_and_stops_on_sigint(tmp_path: 
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists() or \
             Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    assert engines_under(c.root) == [], "a node's cometbft outlived it"
 
 
 # 2. a normal start of a consortium's validator logs no warning ---------------------------------
@@ -193,23 +198,17 @@ FOUR = Genesis(chain_id="log-chain", genesis_time=T, organisations=(), validator
     [Validator(k.public_key, 10, f"node{i}") for i, k in enumerate(KEYS[:4])]))
 
 
-def test_a_validator_holding_part_of_the_power_is_no_warning(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("key,said", [(KEYS[0], "holds 10 of 40 voting power"),
+                                       (KEYS[4], "follows the chain without voting")])
+def test_a_node_says_what_its_key_is_and_warns_of_nothing(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, key: SigningKey, said: str) -> None:
+    """A validator holding part of the power, or a full node (joining, or removed from the
+    set), is a normal start on CometBFT: an INFO line, no warning."""
     with caplog.at_level(logging.INFO, logger="medledger.node"):
-        node = Node(SQLiteStore(tmp_path / "n.db"), FOUR, KEYS[0], NodeConfig())
+        node = Node(SQLiteStore(tmp_path / "n.db"), FOUR, key, NodeConfig())
     node.close()
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
-    assert any(r.levelno == logging.INFO and "holds 10 of 40 voting power" in r.getMessage()
-               for r in caplog.records)
-
-
-def test_a_key_that_is_not_a_validator_is_still_a_warning(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="medledger.node"):
-        node = Node(SQLiteStore(tmp_path / "n.db"), FOUR, KEYS[4], NodeConfig())
-    node.close()
-    assert any(r.levelno == logging.WARNING and "not a validator" in r.getMessage()
-               for r in caplog.records)
+    assert any(r.levelno == logging.INFO and said in r.getMessage() for r in caplog.records)
 
 
 # 3. which key anchor add signs with -------------------------------------------------------------
@@ -386,14 +385,14 @@ def test_tx_and_state_show_verify_print_the_bft_time_in_iso(
     from medledger.client import Client
 
     home = Home.init(tmp_path / "node", "iso-chain", kdf_params=FAST_KDF, genesis_time=T)
-    node = Node.open(home, verify=False)
+    node = open_local(home)
     admin = home.member_keys("admin").signing
     tx = Transaction.create(admin, "iso-chain", "ledger.anchor", 1,
                             {"digest": DIGEST, "label": "x"})
     assert node.submit(tx).accepted
     block = node.produce_block()
     assert block is not None
-    app = create_app(node, run_producer=False)
+    app = create_app(node, run_node=False)
 
     def handle(request: httpx.Request) -> httpx.Response:
         import asyncio
@@ -409,14 +408,20 @@ def test_tx_and_state_show_verify_print_the_bft_time_in_iso(
     monkeypatch.setattr(cli, "Client", lambda url, **kw: Client(
         url, transport=httpx.MockTransport(handle), **kw))
     try:
-        header_time = node.chain.tip_header.time  # type: ignore[union-attr]
+        def header_time(height: int) -> int:
+            return decode(node.store.get_block(height).header)["time"]  # type: ignore[union-attr]
+
+        proven = node.chain.proven_height()
+        assert proven is not None and header_time(proven) != header_time(block.height)
         shown = run(runner, "tx", "show", tx.tx_id.hex(), "--verify", "--home", str(home.path))
         assert shown.exit_code == 0, shown.output
-        assert f"(BFT time {iso_time(header_time)})" in flat(shown.stdout), shown.stdout
+        assert f"(BFT time {iso_time(header_time(block.height))})" in flat(shown.stdout), \
+            shown.stdout  # the time of the transaction's block
         state = run(runner, "state", "show", f"anchor/{DIGEST}", "--verify", "--home",
                     str(home.path))
         assert state.exit_code == 0, state.output
-        assert f"(BFT time {iso_time(header_time)})" in flat(state.stdout), state.stdout
+        assert f"(BFT time {iso_time(header_time(proven))})" in flat(state.stdout), \
+            state.stdout  # the time of the height whose state proves it
     finally:
         node.close()
 

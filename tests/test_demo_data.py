@@ -25,7 +25,8 @@ from medledger.node import Chain, Genesis
 from medledger.node.consortium import Consortium
 from medledger.node.home import DEMO_ORGANISATIONS
 from medledger.store import EventQuery, SQLiteStore
-from tests.nodeproc import FAST_KDF, free_port
+from tests.chainutil import commit_block
+from tests.nodeproc import FAST_KDF, engines_under, free_port
 
 ORGS = [org_id for org_id, _, _ in DEMO_ORGANISATIONS]
 KEY = SigningKey.from_seed(b"\x07" * 32)
@@ -66,7 +67,7 @@ def test_a_chain_commits_every_demo_transaction(tmp_path: Path) -> None:
     genesis = Genesis("demo-chain", 1_000, ValidatorSet.of([Validator(KEY.public_key, 10, "v")]),
                       orgs)
     chain = Chain(SQLiteStore(tmp_path / "s.db"), genesis, default_registry())
-    chain.commit_next(_signed("demo-chain", default_registry().demo(ORGS)), KEY, 2_000)
+    commit_block(chain, _signed("demo-chain", default_registry().demo(ORGS)))
     results = chain.store.get_block_txs(1)
     assert [r.code for r in results] == ["ok", "ok", "ok"]
     types = [e.type for e in chain.store.list_events(EventQuery())]
@@ -80,7 +81,7 @@ def test_no_demo_data_when_no_home_holds_an_organisations_key(
     monkeypatch.setenv("MEDLEDGER_PASSPHRASE", PASSPHRASE)
     ports = [(free_port(), free_port())]
     c = Consortium.init(tmp_path / "c", "demo-chain", 1, demo=False, kdf_params=FAST_KDF,
-                        ports=ports)
+                        ports=ports, engine=True)
     monkeypatch.setattr(net, "_status", lambda node, timeout=2.0: None)
     assert net.seed_demo(c) is False
     assert not (c.root / net.DEMO_MARKER).exists()
@@ -130,7 +131,8 @@ def test_net_run_seeds_a_fresh_consortium_once(tmp_path: Path,
     monkeypatch.setenv("MEDLEDGER_PASSPHRASE", PASSPHRASE)
     env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")}
     ports = [(free_port(), free_port()) for _ in range(4)]
-    c = Consortium.init(tmp_path / "c", "demo-chain", 4, kdf_params=FAST_KDF, ports=ports)
+    c = Consortium.init(tmp_path / "c", "demo-chain", 4, kdf_params=FAST_KDF, ports=ports,
+                        engine=True, block_interval_ms=200)
     first = _net_run(c, tmp_path / "run1.log", r"demo: ledger\.anchor committed in block \d+",
                      env)
     assert first.count("demo: identity.member.register committed in block") == 2, first
@@ -148,5 +150,6 @@ def test_net_run_seeds_a_fresh_consortium_once(tmp_path: Path,
 
     second = _net_run(c, tmp_path / "run2.log", r"node0: height [1-9]", env, list_events)
     assert "demo:" not in second, second
+    assert engines_under(c.root) == [], "a node's cometbft outlived `net run`"
     assert events.count("identity.member_registered") == 2, events  # seeded once only
     assert events.count("anchor.anchored") == 1, events

@@ -123,6 +123,42 @@ def engine_gone(node: NodeProc) -> None:
 
 
 # ---------------------------------------------------------------------------------------
+def test_any_node_accepts_and_every_node_commits_the_same_blocks(net: EngineNet) -> None:
+    """No fault: a batch of 300 sent to node2 commits; the same sender's next transaction,
+    sent to node1 once the batch is in (one sender's nonces reach the chain in order, ADR
+    0004), is answered committed; every node holds every one of them, in the same chain."""
+    net.start()
+    key = net.keys()[4]  # the organisation admin no stream sends with
+    registry = default_registry()
+
+    def sample(nonce: int) -> Transaction:
+        type_, body = registry.sample_tx(5_000_000 + nonce)
+        return Transaction.create(key, net.chain_id, type_, nonce, body)
+
+    batch = [sample(n) for n in range(1, 301)]
+    body = b"[" + b",".join(t.raw for t in batch) + b"]"
+    answer = httpx.post(f"{net.nodes[2].api}/v1/txs/batch", content=body, timeout=60).json()
+    assert answer["accepted"] == 300
+    ids = [t.tx_id.hex() for t in batch]
+    wait_for(lambda: _found(net, 2, ids[-1]), 60, "the batch to commit")
+    last = sample(301)
+    committed = httpx.post(f"{net.nodes[1].api}/v1/txs", content=last.raw, timeout=70,
+                           params={"wait": "true", "timeout": 60})
+    assert committed.status_code == 200, committed.text
+    height = committed.json()["height"]
+    net.wait_height(ALL, height + 1)  # the block after it signs its state
+    chain = same_chain(net, ALL, upto=height)
+    where = {tx_id: h for h, held in chain.items() for tx_id, _ in held.txs}
+    assert where[last.tx_id.hex()] == height
+    assert all(where.get(i) is not None and where[i] <= height for i in ids)
+    for node in ALL:
+        assert _found(net, node, ids[0]) and _found(net, node, last.tx_id.hex())
+
+
+def _found(net: EngineNet, node: int, tx_id: str) -> bool:
+    return httpx.get(f"{net.nodes[node].api}/v1/txs/{tx_id}", timeout=15).status_code == 200
+
+
 KILL_ONE = {
     "its cometbft": [(3, "engine")],
     "its medledger up": [(3, "app")],

@@ -2,9 +2,10 @@
 attribute and height; streamed as Server-Sent Events that resume by event id, across a node
 restart, exactly once; and seen through the SDK and the ``medledger events`` commands.
 
-In-process tests go through ``httpx.ASGITransport`` (no producer: blocks are committed by
-``node.produce_block()``) or call the ASGI app directly where a stream must stay open; the
-tests marked ``processes`` run a real ``medledger up`` on 127.0.0.1 and stop it by its pid.
+In-process tests go through ``httpx.ASGITransport`` (blocks are committed by the demo
+node's local chain, ``node.produce_block()``) or call the ASGI app directly where a stream
+must stay open; the tests marked ``processes`` run a real ``medledger up`` on 127.0.0.1 and
+stop it by its pid.
 Every wait is bounded.
 """
 
@@ -65,11 +66,16 @@ def register(admin: SigningKey, nonce: int, org: str, role: str = "clinician"
     return tx, member
 
 
-def commit(node: Node, *txs: Transaction) -> None:
+def commit(node: Node, *txs: Transaction) -> int:
+    """Submit ``txs`` and commit them in one block of the demo node's local chain (which
+    then commits the empty block that signs its app hash, as CometBFT does); return the
+    height of the block that holds them."""
     for tx in txs:
         result = node.submit(tx)
         assert result.accepted, result
-    assert node.produce_block() is not None
+    block = node.produce_block()
+    assert block is not None and block.tx_ids == [tx.tx_id for tx in txs]
+    return int(block.height)
 
 
 @pytest.fixture
@@ -81,19 +87,23 @@ def hospital(demo_home: Home) -> SigningKey:
 @pytest.fixture
 def history(demo_node: Node, demo_admin_key: SigningKey, hospital: SigningKey
             ) -> dict[str, Any]:
-    """Block 1: anchors doc1, doc2 (local admin) and a refused second anchor of doc1
-    (st-mary). Block 2: a member registered by st-mary, anchor doc3 (st-mary). Block 3: a
-    member registered by the local admin, anchor doc4 (local admin). Events 1-6."""
+    """Three blocks of transactions, at ``heights`` (an empty block follows each, signing
+    its app hash). The first: anchors doc1, doc2 (local admin) and a refused second anchor
+    of doc1 (st-mary). The second: a member registered by st-mary, anchor doc3 (st-mary).
+    The third: a member registered by the local admin, anchor doc4 (local admin). Events
+    1-6."""
     refused = anchor(hospital, 1, 1)
-    commit(demo_node, anchor(demo_admin_key, 1, 1), anchor(demo_admin_key, 2, 2), refused)
+    heights = [commit(demo_node, anchor(demo_admin_key, 1, 1), anchor(demo_admin_key, 2, 2),
+                      refused)]
     reg_mary, mary_member = register(hospital, 2, "st-mary")  # a refused tx spends its nonce
-    commit(demo_node, reg_mary, anchor(hospital, 3, 3))
+    heights.append(commit(demo_node, reg_mary, anchor(hospital, 3, 3)))
     reg_local, local_member = register(demo_admin_key, 3, "local", role="auditor")
     doc4 = anchor(demo_admin_key, 4, 4)
-    commit(demo_node, reg_local, doc4)
+    heights.append(commit(demo_node, reg_local, doc4))
+    assert heights[0] == 1 and heights == sorted(set(heights))
     return {"refused": refused.tx_id.hex(), "mary_member": mary_member,
             "local_member": local_member, "doc4": doc4.tx_id.hex(),
-            "reg_mary": reg_mary.tx_id.hex()}
+            "reg_mary": reg_mary.tx_id.hex(), "heights": heights}
 
 
 async def events(api: httpx.AsyncClient, **params: Any) -> dict[str, Any]:
@@ -168,9 +178,10 @@ async def test_a_rejected_transaction_has_no_events(
 async def test_list_filters_by_type_attribute_and_height(
         api: httpx.AsyncClient, demo_admin_key: SigningKey, hospital: SigningKey,
         history: dict[str, Any]) -> None:
+    first, second, third = history["heights"]
     everything = (await events(api))["events"]
     assert [e["id"] for e in everything] == [1, 2, 3, 4, 5, 6]
-    assert [e["height"] for e in everything] == [1, 1, 2, 2, 3, 3]
+    assert [e["height"] for e in everything] == [first, first, second, second, third, third]
 
     anchors = (await events(api, type="anchor.anchored"))["events"]
     assert [e["attrs"]["digest"] for e in anchors] == [digest(n) for n in (1, 2, 3, 4)]
@@ -190,11 +201,11 @@ async def test_list_filters_by_type_attribute_and_height(
     by_sender = (await events(api, type="anchor.anchored", sender=mary))["events"]
     assert [e["attrs"]["digest"] for e in by_sender] == [digest(3)]
 
-    late = (await events(api, from_height=3))["events"]
+    late = (await events(api, from_height=third))["events"]
     assert [e["id"] for e in late] == [5, 6]
     assert late[1]["tx_id"] == history["doc4"]
-    assert (await events(api, from_height=4))["events"] == []
-    late_anchors = (await events(api, from_height=2, type="anchor.anchored",
+    assert (await events(api, from_height=third + 1))["events"] == []
+    late_anchors = (await events(api, from_height=second, type="anchor.anchored",
                                  sender=demo_admin_key.public_key.hex()))["events"]
     assert [e["attrs"]["digest"] for e in late_anchors] == [digest(4)]
 
@@ -344,10 +355,10 @@ async def test_stream_wakes_on_commit_and_ends_when_the_node_stops(
         assert b"id: 1\nevent: anchor.anchored\ndata: {" in first
         assert stream.status == 200
         await asyncio.sleep(0.1)  # the stream waits now
-        commit(demo_node, anchor(demo_admin_key, 2, 2))
+        height = commit(demo_node, anchor(demo_admin_key, 2, 2))
         frame = await stream.read_until(digest(2).encode(), 3.0)
         data = json.loads(frame.split(b"data: ")[1].split(b"\n")[0])
-        assert (data["id"], data["height"], data["attrs"]["digest"]) == (2, 2, digest(2))
+        assert (data["id"], data["height"], data["attrs"]["digest"]) == (2, height, digest(2))
         demo_node.stop()
         async with asyncio.timeout(5):
             await task  # the stream ended by itself
@@ -396,15 +407,16 @@ async def test_wait_new_block(demo_node: Node, demo_admin_key: SigningKey) -> No
     assert 0.04 <= time.monotonic() - started < 1.0
     waiter = asyncio.create_task(demo_node.wait_new_block(0, 5.0))
     await asyncio.sleep(0.02)
-    commit(demo_node, anchor(demo_admin_key, 1, 1))
+    assert commit(demo_node, anchor(demo_admin_key, 1, 1)) == 1
+    tip = demo_node.chain.height  # block 1, and the empty block signing its app hash
     async with asyncio.timeout(1):
-        assert await waiter == 1
-    assert await demo_node.wait_new_block(0, 5.0) == 1  # already above: at once
-    waiter = asyncio.create_task(demo_node.wait_new_block(1, 5.0))
+        assert await waiter == tip
+    assert await demo_node.wait_new_block(0, 5.0) == tip  # already above: at once
+    waiter = asyncio.create_task(demo_node.wait_new_block(tip, 5.0))
     await asyncio.sleep(0.02)
     demo_node.stop()
     async with asyncio.timeout(1):
-        assert await waiter == 1
+        assert await waiter == tip
 
 
 # the SDK: SSE parsing and reconnection, against canned streams --------------------------------
@@ -558,7 +570,7 @@ def _served(app: FastAPI) -> httpx.MockTransport:
 def test_cli_events_list(demo_node: Node, history: dict[str, Any], demo_home: Home,
                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cli_events, "Client", functools.partial(
-        Client, transport=_served(create_app(demo_node, run_producer=False))))
+        Client, transport=_served(create_app(demo_node, run_node=False))))
     runner = CliRunner()
     home = ["--home", str(demo_home.path)]
 
@@ -576,7 +588,8 @@ def test_cli_events_list(demo_node: Node, history: dict[str, Any], demo_home: Ho
     answer = json.loads(result.stdout)
     assert [e["attrs"]["member"] for e in answer["events"]] == [history["local_member"]]
 
-    result = runner.invoke(cli_events.events_app, ["list", *home, "--from-height", "3",
+    third = history["heights"][2]
+    result = runner.invoke(cli_events.events_app, ["list", *home, "--from-height", str(third),
                                                    "--limit", "1"])
     assert result.exit_code == 0, result.output
     assert [line.split()[0] for line in result.stdout.splitlines()] == ["5"]
@@ -609,6 +622,7 @@ class Anchors:
     def __init__(self, home: Home) -> None:
         self.key = home.member_keys("admin").signing
         self.count = 0
+        self.heights: list[int] = []  # each anchor's block
 
     def add(self, url: str, n: int = 1) -> list[str]:
         """Anchor ``n`` more documents; their digests."""
@@ -620,6 +634,7 @@ class Anchors:
                 answer = client.submit(tx, wait=True, timeout=10)
                 assert (answer["status"], answer["code"]) == ("committed", "ok"), answer
                 labels.append(digest(self.count))
+                self.heights.append(answer["height"])
         return labels
 
 
@@ -785,7 +800,8 @@ def test_cli_events_watch_follows_until_interrupted(tmp_path: Path) -> None:
         out, json_out = _lines_of(everything, pumps), _lines_of(as_json, pumps)
         first = [out.get(timeout=20) for _ in range(2)]
         assert [line.split()[:3] for line in first] == [
-            ["1", "h=1", "anchor.anchored"], ["2", "h=2", "anchor.anchored"]]
+            ["1", f"h={anchors.heights[0]}", "anchor.anchored"],
+            ["2", f"h={anchors.heights[1]}", "anchor.anchored"]]
         assert f"digest={digest(1)}" in first[0]
         anchors.add(node.url, 2)
         later = [out.get(timeout=20) for _ in range(2)]

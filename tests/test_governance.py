@@ -1,11 +1,13 @@
-"""Governance (validator-set changes, organisation admission) and double-sign evidence.
+"""Governance (validator-set changes, organisation admission) and the evidence of the
+misbehavior CometBFT reports.
 
 The chain has four validators of power 10 each, so a proposal needs the approvals of three
-(30 > 2/3 of 40); two (20) are not enough. Blocks go through the real admission path
-(``Node.submit``) and the real executor (``Chain.build_block``), and are committed with a
-certificate signed by three of the four validators, which is what a 4-validator chain's
-commit needs (a node's own key holds only 1/4 of the power, so ``produce_block`` could not
-commit alone).
+(30 > 2/3 of 40); two (20) are not enough. It runs on a local chain (``tests/localchain.py``):
+transactions are admitted by CheckTx and blocks decided through PrepareProposal,
+ProcessProposal, FinalizeBlock and Commit, each height's commit signed by the validators
+CometBFT's validator updates give it (the proposer must be one of the set the application
+holds for that height, or FinalizeBlock refuses the block). One block per call, with no empty
+block after it, so that heights are the test's to count.
 """
 
 from __future__ import annotations
@@ -19,25 +21,19 @@ import pytest
 from medledger.apps import BlockContext, Rejected, default_registry, governance
 from medledger.codec import decode, encode
 from medledger.crypto import EncryptionKey, SigningKey
-from medledger.ledger import (
-    PREVOTE,
-    Certificate,
-    DuplicateVoteEvidence,
-    Transaction,
-    Validator,
-    ValidatorSet,
-    Vote,
-)
-from medledger.node import Genesis, Node, NodeConfig
+from medledger.ledger import Transaction, Validator, ValidatorSet
+from medledger.node import Genesis, NodeConfig
 from medledger.node.chain import nonce_key
 from medledger.state import Overlay, ReadOnly
 from medledger.store import SQLiteStore
+from tests.localchain import LocalNode as Node
 
 V = [SigningKey.from_seed(bytes([0x40 + i]) * 32) for i in range(4)]
 NEW_VALIDATOR = SigningKey.from_seed(b"\x50" * 32)
 ADMIN = SigningKey.from_seed(b"\x02" * 32)
 NEW_ADMIN = SigningKey.from_seed(b"\x60" * 32)
 STRANGER = SigningKey.from_seed(b"\x70" * 32)
+KNOWN = [*V, NEW_VALIDATOR, ADMIN, NEW_ADMIN, STRANGER]
 CHAIN = "gov-chain"
 START = 1_700_000_000_000
 
@@ -53,7 +49,8 @@ def genesis(validators: list[SigningKey] = V) -> Genesis:
 
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[Node]:
-    n = Node(SQLiteStore(tmp_path / "chain.db"), genesis(), V[0], NodeConfig())
+    n = Node(SQLiteStore(tmp_path / "chain.db"), genesis(), V[0], NodeConfig(),
+             keys=[*V[1:], NEW_VALIDATOR], proof_blocks=False)
     produce(n)  # height 1: genesis state committed
     yield n
     n.close()
@@ -70,19 +67,18 @@ class Nonces:
         n = self._last[key.public_key] = self._last.get(key.public_key, 0) + 1
         return Transaction.create(key, CHAIN, type_, n, body)
 
+    def forget(self, key: SigningKey) -> None:
+        """The last transaction of ``key`` was refused: its nonce is free again."""
+        self._last[key.public_key] -= 1
+
 
 def produce(node: Node, signers: list[SigningKey] | None = None) -> list[str]:
     """Commit the mempool as the next block, signed by ``signers`` (by default every key
     here that is a validator of that height); the result codes."""
-    if signers is None:
-        signers = [k for k in [*V, NEW_VALIDATOR] if node.chain.validators.power_of(k.public_key)]
-    txs = node.mempool.take(10_000, 10**9)
-    block, record = node.chain.build_block(txs, V[0].public_key)
-    cert = Certificate.sign(signers, CHAIN, record.height, record.block_hash,
-                            block.header.time + 1000)
-    node.chain.commit(block, record, cert)
-    node.mempool.remove(txs)
-    return [r.code for r in block.results]
+    absent = [] if signers is None else [
+        k.public_key for k in [*V, NEW_VALIDATOR] if k not in signers]
+    block = node.local.commit_block(absent=absent)
+    return ["ok" if r.code == 0 else r.codespace for r in block.results]
 
 
 def advance_to(node: Node, height: int) -> None:
@@ -90,9 +86,21 @@ def advance_to(node: Node, height: int) -> None:
         produce(node)
 
 
+def next_in_line(node: Node, t: Transaction) -> Transaction:
+    """``t`` signed again with its sender's next nonce, when a refusal before it left a gap
+    (a refused transaction does not use up its nonce, and the proposer holds a transaction
+    after a gap back for a few heights, waiting for the one before it)."""
+    after = node.chain.last_nonce(t.sender) + 1
+    key = next((k for k in KNOWN if k.public_key == t.sender), None)
+    if t.nonce <= after or key is None:
+        return t
+    return Transaction.create(key, t.chain_id, t.type, after, t.body)
+
+
 def run(node: Node, t: Transaction) -> str:
     """Admit and commit ``t`` alone; its code. A refusal is checked twice: at admission
     (nothing enters the mempool) and in a block, where it must write only its nonce."""
+    t = next_in_line(node, t)
     submitted = node.submit(t)
     if submitted.accepted:
         return produce(node)[0]
@@ -142,15 +150,28 @@ def member(key: SigningKey, org_id: str) -> dict[str, Any]:
             "enc_suite": "x25519"}
 
 
-def double_vote(key: SigningKey, height: int = 1, chain: str = CHAIN) -> DuplicateVoteEvidence:
-    one = Vote.sign(key, chain, PREVOTE, height, 0, b"\xaa" * 32, START)
-    other = Vote.sign(key, chain, PREVOTE, height, 0, b"\xbb" * 32, START)
-    return DuplicateVoteEvidence.of(chain, one, other)
+def double_vote(key: SigningKey, height: int = 1, power: int = 10) -> Any:
+    """CometBFT's report (an ABCI ``Misbehavior``) of ``key`` voting twice at ``height``."""
+    from medledger.node.abci import validator_address
+    from medledger.node.abci.wire import abci_types
+
+    types = abci_types()
+    report = types.Misbehavior(type=types.DUPLICATE_VOTE, height=height,
+                               total_voting_power=40)
+    report.validator.address = validator_address(key.public_key)
+    report.validator.power = power
+    report.time.seconds = START // 1000 + height
+    return report
 
 
-def evidence_body(evidence: DuplicateVoteEvidence | dict[str, Any]) -> dict[str, Any]:
-    data = evidence if isinstance(evidence, dict) else evidence.to_dict()
-    return {"evidence": data}
+def report(node: Node, *offences: Any) -> str:
+    """Commit the next block (empty) with CometBFT's ``offences``; the hash hex of the
+    evidence the first one became, if it was recorded."""
+    before = {e["hash"] for e in governance.list_evidence(node.chain.view(), limit=1000)}
+    node.local.commit_block(misbehavior=offences)
+    added = [e["hash"] for e in governance.list_evidence(node.chain.view(), limit=1000)
+             if e["hash"] not in before]
+    return added[0] if added else ""
 
 
 # genesis ----------------------------------------------------------------------------------
@@ -398,73 +419,29 @@ def test_org_admission_lets_the_new_admin_register_members(node: Node) -> None:
 
 
 # evidence ------------------------------------------------------------------------------------
-def test_evidence_is_accepted_once_and_listed(node: Node) -> None:
-    n = Nonces()
-    evidence = double_vote(V[1])
-    digest = evidence.hash().hex()
-    forged = evidence.to_dict()
-    forged["vote_b"] = {**forged["vote_b"], "signature": "00" * 64}
-    same_block = Vote.sign(V[2], CHAIN, PREVOTE, 1, 0, b"\xaa" * 32, START)
-    steps = [
-        ("a validator submits it", n.tx(V[2], governance.SUBMIT, evidence_body(evidence)), "ok"),
-        ("again, by an org admin", n.tx(ADMIN, governance.SUBMIT, evidence_body(evidence)),
-         "exists"),
-        ("a forged signature", n.tx(ADMIN, governance.SUBMIT, evidence_body(forged)),
-         "invalid_evidence"),
-        ("the offender is not a validator",
-         n.tx(ADMIN, governance.SUBMIT, evidence_body(double_vote(STRANGER))),
-         "invalid_evidence"),
-        ("signed for another chain",
-         n.tx(ADMIN, governance.SUBMIT, evidence_body(double_vote(V[2], chain="other"))),
-         "invalid_evidence"),
-        ("the same vote twice",
-         n.tx(ADMIN, governance.SUBMIT, evidence_body(
-             {"vote_a": same_block.to_dict(), "vote_b": same_block.to_dict()})),
-         "invalid_evidence"),
-        ("an offence at a height not reached",
-         n.tx(ADMIN, governance.SUBMIT, evidence_body(double_vote(V[2], height=99))),
-         "invalid_evidence"),
-        ("an unknown submitter",
-         n.tx(STRANGER, governance.SUBMIT, evidence_body(double_vote(V[3]))), "unknown_sender"),
-        ("not evidence", n.tx(ADMIN, governance.SUBMIT, {"evidence": {"vote_a": 1}}),
-         "malformed"),
-        ("an org admin submits other evidence",
-         n.tx(ADMIN, governance.SUBMIT, evidence_body(double_vote(V[3]))), "ok"),
-    ]
-    for name, tx, code in steps:
-        assert run(node, tx) == code, name
-    entry = state(node, f"evidence/{digest}")
-    assert entry["evidence"] == evidence.to_dict() and entry["height"] == 2
-    assert (entry["validator"], entry["offence_height"]) == (V[1].public_key.hex(), 1)
+def test_reported_misbehavior_is_recorded_once_and_listed(node: Node) -> None:
+    first = report(node, double_vote(V[1], height=1))
+    assert first
+    entry = state(node, f"evidence/{first}")
+    assert (entry["validator"], entry["offence_height"], entry["height"]) == (
+        V[1].public_key.hex(), 1, node.chain.height)
+    assert entry["evidence"]["kind"] == "duplicate_vote"
+    assert report(node, double_vote(V[1], height=1)) == ""  # reported again: once
+    assert report(node, double_vote(STRANGER, height=1)) == ""  # no validator: dropped
+    second = report(node, double_vote(V[3], height=2))
     listed = governance.list_evidence(node.chain.view())
+    assert [e["hash"] for e in listed] == [first, second]
     assert [e["validator"] for e in listed] == [V[1].public_key.hex(), V[3].public_key.hex()]
     assert governance.list_evidence(node.chain.view(), start=2) == listed[1:]
 
 
-def test_stale_evidence_is_expired() -> None:
-    current = ValidatorSet.of([Validator(k.public_key, 10, "v") for k in V])
-    view = Overlay(ReadOnly({"validators/current": encode(current.to_list())}.get))
-    t = Transaction.create(V[0], CHAIN, governance.SUBMIT, 1, evidence_body(double_vote(V[1])))
-    registry = default_registry()
-    for height, code in [(governance.EVIDENCE_MAX_AGE + 2, "expired"),
-                         (governance.EVIDENCE_MAX_AGE + 1, None)]:
-        child = view.child()
-        try:
-            registry.apply(child, t, BlockContext(CHAIN, height, START))
-        except Rejected as e:
-            assert (e.code, child.writes) == (code, {}), height
-        else:
-            assert code is None and governance.list_evidence(child)[0]["offence_height"] == 1
-
-
 def test_governance_acts_on_evidence(node: Node) -> None:
     n = Nonces()
-    evidence = double_vote(V[3])
-    digest = evidence.hash().hex()
-    assert run(node, n.tx(V[0], governance.SUBMIT, evidence_body(evidence))) == "ok"
+    digest = report(node, double_vote(V[3]))
     mismatch = n.tx(V[0], governance.PROPOSE,
                     propose("validator_remove", remove(V[2], evidence=digest), 10))
     assert run(node, mismatch) == "evidence_mismatch"
+    n.forget(V[0])
     t = n.tx(V[0], governance.PROPOSE,
              propose("validator_power", {"public_key": V[3].public_key.hex(), "power": 1,
                                          "evidence": digest}, 10))

@@ -23,7 +23,7 @@ ROOT = SRC / "medledger"
 TOP = "<top>"
 
 #: Layer rank of each subpackage, lowest first, following DESIGN.md. Packages the design
-#: names but the code does not have yet (blobs, consensus, p2p, standards, web) are placed
+#: names but the code does not have (blobs, consensus, p2p, standards, web) are placed
 #: now, so that adding one does not need this table first.
 RANK: dict[str, int] = {
     "codec": 0,

@@ -1,4 +1,4 @@
-"""Transactions, headers and commit certificates."""
+"""Transactions, headers and validator sets."""
 
 from __future__ import annotations
 
@@ -9,10 +9,7 @@ from hypothesis import strategies as st
 from medledger.codec import encode
 from medledger.crypto import SigningKey
 from medledger.ledger import (
-    Certificate,
-    CommitSig,
     Header,
-    IntegrityError,
     MalformedError,
     Transaction,
     Validator,
@@ -112,41 +109,6 @@ def test_header_hash_commits_to_every_field() -> None:
 
 KEYS = [SigningKey.from_seed(bytes([i]) * 32) for i in range(4)]
 VSET = ValidatorSet.of([Validator(k.public_key, 10, f"v{i}") for i, k in enumerate(KEYS)])
-BLOCK = b"\xbb" * 32
-
-
-@pytest.mark.parametrize("signers,ok", [(4, True), (3, True), (2, False), (1, False)])
-def test_certificate_needs_more_than_two_thirds(signers: int, ok: bool) -> None:
-    cert = Certificate.sign(KEYS[:signers], "c1", 5, BLOCK, 1000)
-    if ok:
-        cert.verify("c1", VSET)
-    else:
-        with pytest.raises(IntegrityError, match="2/3"):
-            cert.verify("c1", VSET)
-
-
-def test_certificate_refuses_outsiders_duplicates_and_other_chains() -> None:
-    outsider = SigningKey.generate()
-    with pytest.raises(IntegrityError, match="non-validator"):
-        Certificate.sign([*KEYS[:3], outsider], "c1", 5, BLOCK, 1000).verify("c1", VSET)
-    cert = Certificate.sign(KEYS[:3], "c1", 5, BLOCK, 1000)
-    dup = Certificate(5, 0, BLOCK, (*cert.signatures, cert.signatures[0]))
-    with pytest.raises(IntegrityError, match="twice"):
-        dup.verify("c1", VSET)
-    with pytest.raises(IntegrityError, match="bad commit signature"):
-        cert.verify("c2", VSET)
-    moved = Certificate(6, 0, BLOCK, cert.signatures)
-    with pytest.raises(IntegrityError, match="bad commit signature"):
-        moved.verify("c1", VSET)
-    assert Certificate.from_dict(cert.to_dict()) == cert
-
-
-def test_bft_time_is_the_weighted_median() -> None:
-    sigs = tuple(CommitSig(k.public_key, t, b"\x00" * 64) for k, t in zip(KEYS, [5, 100, 7, 6]))
-    cert = Certificate(1, 0, BLOCK, sigs)
-    assert cert.bft_time(VSET) == 6  # one fast clock (100) cannot drag the time
-    heavy = ValidatorSet.of([Validator(k.public_key, p, "v") for k, p in zip(KEYS, [1, 100, 1, 1])])
-    assert cert.bft_time(heavy) == 100
 
 
 def test_validator_set_hash_is_order_independent_and_power_sensitive() -> None:

@@ -9,28 +9,34 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from medledger.crypto import SigningKey
 from medledger.ledger import Transaction
-from medledger.node import Node
-from tests.nodeproc import make_home
+from medledger.node import Home
+from tests.nodeproc import NodeProcess, make_home
 
 pytestmark = pytest.mark.processes
 
 
-def commit_blocks(home_path: Path, count: int) -> None:
-    from medledger.node import Home
-
-    home = Home(home_path)
-    node = Node.open(home)
+def commit_blocks(home: Home, count: int) -> list[int]:
+    """Commit ``count`` anchors, one a block, through a real node; their heights."""
     key: SigningKey = home.member_keys("admin").signing
-    for nonce in range(1, count + 1):
-        tx = Transaction.create(key, "proc-chain", "ledger.anchor", nonce,
-                                {"digest": nonce.to_bytes(32, "big").hex(), "label": "x"})
-        assert node.submit(tx).accepted
-        assert node.produce_block() is not None
-    node.close()
+    node = NodeProcess(home)
+    node.start()
+    heights = []
+    try:
+        for nonce in range(1, count + 1):
+            tx = Transaction.create(key, "proc-chain", "ledger.anchor", nonce,
+                                    {"digest": nonce.to_bytes(32, "big").hex(), "label": "x"})
+            answer = httpx.post(f"{node.url}/v1/txs", params={"wait": "true"}, content=tx.raw,
+                                timeout=60).json()
+            assert answer["code"] == "ok", answer
+            heights.append(answer["height"])
+    finally:
+        node.stop()
+    return heights
 
 
 def start(home_path: Path, passphrase: str) -> subprocess.CompletedProcess[str]:
@@ -40,33 +46,39 @@ def start(home_path: Path, passphrase: str) -> subprocess.CompletedProcess[str]:
         text=True, timeout=60)
 
 
+# what to change in the store, and the block whose height the refusal names: that of the
+# second or third transaction, or the tip (where the state root no longer matches)
 TAMPER = {
-    "a transaction's bytes": ("UPDATE txs SET raw = CAST(replace(CAST(raw AS TEXT), '\"x\"', "
-                              "'\"y\"') AS BLOB) WHERE height = 2", "height 2"),
-    "a block header": ("UPDATE blocks SET header = CAST(replace(CAST(header AS TEXT), "
-                       "'\"tx_count\":1', '\"tx_count\":0') AS BLOB) WHERE height = 3", "height 3"),
-    "a state value": ("UPDATE state SET value = CAST('{\"label\":\"forged\"}' AS BLOB) WHERE key = "
-                      "(SELECT MIN(key) FROM state WHERE key LIKE 'anchor/%')", "height 3"),
+    "a transaction's bytes": (("UPDATE txs SET raw = CAST(replace(CAST(raw AS TEXT), '\"x\"', "
+                              "'\"y\"') AS BLOB) WHERE height = {second}"), "second"),
+    "a block header": (("UPDATE blocks SET header = CAST(replace(CAST(header AS TEXT), "
+                       "'\"tx_count\":1', '\"tx_count\":0') AS BLOB) WHERE height = {third}"),
+                       "third"),
+    "a state value": (("UPDATE state SET value = CAST('{{\"label\":\"forged\"}}' AS BLOB) WHERE "
+                      "key = (SELECT MIN(key) FROM state WHERE key LIKE 'anchor/%')"), "tip"),
 }
 
 
 @pytest.mark.parametrize("sql,where", TAMPER.values(), ids=TAMPER.keys())
 def test_up_refuses_a_tampered_store(tmp_path: Path, sql: str, where: str) -> None:
     home = make_home(tmp_path / "node")
-    commit_blocks(home.path, 3)
+    heights = commit_blocks(home, 3)
+    assert heights == sorted(set(heights))
     con = sqlite3.connect(home.store_path)
     with con:
-        assert con.execute(sql).rowcount == 1
+        tip = con.execute("SELECT MAX(height) FROM blocks").fetchone()[0]
+        named = {"second": heights[1], "third": heights[2], "tip": tip}
+        assert con.execute(sql.format(**named)).rowcount == 1
     con.close()
     result = start(home.path, home.passphrase())
     assert result.returncode == 1
-    assert where in result.stderr
+    assert f"height {named[where]}" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr + result.stdout
 
 
 def test_up_refuses_a_store_of_another_genesis(tmp_path: Path) -> None:
     home = make_home(tmp_path / "node")
-    commit_blocks(home.path, 1)
+    commit_blocks(home, 1)
     other = make_home(tmp_path / "other")
     os.replace(home.store_path, other.store_path)
     result = start(other.path, other.passphrase())
@@ -78,8 +90,6 @@ def test_up_refuses_a_store_of_another_genesis(tmp_path: Path) -> None:
 def test_sigterm_stops_the_node_and_its_workers_cleanly(tmp_path: Path) -> None:
     """SIGTERM ends the node after its workers and store are closed: no worker is left
     behind and nothing leaks."""
-    from tests.nodeproc import NodeProcess
-
     home = make_home(tmp_path / "n")
     node = NodeProcess(home)
     node.start()
@@ -88,8 +98,6 @@ def test_sigterm_stops_the_node_and_its_workers_cleanly(tmp_path: Path) -> None:
                               {"digest": n.to_bytes(32, "big").hex(), "label": "x" * 100})
            for n in range(1, 101)]
     body = b"[" + b",".join(t.raw for t in txs) + b"]"  # big enough for the worker pool
-    import httpx
-
     answer = httpx.post(f"{node.url}/v1/txs/batch", content=body, timeout=30).json()
     assert answer["accepted"] == 100
     assert node.proc is not None

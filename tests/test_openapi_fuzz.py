@@ -37,8 +37,9 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from medledger.api import create_app
 from medledger.crypto import DEFAULT_SUITE, EncryptionKey, SigningKey
 from medledger.ledger import Transaction
-from medledger.node import Home, Node
+from medledger.node import Home
 from tests.conftest import DEMO_CHAIN_ID, DEMO_GENESIS_TIME, FAST_KDF
+from tests.localchain import LocalNode, open_local
 
 pytestmark = [
     # schemathesis' ASGI client is starlette's TestClient, which warns that it will need
@@ -61,10 +62,10 @@ def _document() -> dict[str, Any]:
     (schemathesis' ``from_fixture`` would read it from the test's own node, but it uses a
     pytest internal that pytest 9.2 removed.)"""
     with tempfile.TemporaryDirectory() as folder:
-        node = Node.open(Home.init(Path(folder) / "node", DEMO_CHAIN_ID, kdf_params=FAST_KDF,
-                                   demo=True, genesis_time=DEMO_GENESIS_TIME))
+        node = open_local(Home.init(Path(folder) / "node", DEMO_CHAIN_ID, kdf_params=FAST_KDF,
+                                    demo=True, genesis_time=DEMO_GENESIS_TIME))
         try:
-            return create_app(node, run_producer=False).openapi()
+            return create_app(node, run_node=False).openapi()
         finally:
             node.close()
 
@@ -73,10 +74,10 @@ schema = schemathesis.openapi.from_dict(_document())
 
 
 @pytest.fixture
-def fuzzed_app(demo_home: Home, demo_node: Node, demo_admin_key: SigningKey
+def fuzzed_app(demo_home: Home, demo_node: LocalNode, demo_admin_key: SigningKey
                ) -> Iterator[FastAPI]:
-    """The API of the demo node with block 1 committed: an anchor, and a member of
-    st-mary."""
+    """The API of the demo node (on a local chain) with block 1 committed: an anchor, and a
+    member of st-mary; block 2, empty, signs its state."""
     admin = demo_home.member_keys("st-mary").signing
     chain = demo_node.chain.chain_id
     member = SigningKey.generate().public_key.hex()
@@ -90,7 +91,7 @@ def fuzzed_app(demo_home: Home, demo_node: Node, demo_admin_key: SigningKey
     ):
         assert demo_node.submit(tx).accepted
     assert demo_node.produce_block() is not None
-    app = create_app(demo_node, run_producer=False)
+    app = create_app(demo_node, run_node=False)
     assert app.openapi() == schema.raw_schema
     yield app
 

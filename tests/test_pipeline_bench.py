@@ -1,5 +1,7 @@
-"""How long the transaction pipeline takes for 2,000 transactions: admission into the
-mempool, producing the block that commits them, and the Ed25519 verifies underneath.
+"""How long the transaction pipeline takes for 2,000 transactions: CheckTx of each (what
+admits it to CometBFT's mempool), the block that commits them (PrepareProposal,
+ProcessProposal, FinalizeBlock and Commit of the ABCI application), and the Ed25519
+verifies underneath.
 
 Each benchmark runs 3 rounds of one call on fresh inputs and asserts its result, so it is
 an ordinary (fast) test as well as a measurement.
@@ -15,9 +17,9 @@ from typing import Any
 import pytest
 
 from medledger.crypto import SigningKey, verify
-from medledger.ledger import Transaction, Validator, ValidatorSet
-from medledger.node import CommittedBlock, Genesis, Node, NodeConfig, Submitted
-from medledger.store import SQLiteStore
+from medledger.ledger import Block, Transaction, Validator, ValidatorSet
+from medledger.node import Genesis
+from tests.chainutil import AbciChain, T
 
 N = 2_000
 CHAIN = "bench-chain"
@@ -50,16 +52,14 @@ def anchors() -> list[Transaction]:
 
 
 @pytest.fixture
-def fresh_node(tmp_path: Path) -> Iterator[Callable[[], Node]]:
-    """Makes a new single-validator node over its own SQLite file, with a fixed clock;
-    closes every node made after the test."""
-    made: list[Node] = []
+def fresh_node(tmp_path: Path) -> Iterator[Callable[[], AbciChain]]:
+    """Makes a new single-validator chain and its ABCI application over its own SQLite
+    file; closes every one made after the test."""
+    made: list[AbciChain] = []
     files = count()
 
-    def make() -> Node:
-        ticks = iter(range(GENESIS_TIME, GENESIS_TIME + 10**9, 1000))
-        node = Node(SQLiteStore(tmp_path / f"chain-{next(files)}.db"), genesis(), VALIDATOR,
-                    NodeConfig(), clock=lambda: next(ticks))
+    def make() -> AbciChain:
+        node = AbciChain(tmp_path / f"chain-{next(files)}.db", genesis(), max_block_txs=N)
         made.append(node)
         return node
 
@@ -69,33 +69,39 @@ def fresh_node(tmp_path: Path) -> Iterator[Callable[[], Node]]:
 
 
 @pytest.mark.benchmark(group="pipeline")
-def test_admit_2000_anchors(benchmark: Any, anchors: list[Transaction],
-                            fresh_node: Callable[[], Node]) -> None:
-    def admit(node: Node) -> list[Submitted]:
-        return [node.submit(tx) for tx in anchors]
+def test_check_tx_2000_anchors(benchmark: Any, anchors: list[Transaction],
+                               fresh_node: Callable[[], AbciChain]) -> None:
+    """CheckTx as the ABCI server hands a run of them to the application: decoding, the
+    signature, the stateless and stateful checks of each, never seen before."""
+    requests = [T.RequestCheckTx(tx=tx.raw, type=T.NEW) for tx in anchors]
 
-    submitted = benchmark.pedantic(admit, setup=lambda: ((fresh_node(),), {}), **ROUNDS)
+    def admit(node: AbciChain) -> list[Any]:
+        return node.app.check_txs(requests)
 
-    refused = [(s.code, s.message) for s in submitted if not s.accepted]
-    assert not refused and len(submitted) == N, refused[:3]
+    answers = benchmark.pedantic(admit, setup=lambda: ((fresh_node(),), {}), **ROUNDS)
+
+    refused = [(a.codespace, a.log) for a in answers if a.code]
+    assert not refused and len(answers) == N, refused[:3]
     record_per_item(benchmark, "per_tx_us")
 
 
 @pytest.mark.benchmark(group="pipeline")
-def test_produce_block_of_2000(benchmark: Any, anchors: list[Transaction],
-                               fresh_node: Callable[[], Node]) -> None:
-    def admitted_node() -> tuple[tuple[Node], dict[str, Any]]:
+def test_block_of_2000(benchmark: Any, anchors: list[Transaction],
+                       fresh_node: Callable[[], AbciChain]) -> None:
+    """The block of 2,000 transactions CheckTx admitted (so already verified, as on a
+    node): proposed, finalized and committed."""
+    def admitted_node() -> tuple[tuple[AbciChain], dict[str, Any]]:
         node = fresh_node()
-        assert all(node.submit(tx).accepted for tx in anchors)
+        assert all(node.submit(tx) == "ok" for tx in anchors)
         return (node,), {}
 
-    committed: CommittedBlock | None = benchmark.pedantic(
-        lambda node: node.produce_block(), setup=admitted_node, **ROUNDS)
+    block: Block = benchmark.pedantic(lambda node: node.produce(), setup=admitted_node,
+                                      **ROUNDS)
 
-    assert committed is not None
-    codes = [r.code for r in committed.block.results]
+    codes = [r.code for r in block.results]
     assert len(codes) == N and set(codes) == {"ok"}, sorted(set(codes))
-    assert committed.block.header.height == 1
+    assert [t.tx_id for t in block.txs] == [t.tx_id for t in anchors]
+    assert block.header.height == 1
     record_per_item(benchmark, "per_tx_us")
 
 

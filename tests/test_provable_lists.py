@@ -1,11 +1,14 @@
 """Provable lists: the keys and pages of :class:`ProvableList`, the answer a node builds for a
 page (:func:`list_answer`) and the SDK's check of it (:func:`verify_list_answer`).
 
-No app writes a list yet, so the end-to-end tests commit blocks of their own: list items are
-appended through an :class:`Overlay`, the writes go through the real :class:`StateTree` into
-a real :class:`SQLiteStore`, and each block's header is certified by a test validator, just
-as :meth:`Chain.commit` stores it. :class:`ListLedger` is the part of a ``Chain`` that
-:func:`list_answer` reads (``height``, ``store``, ``tree``).
+The end-to-end tests run lists of any value on a small ABCI application of their own
+(:class:`ListApp`, whose transactions each append one item), decided by a local chain of one
+validator (``tests/localchain.py``, an in-process stand-in for CometBFT): the writes go
+through an :class:`Overlay` and the real :class:`StateTree` into a real :class:`SQLiteStore`,
+FinalizeBlock returns the state root as the app hash, and CometBFT's signed headers, read
+through the node's own ``SignedHeaders``, prove each answer under ``"light"``.
+:class:`ListLedger` is the part of a ``Chain`` that :func:`list_answer` reads (``height``,
+``store``, ``tree``, values at a height, ``proven_height``, ``prover``).
 """
 
 from __future__ import annotations
@@ -21,11 +24,10 @@ from hypothesis import strategies as st
 
 from medledger.apps.lists import MAX_SEQ, ProvableList
 from medledger.client import VerificationFailed, VerifiedList, verify_list_answer
-from medledger.codec import encode
+from medledger.codec import decode, encode
 from medledger.crypto import SigningKey
 from medledger.ledger import (
     ZERO_HASH,
-    Certificate,
     Header,
     Validator,
     ValidatorSet,
@@ -33,10 +35,14 @@ from medledger.ledger import (
     tx_root,
 )
 from medledger.merkle.log import Frontier
-from medledger.merkle.sparse import EMPTY_ROOT
+from medledger.merkle.sparse import EMPTY_ROOT, NodeRef
+from medledger.node import Genesis
+from medledger.node.abci.wire import abci_types
+from medledger.node.chain import engine_reference
 from medledger.node.lists import MAX_LIMIT, list_answer
 from medledger.state import Overlay, ReadOnly, StateTree
 from medledger.store import BlockRecord, SQLiteStore
+from tests.localchain import LocalChain, local_headers
 from tests.test_light_client import HOSTILE, paths, replaced
 
 CHAIN = "test-chain"
@@ -195,65 +201,140 @@ def test_keys_never_collide(owners: list[str]) -> None:
     assert len(keys) == len(set(keys)) == len(view.writes)
 
 
-# a ledger of list writes, certified by a test validator ---------------------------------------
+# a ledger of list writes, on a local chain ---------------------------------------------------
 VALIDATOR = SigningKey.from_seed(b"\x01" * 32)
 VALIDATORS = ValidatorSet.of([Validator(VALIDATOR.public_key, 10, "v0")])
 GENESIS_TIME = 1_700_000_000_000
+GENESIS = Genesis(CHAIN, GENESIS_TIME, VALIDATORS, ())
+T = abci_types()
+
+
+def append_tx(lst: ProvableList, owner: str, value: Any, nonce: int) -> bytes:
+    """A transaction of :class:`ListApp`: append ``value`` to ``owner``'s list ``lst``."""
+    return encode({"prefix": lst.prefix, "name": lst.name, "owner": owner, "value": value,
+                   "nonce": nonce})
+
+
+class ListApp:
+    """The ABCI side of :class:`ListLedger`: CheckTx accepts every transaction;
+    FinalizeBlock appends each transaction's item and returns the new state root as the app
+    hash; Commit stores the block."""
+
+    def __init__(self, ledger: ListLedger) -> None:
+        self.chain = ledger  # what the local chain reads: chain_id, genesis
+        self._decided: tuple[BlockRecord, NodeRef] | None = None
+
+    def info(self, request: Any) -> Any:
+        return T.ResponseInfo(data="lists", app_version=1,
+                              last_block_height=self.chain.height)
+
+    def init_chain(self, request: Any) -> Any:
+        return T.ResponseInitChain(app_hash=EMPTY_ROOT.hash)
+
+    def check_tx(self, request: Any) -> Any:
+        return T.ResponseCheckTx(code=0)
+
+    def prepare_proposal(self, request: Any) -> Any:
+        return T.ResponsePrepareProposal(txs=request.txs)
+
+    def process_proposal(self, request: Any) -> Any:
+        return T.ResponseProcessProposal(status=T.ResponseProcessProposal.ProposalStatus.ACCEPT)
+
+    def finalize_block(self, request: Any) -> Any:
+        ledger = self.chain
+        view = Overlay(ReadOnly(ledger.store.get_value))
+        for raw in request.txs:
+            tx = decode(raw)
+            ProvableList(tx["prefix"], tx["name"]).append(view, tx["owner"], tx["value"])
+        time = request.time.seconds * 1000 + request.time.nanos // 1_000_000
+        self._decided = ledger.decided(request.height, time, request.hash, view.writes)
+        return T.ResponseFinalizeBlock(tx_results=[T.ExecTxResult(code=0) for _ in request.txs],
+                                       app_hash=self._decided[1].hash)
+
+    def commit(self, request: Any) -> Any:
+        assert self._decided is not None
+        self.chain.committed(*self._decided)
+        self._decided = None
+        return T.ResponseCommit()
 
 
 class ListLedger:
-    """Blocks of state writes over a real store and tree, each header certified by
-    :data:`VALIDATOR` (what :func:`list_answer` reads of a ``Chain``)."""
+    """Blocks of list appends over a real store and tree, decided and signed by a local
+    chain (``tests/localchain.py``) of one validator, :data:`VALIDATOR`; the part of a
+    ``Chain`` that :func:`list_answer` reads (``height``, ``store``, ``tree``, the values at
+    a height, and the ``prover``: the chain's signed headers, as a node on CometBFT keeps
+    them). Values are kept for the tip only. Its blocks' own headers and records list no
+    transactions (only their writes are kept): what the SDK believes of a header is its
+    chain id, height, time and state root."""
+
+    undo_depth = 1  # SignedHeaders.height() tries this many heights from the tip down
 
     def __init__(self, path: Path) -> None:
+        self.chain_id, self.genesis = CHAIN, GENESIS
         self.store = SQLiteStore(path)
         self.tree = StateTree(self.store)
         self.height = 0
         self.state_root = EMPTY_ROOT
         self.tip_hash = ZERO_HASH
-        self.tip_certificate: Certificate | None = None
-        self.prover = None  # certified by its own certificates, as a Chain off CometBFT
+        self._nonce = 0
+        self.local = LocalChain(ListApp(self), [VALIDATOR],  # type: ignore[arg-type]
+                                genesis_time_ms=GENESIS_TIME)
+        self.prover = local_headers(self, self.local)  # type: ignore[arg-type]
+        self.local.start()
 
-    def proven_height(self) -> int:
-        return self.height
+    def close(self) -> None:
+        self.prover.close()
+        self.store.close()
+
+    # what list_answer reads ---------------------------------------------------------------
+    def proven_height(self) -> int | None:
+        return self.prover.height()
+
+    def keeps_values_of(self, height: int) -> bool:
+        return height == self.height
 
     def value_at(self, key: str, height: int) -> bytes | None:
-        return self.store.get_value(key)
+        return self.values_at([key], height)[key]
 
     def values_at(self, keys: list[str], height: int) -> dict[str, bytes | None]:
+        if height != self.height:
+            raise LookupError(f"values of height {height} are not kept")
         found = self.store.get_values(keys)
         return {key: found.get(key) for key in keys}
 
+    # blocks -------------------------------------------------------------------------------
     def append(self, *items: tuple[ProvableList, str, Any]) -> int:
-        """Commit one block appending each ``(list, owner, value)``; return its height."""
-        view = Overlay(ReadOnly(self.store.get_value))
+        """Commit one block appending each ``(list, owner, value)``, then the empty block
+        whose header signs its state root (as CometBFT adds one); return the tip's height."""
         for lst, owner, value in items:
-            lst.append(view, owner, value)
-        return self.commit(view.writes)
+            self._nonce += 1
+            assert self.local.check_tx(append_tx(lst, owner, value, self._nonce)).code == 0
+        self.local.produce()
+        return self.height
 
-    def commit(self, writes: dict[str, bytes | None]) -> int:
-        height = self.height + 1
+    def decided(self, height: int, time: int, engine_hash: bytes,
+                writes: dict[str, bytes | None]) -> tuple[BlockRecord, NodeRef]:
+        """The record of block ``height`` (BFT time ``time`` in ms, CometBFT block hash
+        ``engine_hash``) making ``writes``, and the state root after it."""
         root, nodes = self.tree.update(self.state_root, writes)
         history = Frontier.from_list(self.height, self.store.get_history())
-        last = self.tip_certificate
         header = Header(
-            chain_id=CHAIN, height=height, time=GENESIS_TIME + height * 1000,
-            prev_hash=self.tip_hash, tx_root=tx_root([]), tx_count=0,
-            results_root=results_root([]), state_root=root.hash, history_root=history.root(),
-            validators_hash=VALIDATORS.hash(),
-            last_commit_hash=ZERO_HASH if last is None else last.hash(),
+            chain_id=CHAIN, height=height, time=time, prev_hash=self.tip_hash,
+            tx_root=tx_root([]), tx_count=0, results_root=results_root([]),
+            state_root=root.hash, history_root=history.root(),
+            validators_hash=VALIDATORS.hash(), last_commit_hash=ZERO_HASH,
             proposer=VALIDATOR.public_key)
         block_hash = header.hash()
         history.append(block_hash)
-        cert = Certificate.sign([VALIDATOR], CHAIN, height, block_hash, header.time + 1)
-        self.store.commit_block(BlockRecord(
-            height=height, block_hash=block_hash, header=header.encode(),
-            last_commit=None if last is None else encode(last.to_dict()),
-            certificate=encode(cert.to_dict()), state_root_id=root.node_id, txs=[],
-            state_writes=writes, nodes=nodes, history=history.to_list()))
-        self.height, self.state_root, self.tip_hash = height, root, block_hash
-        self.tip_certificate = cert
-        return height
+        return BlockRecord(
+            height=height, block_hash=block_hash, header=header.encode(), last_commit=None,
+            certificate=engine_reference(engine_hash), state_root_id=root.node_id, txs=[],
+            state_writes=writes, nodes=nodes, history=history.to_list()), root
+
+    def committed(self, record: BlockRecord, root: NodeRef) -> None:
+        self.store.commit_block(record)
+        self.height, self.state_root, self.tip_hash = record.height, root, record.block_hash
+        self.prover.fetch(record.height)
 
     def answer(self, owner: str, start: int = 1, limit: int = 100,
                lst: ProvableList = RECORDS) -> Answer:
@@ -262,14 +343,16 @@ class ListLedger:
 
 @pytest.fixture
 def ledger(tmp_path: Path) -> Iterator[ListLedger]:
-    """Block 1: alice's records a1..a3 and bob's b1; block 2: alice's a4 and a5 and
-    bob's b2. Carol has no list."""
+    """Block 1: alice's records a1..a3 and bob's b1; block 3: alice's a4 and a5 and
+    bob's b2 (blocks 2 and 4 are empty: CometBFT's, signing the new app hash). Carol has no
+    list. Answers are at height 4."""
     ledger = ListLedger(tmp_path / "lists.db")
-    ledger.append((RECORDS, "alice", "a1"), (RECORDS, "alice", {"record": "a2"}),
-                  (RECORDS, "bob", "b1"), (RECORDS, "alice", "a3"))
-    ledger.append((RECORDS, "alice", "a4"), (RECORDS, "bob", "b2"), (RECORDS, "alice", "a5"))
+    assert ledger.append((RECORDS, "alice", "a1"), (RECORDS, "alice", {"record": "a2"}),
+                         (RECORDS, "bob", "b1"), (RECORDS, "alice", "a3")) == 2
+    assert ledger.append((RECORDS, "alice", "a4"), (RECORDS, "bob", "b2"),
+                         (RECORDS, "alice", "a5")) == 4
     yield ledger
-    ledger.store.close()
+    ledger.close()
 
 
 def verify(answer: Answer, owner: str = "alice", start: int = 1, limit: int | None = None,
@@ -285,7 +368,7 @@ ALICE = ["a1", {"record": "a2"}, "a3", "a4", "a5"]
 def test_the_answer_carries_the_page_the_count_and_the_tip_header(ledger: ListLedger) -> None:
     answer = ledger.answer("alice", 2, 2)
     assert set(answer) == {"list", "owner", "count", "start", "items", "count_proof",
-                           "height", "block_hash", "header", "certificate", "last_commit"}
+                           "height", "block_hash", "header", "light"}
     assert (answer["list"], answer["owner"], answer["count"], answer["start"]) == \
         ("records/by_patient", "alice", 5, 2)
     assert [(i["seq"], i["key"], i["value"]) for i in answer["items"]] == [
@@ -293,8 +376,11 @@ def test_the_answer_carries_the_page_the_count_and_the_tip_header(ledger: ListLe
         (3, RECORDS.item_key("alice", 3), "a3")]
     assert answer["count_proof"]["key"] == RECORDS.count_key("alice")
     assert answer["count_proof"]["value"] == 5
-    assert answer["height"] == 2 and answer["header"]["height"] == 2
+    assert answer["height"] == 4 and answer["header"]["height"] == 4
     assert answer["header"]["state_root"] == ledger.state_root.hash.hex()
+    # block 4 changed nothing: its own signed header carries the state root as app hash
+    assert [h["header"]["height"] for h in answer["light"]] == ["4"]
+    assert answer["light"][0]["header"]["app_hash"] == ledger.state_root.hash.hex().upper()
 
 
 def test_the_node_refuses_bad_requests_and_an_empty_chain(tmp_path: Path,
@@ -306,7 +392,7 @@ def test_the_node_refuses_bad_requests_and_an_empty_chain(tmp_path: Path,
     empty = ListLedger(tmp_path / "empty.db")
     with pytest.raises(LookupError, match="no block"):
         empty.answer("alice")
-    empty.store.close()
+    empty.close()
 
 
 def test_a_block_committed_while_reading_gives_an_answer_at_the_new_tip(
@@ -315,13 +401,13 @@ def test_a_block_committed_while_reading_gives_an_answer_at_the_new_tip(
     pending = [((RECORDS, "alice", "a6"),)]
 
     def commit_then_read(keys: list[str]) -> dict[str, bytes]:
-        if pending:  # the producer commits block 3 between the count and the items
+        if pending:  # blocks 5 and 6 commit between the count and the items
             ledger.append(*pending.pop())
         return read(keys)
 
     monkeypatch.setattr(ledger.store, "get_values", commit_then_read)
     answer = ledger.answer("alice")
-    assert answer["height"] == 3 and answer["count"] == 6
+    assert answer["height"] == 6 and answer["count"] == 6
     assert verify(answer).items == [*ALICE, "a6"]
 
 
@@ -346,7 +432,7 @@ def test_an_honest_answer_verifies(name: str, ledger: ListLedger) -> None:
     assert verified.items == values
     assert verified.start == start
     assert verified.count == {"alice": 5, "bob": 2, "carol": 0}[owner]
-    assert verified.header.height == 2
+    assert verified.header.height == 4
 
 
 def test_an_empty_list_is_proven_by_the_absence_of_its_count(ledger: ListLedger) -> None:
@@ -445,7 +531,7 @@ REFUSED: dict[str, tuple[Callable[[Answer], Answer], str]] = {
     "the start moved": (set_("start", 2), "not at item 1"),
     "the header's state root changed": (
         lambda a: {**a, "header": {**a["header"], "state_root": "00" * 32}},
-        "signs another block"),
+        "not the app hash the engine's header signs"),
     "the count proof missing": (lambda a: {k: v for k, v in a.items() if k != "count_proof"},
                                 "lacks 'count_proof'"),
     "not an object at all": (lambda a: [], "malformed"),  # type: ignore[return-value]
@@ -477,13 +563,12 @@ def test_another_lists_page_is_refused(ledger: ListLedger) -> None:
 
 
 def test_proofs_against_another_root_are_refused(ledger: ListLedger) -> None:
-    old = ledger.answer("alice")  # at height 2
+    old = ledger.answer("alice")  # at height 4
     ledger.append((RECORDS, "bob", "b3"))  # alice's list unchanged, the root moves
     new = ledger.answer("alice")
-    assert new["height"] == 3 and [i["value"] for i in new["items"]] == ALICE
+    assert new["height"] == 6 and [i["value"] for i in new["items"]] == ALICE
     assert verify(old).items == verify(new).items == ALICE
-    header = {k: new[k] for k in ("height", "block_hash", "header", "certificate",
-                                  "last_commit")}
+    header = {k: new[k] for k in ("height", "block_hash", "header", "light")}
     with pytest.raises(VerificationFailed, match="count's value does not lead"):
         verify({**old, **header})
     stale_items = {**new, "items": old["items"]}
@@ -505,7 +590,8 @@ def test_a_header_of_another_chain_or_set_is_refused(ledger: ListLedger) -> None
     with pytest.raises(VerificationFailed, match="not 'other-chain'"):
         verify_list_answer(answer, VALIDATORS, "other-chain", "records", "by_patient", "alice")
     stranger = ValidatorSet.of([Validator(SigningKey.generate().public_key, 10, "x")])
-    with pytest.raises(VerificationFailed, match="validator set other than the trusted"):
+    with pytest.raises(VerificationFailed,
+                       match="signed header does not check out.*validators_hash"):
         verify_list_answer(answer, stranger, CHAIN, "records", "by_patient", "alice")
 
 
@@ -517,7 +603,15 @@ def test_bad_arguments_are_a_programming_error(ledger: ListLedger) -> None:
 
 
 # hostile answers never crash the verifier ----------------------------------------------------
-UNCOMMITTED = {("height",), ("block_hash",), ("last_commit",)}
+UNCOMMITTED = {("height",), ("block_hash",)}
+
+
+def same(a: Any, b: Any) -> bool:
+    """The same value, or the same integer spelled as a decimal string (CometBFT's JSON
+    parser reads every integer field either way)."""
+    if type(b) is int and isinstance(a, str) and a.isdigit():
+        return int(a) == b
+    return type(a) is type(b) and a == b
 
 
 @pytest.mark.parametrize("owner,start,limit", [("alice", 2, 2), ("carol", 1, 10)])
@@ -530,7 +624,7 @@ def test_any_field_replaced_by_a_hostile_value_is_refused_not_crashed(
         for part in path:
             old = old[part]
         for value in HOSTILE:
-            if type(value) is type(old) and value == old:
+            if same(value, old):
                 continue
             try:
                 verify(replaced(honest, path, value), owner, start, limit)

@@ -17,7 +17,8 @@ from medledger.ledger import Transaction
 from medledger.node import Chain
 from medledger.state import StateView
 from medledger.store import EventQuery, SQLiteStore
-from tests.test_chain import ADMIN, OTHER_ADMIN, VALIDATOR, anchor, feed, genesis, make_node
+from tests.chainutil import commit_block
+from tests.test_chain import ADMIN, OTHER_ADMIN, anchor, feed, genesis, make_node
 
 
 def _two_senders(path: Path) -> None:
@@ -121,8 +122,8 @@ def test_events_with_awkward_values_are_indexed_and_found_exactly(tmp_path: Path
     texts = ['quote " and \\ back', "caf\u00e9 \U0001f600", "a=b=c", "a=b", "tab\there"]
     chain = Chain(SQLiteStore(tmp_path / "c.db"), genesis(),
                   AppRegistry([*default_registry().apps, EchoApp()]))
-    chain.commit_next([Transaction.create(ADMIN, "test-chain", "echo.say", n + 1, {"text": t})
-                       for n, t in enumerate(texts)], VALIDATOR, 1_700_000_001_000)
+    commit_block(chain, [Transaction.create(ADMIN, "test-chain", "echo.say", n + 1, {"text": t})
+                         for n, t in enumerate(texts)])
     store = chain.store
     assert [r.code for r in store.get_block_txs(1)] == ["ok"] * 4 + ["malformed"]
     for text in texts[:4]:

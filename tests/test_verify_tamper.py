@@ -236,6 +236,9 @@ SQL_EDITS: dict[str, tuple[str, Edit, int, str]] = {
                                 "state tree node"),
     "blocks: a height": ("full", flip("blocks", "height", "height = 3", mask=8), 3,
                          "block is missing"),
+    "blocks: a commit where the engine keeps it": (
+        "full", run("UPDATE blocks SET last_commit = certificate WHERE height = 3"), 3,
+        "carries a commit"),
     # txs
     "txs: a transaction's bytes": ("full", flip("txs", "raw", FIRST_TX, at=b'"signature":"'),
                                    3, "do not match its id"),
@@ -436,32 +439,7 @@ def test_a_byte_patched_in_the_file_is_caught(copies: Callable[[str], Path], nam
     assert (caught.value.height, words in str(caught.value)) == (height, True), caught.value
 
 
-# the retiring engine, and a restore in batches ---------------------------------------------------
-def test_an_older_version_of_the_retiring_engine_s_chain_is_walked_too(tmp_path: Path) -> None:
-    one = Genesis(CHAIN, GENESIS.genesis_time, ValidatorSet.of([Validator(V[0].public_key,
-                                                                          10, "v0")]),
-                  GENESIS.organisations)
-    path = tmp_path / "own.db"
-    store = SQLiteStore(path)
-    chain = Chain(store, one, default_registry())
-    for height in range(1, 5):
-        txs = []
-        for i, key in enumerate(V):
-            type_, body = default_registry().sample_tx(10 * height + i)
-            txs.append(Transaction.create(key, CHAIN, type_, height, body))
-        chain.commit_next(txs, V[0], one.genesis_time + 1000 * height)
-    assert verify_store(store, one).height == 4
-    store.close()
-    db = sqlite3.connect(path)
-    with db:
-        flip_node(2, 40)(db)
-    db.close()
-    store = SQLiteStore(path)
-    with pytest.raises(IntegrityError, match="height 2: state tree node"):
-        verify_store(store, one)
-    store.close()
-
-
+# a restore in batches ---------------------------------------------------------------------------
 def test_the_nodes_a_restore_in_batches_replaced_are_in_no_version_and_pass(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from medledger.node.abci import snapshots

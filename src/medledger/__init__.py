@@ -4,10 +4,10 @@ Layers (imports point downward only; see docs/architecture.md):
 
     cli          command line
     api, client  REST API; SDK that checks proofs
-    node         config, genesis, mempool, block production
-    apps         identity, anchor (the contracts)
+    node         config, genesis, the chain, the ABCI application beside CometBFT
+    apps         identity, anchor, governance (the contracts)
     state        authenticated key-value state
-    ledger,store transactions, blocks, certificates; SQLite store
+    ledger,store transactions, blocks, results; SQLite store
     merkle,crypto RFC 9162 log tree, sparse Merkle tree; Ed25519, HPKE, keystore
     codec        canonical bytes and domain-separated hashes
 """

@@ -76,8 +76,9 @@ def _app_router(app: App, host: NodeHost) -> APIRouter | None:
     return router
 
 
-def create_app(node: Node, *, run_producer: bool = True, close_node: bool = False) -> FastAPI:
-    """Build the API over ``node``; with ``run_producer`` its lifespan runs block production.
+def create_app(node: Node, *, run_node: bool = True, close_node: bool = False) -> FastAPI:
+    """Build the API over ``node``; with ``run_node`` its lifespan runs the node (on
+    CometBFT: the ABCI server, the engine process and following it: ``Node.run``).
 
     ``close_node``: close the node (workers, store) when the server shuts down. The server
     re-raises SIGTERM/SIGINT once it has stopped, so code after it would never run.
@@ -85,14 +86,10 @@ def create_app(node: Node, *, run_producer: bool = True, close_node: bool = Fals
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(node.run()) if run_producer else None
-        if node.driver is not None and run_producer:
-            await node.driver.start()
+        task = asyncio.create_task(node.run()) if run_node else None
         try:
             yield
         finally:
-            if node.driver is not None and run_producer:
-                await node.driver.stop()
             node.stop()
             if task is not None:
                 # let a block being committed finish, then stop
@@ -113,7 +110,7 @@ def create_app(node: Node, *, run_producer: bool = True, close_node: bool = Fals
         openapi_tags=[
             {"name": "transactions", "description": "Submit signed transactions; read one "
                                                     "with its proofs"},
-            {"name": "blocks", "description": "Blocks with their certificates"},
+            {"name": "blocks", "description": "Blocks with the signed headers that prove them"},
             {"name": "state", "description": "State entries with their proofs"},
             {"name": "validators", "description": "The validator set and its changes"},
             {"name": "node", "description": "This node's status and genesis"},
@@ -125,7 +122,7 @@ def create_app(node: Node, *, run_producer: bool = True, close_node: bool = Fals
     api.add_middleware(PathHygiene)
 
     host = NodeHost(node)
-    for router in (txs_router(node), blocks_router(node), state_router(host),
+    for router in (txs_router(node), blocks_router(node, host), state_router(host),
                    validators_router(node), status_router(node), events_router(node)):
         api.include_router(router)
     for app in apps:

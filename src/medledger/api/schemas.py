@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
-    "ANSWER", "BLOCK", "BLOCK_LIST", "COMPONENTS", "ENVELOPE", "ERROR", "GENESIS", "INDEX",
+    "ANSWER", "BLOCK", "BLOCK_LIST", "BLOCK_PROOF", "COMPONENTS", "ENVELOPE", "ERROR", "GENESIS", "INDEX",
     "LIST_ANSWER", "SET_CHANGES", "SET_PROOF", "STATE_ANSWER", "STATUS", "SUBMITTED",
     "SUBMIT_BATCH", "TX", "TX_COMMITTED", "TX_LIST", "VALIDATORS", "envelope",
     "json_content", "ref", "tx_body",
@@ -116,18 +116,20 @@ HEADER = obj({
     "proposer": HEX32,
 }, title="Header")
 
-CERTIFICATE = obj({
-    "block_hash": HEX32, "height": HEIGHT, "round": UINT,
-    "signatures": {"type": "array", "items": obj(
-        {"validator": HEX32, "time": UINT, "signature": HEX64})},
-}, title="Certificate")
+SIGNED_HEADER = obj({
+    "header": {"type": "object", "description": "CometBFT's header, as its RPC gives it"},
+    "commit": {"type": "object", "description": "the commit that signs it"},
+}, title="SignedHeader")
+
+LIGHT: dict[str, Any] = {"type": "array", "items": ref("SignedHeader"), "minItems": 1,
+                         "maxItems": 2}
 
 CERTIFIED_PARTS: dict[str, Any] = {
-    "height": HEIGHT, "block_hash": HEX32, "header": ref("Header"),
-    "certificate": ref("Certificate"), "last_commit": nullable(ref("Certificate")),
+    "height": HEIGHT, "block_hash": HEX32, "header": ref("Header"), "light": LIGHT,
 }
-CERTIFIED = obj(CERTIFIED_PARTS, title="Certified")
-"""A block's header with its certificate (and the previous block's, ``last_commit``)."""
+"""The parts every proven answer carries: a block's app-level header with CometBFT's signed headers that prove it (``light``: the
+header of the height that signs the state after it, and for a transaction also the one of
+its own height)."""
 
 SPARSE_PROOF = obj({
     "depth": UINT, "bitmap": HEX, "siblings": {"type": "array", "items": HEX32},
@@ -142,7 +144,7 @@ ANSWER = obj(
     {"key": {"type": "string"}, "value": {"description": "the entry, null when absent"},
      "height": UINT},
     {"proof": ref("SparseProof"), "block_hash": HEX32, "header": ref("Header"),
-     "certificate": ref("Certificate"), "last_commit": nullable(ref("Certificate"))},
+     "light": LIGHT},
     title="Answer")
 """One state entry at the tip: with ``prove=true`` also its sparse Merkle proof and the
 certified header of the tip (checked by ``medledger.client.verify_state_answer``)."""
@@ -156,14 +158,13 @@ LIST_ANSWER = obj(
     {"list": {"type": "string"}, "owner": {"type": "string"}, "count": UINT, "start": HEIGHT,
      "items": {"type": "array", "items": LIST_ITEM}, "height": HEIGHT},
     {"count_proof": obj({"key": {"type": "string"}, "value": {}, "proof": ref("SparseProof")}),
-     "block_hash": HEX32, "header": ref("Header"), "certificate": ref("Certificate"),
-     "last_commit": nullable(ref("Certificate"))},
+     "block_hash": HEX32, "header": ref("Header"), "light": LIGHT},
     title="ListAnswer")
 """A page of a provable list; with ``prove=true`` every item and the count carry proofs
 (checked by ``medledger.client.verify_list_answer``)."""
 
 COMPONENTS: dict[str, dict[str, Any]] = {
-    "CanonicalValue": CANONICAL_VALUE, "Header": HEADER, "Certificate": CERTIFICATE,
+    "CanonicalValue": CANONICAL_VALUE, "Header": HEADER, "SignedHeader": SIGNED_HEADER,
     "SparseProof": SPARSE_PROOF, "Event": EVENT, "Answer": ANSWER, "ListAnswer": LIST_ANSWER,
     "Error": ERROR,
 }
@@ -176,8 +177,10 @@ VALIDATOR = obj({"name": {"type": "string"}, "power": HEIGHT, "public_key": HEX3
 STATUS = obj({
     "chain_id": {"type": "string"}, "height": UINT, "latest_block_hash": HEX32,
     "latest_block_time": nullable(UINT), "state_root": HEX32, "validators_hash": HEX32,
-    "mempool_size": UINT, "total_txs": UINT, "node_key": HEX32,
-}, {"round": UINT, "step": {"type": "string"}, "peers": UINT}, title="Status")
+    "mempool_size": nullable(UINT), "total_txs": UINT, "node_key": HEX32,
+}, {"engine": {"type": "string"}, "engine_node_id": {"type": "string"},
+    "engine_height": UINT, "catching_up": {"type": "boolean"}, "round": UINT, "step": UINT,
+    "peers": UINT}, title="Status")
 
 GENESIS = obj({
     "chain_id": {"type": "string"}, "genesis_time": UINT,
@@ -202,13 +205,26 @@ RESULT = obj({"code": {"type": "string"}, "message": {"type": "string"}},
 BLOCK = obj({**CERTIFIED_PARTS, "txs": {"type": "array", "items": ENVELOPE},
              "results": {"type": "array", "items": RESULT}}, title="Block")
 
+BLOCK_PROOF = obj({
+    "height": HEIGHT,
+    "entry": obj({"height": HEIGHT, "block_hash": HEX32, "results_hash": HEX32,
+                  "leaf_index": UINT, "tree_size": HEIGHT,
+                  "audit_path": {"type": "array", "items": HEX32}}),
+    "engine_header": {"type": "object", "description": "CometBFT's header of the block, as "
+                                                       "its RPC `/commit` gives it"},
+    "log": STATE_ANSWER}, title="BlockProof")
+"""A block's entry in the log of blocks, its audit path, the log's root and size in state
+proven under a recent signed header (``log``), and CometBFT's header of the block (checked
+by ``medledger.client.verify_block_answer``)."""
+
 TX_FIELDS: dict[str, Any] = {
     "tx_id": HEX32, "height": HEIGHT, "index": UINT, "code": {"type": "string"},
     "message": {"type": "string"}, "events": {"type": "array", "items": ref("Event")},
 }
 
 TX = obj({**CERTIFIED_PARTS, **TX_FIELDS, "tx": ENVELOPE, "proof": obj({
-    "leaf_index": UINT, "tree_size": HEIGHT, "audit_path": {"type": "array", "items": HEX32},
+    "leaf_index": UINT, "tree_size": HEIGHT,
+    "data_audit_path": {"type": "array", "items": HEX32},
     "result_audit_path": {"type": "array", "items": HEX32}})}, title="TxWithProof")
 
 SUBMITTED = obj({"tx_id": HEX32, "status": {"const": "pending"}}, title="Submitted")

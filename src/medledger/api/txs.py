@@ -21,7 +21,7 @@ from medledger.api.schemas import (
     ref,
     tx_body,
 )
-from medledger.codec import CodecError, decode, encode
+from medledger.codec import CodecError, decode
 from medledger.ledger import MAX_TX_BYTES
 from medledger.ledger.engine import exec_result_bytes, tx_leaf
 from medledger.merkle import log
@@ -50,9 +50,12 @@ def stored_tx_dict(stored: StoredTx) -> dict[str, Any]:
 
 
 async def certified(node: Node, height: int) -> dict[str, Any]:
-    """Block ``height``'s header and certificates (on CometBFT, the engine's signed headers
-    that prove it, fetched if not kept); 404 when there is no such block."""
+    """Block ``height``'s header and the engine's signed headers that prove it (fetched if
+    not kept); 404 when there is no such block."""
     answer = await asyncio.to_thread(certified_block, node.chain, height, fetch=True)
+    if answer is None and node.chain.prover is None:
+        raise ApiError(503, "unavailable", f"this node runs no consensus engine: no signed "
+                                           f"header proves block {height}")
     if answer is None and 1 <= height <= node.chain.height:
         raise ApiError(503, "busy", f"block {height} is committed, but the engine's header "
                                     "that proves it is not final yet; ask again in a moment")
@@ -62,21 +65,36 @@ async def certified(node: Node, height: int) -> dict[str, Any]:
     return answer
 
 
-async def _engine_tx_answer(node: Any, stored: StoredTx, rows: list[StoredTx]
-                            ) -> dict[str, Any]:
-    """A transaction on CometBFT: proven by the engine's signed header of its block (its
-    ``data_hash``) and of the next (``last_results_hash``), both under ``"light"``."""
+async def _wait_proven(node: Node, height: int, deadline: float) -> None:
+    """Wait until a signed header proves the state after ``height`` (CometBFT makes the
+    block that signs it a block interval later), or ``deadline`` (loop time) passes."""
+    loop = asyncio.get_running_loop()
+    while node.chain.prover is not None and not node.stopping:
+        proven = node.chain.proven_height()
+        if proven is not None and proven >= height:
+            return
+        left = deadline - loop.time()
+        if left <= 0:
+            return
+        await node.wait_new_block(node.chain.height, min(left, 0.05))
+
+
+async def _tx_answer(node: Node, stored: StoredTx, rows: list[StoredTx]) -> dict[str, Any]:
+    """A transaction, proven by the engine's signed header of its block (its ``data_hash``)
+    and of the next (``last_results_hash``), both under ``"light"``."""
     height = stored.height
     light = await node.light_headers(height, ENGINE_HEADER_WAIT)
-    head = certified_block(node.chain, height, light=False)
-    if light is None or head is None:
+    block = node.store.get_block(height)
+    if light is None or block is None:
         raise ApiError(503, "busy", f"the block after {height} is not final yet; ask again "
                                     "in a moment")
     data_path = log.inclusion_proof([log.leaf_hash(tx_leaf(r.raw)) for r in rows],
                                     stored.index)
     result_path = log.inclusion_proof(
         [log.leaf_hash(exec_result_bytes(result_of(r))) for r in rows], stored.index)
-    return {**head, **stored_tx_dict(stored), "tx": decode(stored.raw), "light": light,
+    return {"height": height, "block_hash": block.block_hash.hex(),
+            "header": decode(block.header), **stored_tx_dict(stored), "tx": decode(stored.raw),
+            "light": light,
             "proof": {"leaf_index": stored.index, "tree_size": len(rows),
                       "data_audit_path": [h.hex() for h in data_path],
                       "result_audit_path": [h.hex() for h in result_path]}}
@@ -118,15 +136,19 @@ def txs_router(node: Node) -> APIRouter:
         timeout: Annotated[float, Query(description="seconds `wait` waits (0 to 120)")] = 30.0,
     ) -> Any:
         """Admit a transaction to the mempool and return its id. With ``wait=true``, answer
-        once it is committed (its height and result), or 202 if ``timeout`` passes first.
+        once it is committed (its height and result) and a signed header proves the state
+        after its block (so that a proven read made next sees it), or 202 if ``timeout``
+        passes before it is committed.
         A refusal carries one of the codes in ``x-refusal-codes``, with its status."""
         result = await node.submit_async(await _read_json(request, MAX_TX_BYTES), checked=True)
         if not result.accepted or result.tx_id is None:
             raise refused(result)
         if wait:
             seconds = min(max(timeout, 0.0), 120.0) if not math.isnan(timeout) else 0.0
+            deadline = asyncio.get_running_loop().time() + seconds
             stored = await node.wait_committed(result.tx_id, seconds)
             if stored is not None:
+                await _wait_proven(node, stored.height, deadline)
                 return JSONResponse({**stored_tx_dict(stored), "status": "committed"})
         return JSONResponse({"tx_id": result.tx_id.hex(), "status": "pending"},
                             status_code=202)
@@ -190,21 +212,12 @@ def txs_router(node: Node) -> APIRouter:
                                        **error_responses(404, 503)},
                 summary="A transaction with its inclusion proof and the header that commits it")
     async def tx(tx_id: Annotated[str, Path(pattern=HEX32_PATTERN)]) -> Any:
-        """The envelope, its result, the certified header of its block, and the RFC 9162
-        inclusion proofs of its id (``tx_root``) and of its result (``results_root``)."""
+        """The envelope, its result, its block's header, the engine's signed headers of its
+        block and of the next, and the RFC 9162 inclusion proofs of its bytes (the block's
+        ``data_hash``) and of its result (the next header's ``last_results_hash``)."""
         stored = node.store.get_tx(bytes.fromhex(tx_id))
         if stored is None:
             raise ApiError(404, "not_found", f"no committed transaction {tx_id}")
-        rows = node.store.get_block_txs(stored.height)
-        if node.chain.prover is not None:
-            return await _engine_tx_answer(node, stored, rows)
-        path = log.inclusion_proof([log.leaf_hash(r.tx_id) for r in rows], stored.index)
-        result_path = log.inclusion_proof(
-            [log.leaf_hash(encode(result_of(r).to_dict())) for r in rows], stored.index)
-        return {**(await certified(node, stored.height)), **stored_tx_dict(stored),
-                "tx": decode(stored.raw),
-                "proof": {"leaf_index": stored.index, "tree_size": len(rows),
-                          "audit_path": [h.hex() for h in path],
-                          "result_audit_path": [h.hex() for h in result_path]}}
+        return await _tx_answer(node, stored, node.store.get_block_txs(stored.height))
 
     return router

@@ -40,15 +40,16 @@ def validators_router(node: Node) -> APIRouter:
                            **error_responses(404, 500)},
                 summary="The validator set of a height, proven from the state before it")
     async def validator_proof(height: Annotated[int, Path(ge=1)]) -> Any:
-        """Header ``height - 1`` with its certificate and the proof of
-        ``validators/pending/<height>`` at its state root: the set of ``height``, or its
-        absence (the set of ``height - 1`` goes on). Heights 2 to the tip + 1."""
+        """The proof of ``validators/pending/<height>`` in the state of ``height - 2`` (a
+        change returned by a block takes effect two heights later), with header
+        ``height - 2`` and the signed headers that prove its state: the set of ``height``,
+        or its absence (the set of ``height - 1`` goes on). Heights 3 to the tip + 1."""
         try:
             answer = await asyncio.to_thread(set_proof, node.chain, height, fetch=True)
         except LookupError as e:  # a damaged store: `medledger verify` says more
             raise ApiError(500, "integrity", str(e)) from e
         if answer is None:
-            raise ApiError(404, "not_found", f"no set proof for height {height} (heights 2 "
+            raise ApiError(404, "not_found", f"no set proof for height {height} (heights 3 "
                                              f"to {node.chain.height + 1})")
         return answer
 

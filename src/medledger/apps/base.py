@@ -193,7 +193,6 @@ class ValidatorAuthority(Protocol):
 
     def set_key(self, height: int) -> str: ...
 
-    def certificate_key(self, public_key: bytes) -> str: ...
 
 
 class App:

@@ -92,8 +92,9 @@ class CommandHost(Protocol):
         """The home's validator key."""
 
     def node_identity(self, home: Path) -> dict[str, str]:
-        """The home's node key and its TLS certificate, as hex: ``{"node_key",
-        "certificate"}`` (what ``validator_add`` carries and ``members.json`` holds)."""
+        """The home's validator key (hex) and its CometBFT node ID: ``{"node_key",
+        "node_id"}`` (what a ``validator_add`` carries as ``public_key``, and what
+        ``identity.node.add`` lists so that the other members' nodes admit it)."""
 
     def submit(self, home: Path | None, api: str | None, signer: SigningKey, type_: str,
                body: dict[str, Any]) -> dict[str, Any]:

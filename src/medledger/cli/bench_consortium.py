@@ -1,4 +1,4 @@
-"""``medledger bench --validators N`` (N > 1): committed tx/s and commit latency of a local
+"""``medledger bench --validators N``: committed tx/s and commit latency of a local
 consortium against the verification limit.
 
 Lay out a local consortium of N validator homes (fast KDF, free ports on 127.0.0.1) whose
@@ -13,8 +13,7 @@ validators (every validator verifies every transaction; with one validator, one 
 rate, as the single-node bench has always counted). Node processes are stopped by pid on
 every way out.
 
-The chain runs on CometBFT (``engine="cometbft"``, each node a ``medledger up`` process and
-its ``cometbft`` child) or on the retiring engine (``engine="medledger"``). The CPU time of
+Each node is a ``medledger up`` process and its ``cometbft`` child. The CPU time of
 each node's processes over the full-load window is read from ``/proc/<pid>/stat`` (user +
 system, before and after): the ``cometbft`` child, the ``medledger up`` process (the app:
 API, ABCI, execution, commit) and its other children (the intake workers that verify).
@@ -40,16 +39,15 @@ import httpx
 from rich.console import Console
 
 from medledger.cli.bench import FAST_KDF, sample_tx
-from medledger.codec import decode
 from medledger.crypto import SigningKey, verify_rate
 from medledger.ledger import Transaction
 from medledger.node import Genesis, Home, NodeConfig
 from medledger.node.consortium import Consortium, free_port
+from medledger.node.engine import EngineHome
 from medledger.store import SQLiteStore
 
-__all__ = ["ENGINES", "run_consortium_bench"]
+__all__ = ["run_consortium_bench"]
 
-ENGINES = ("cometbft", "medledger")
 P99_TARGET_MS = 1000  # commit latency at half load, p99
 NODE_STOP_S = 15.0
 WATCH_EVERY_S = 0.01
@@ -288,11 +286,10 @@ def _stop_on_sigterm() -> Any:
 
 
 def _prepare_consortium(root: Path, validators: int, senders: list[SigningKey],
-                        block_interval_ms: int, max_block_txs: int, mempool_txs: int,
-                        engine: str = "cometbft") -> list[Home]:
+                        block_interval_ms: int, max_block_txs: int) -> list[Home]:
     ports = [(free_port(), free_port()) for _ in range(validators)]
     consortium = Consortium.init(root, "bench", validators, demo=False, kdf_params=FAST_KDF,
-                                 ports=ports, engine=engine == "cometbft",
+                                 ports=ports, engine=True,
                                  block_interval_ms=block_interval_ms)
     homes = [Home(node.home) for node in consortium.nodes]
     genesis = homes[0].genesis()
@@ -303,16 +300,12 @@ def _prepare_consortium(root: Path, validators: int, senders: list[SigningKey],
         shared.save(home.genesis_path)
         config = home.config()
         NodeConfig(**{**config.to_dict(), "block_interval_ms": block_interval_ms,
-                      "max_block_txs": max_block_txs, "mempool_max_txs": mempool_txs,
-                      "peers": config.peers}).save(home.path)
-    if engine == "cometbft":  # CometBFT's genesis carries the medledger genesis as app_state
-        from medledger.node.engine import EngineHome
-
-        for home in homes:
-            path = EngineHome(home.path).config_dir / "genesis.json"
-            doc = json.loads(path.read_text())
-            doc["app_state"] = shared.to_dict()
-            path.write_text(json.dumps(doc, indent=2) + "\n")
+                      "max_block_txs": max_block_txs}).save(home.path)
+    for home in homes:  # CometBFT's genesis carries the medledger genesis as app_state
+        path = EngineHome(home.path).config_dir / "genesis.json"
+        doc = json.loads(path.read_text())
+        doc["app_state"] = shared.to_dict()
+        path.write_text(json.dumps(doc, indent=2) + "\n")
     return homes
 
 
@@ -407,20 +400,9 @@ def _latencies(sends: list[tuple[float, list[bytes]]], where: dict[bytes, tuple[
     return out, codes, heights
 
 
-def _decided_round(store: SQLiteStore, height: int) -> int | None:
-    """The round whose certificate committed ``height`` (from node 0's store; the retiring
-    engine's certificates)."""
-    stored = store.get_block(height)
-    if stored is None or stored.certificate is None:
-        return None
-    return decode(stored.certificate).get("round")
-
-
 def _engine_rounds(home: Home, height: int) -> dict[int, int | None]:
     """The round in which CometBFT decided each height up to ``height`` (node 0's
     ``/commit``), while the node still runs."""
-    from medledger.node.engine import EngineHome
-
     out: dict[int, int | None] = {}
     with httpx.Client(base_url=f"http://{EngineHome(home.path).rpc()}", timeout=10) as rpc:
         for h in range(1, height + 1):
@@ -446,15 +428,12 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
 def run_consortium_bench(*, validators: int, n_txs: int, clients: int, batch: int,
                          console: Console, block_interval_ms: int = 100,
                          max_block_txs: int = 2000, half_load_txs: int = 0,
-                         started: list[int] | None = None, engine: str = "cometbft"
-                         ) -> dict[str, Any]:
+                         started: list[int] | None = None) -> dict[str, Any]:
     """The ``--validators N`` run; see the module docstring. ``half_load_txs`` 0
     means 20% of ``n_txs``, at least 5,000 and at most ``n_txs``. The pid of each node
     process is appended to ``started`` (when given) as it starts."""
     if clients < 1 or batch < 1 or n_txs < clients:
         raise SystemExit("--clients and --batch must be at least 1, and --txs at least --clients")
-    if engine not in ENGINES:
-        raise SystemExit(f"--engine must be one of {', '.join(ENGINES)}")
     half_total = half_load_txs or min(n_txs, max(5_000, n_txs // 5))
     cores = os.cpu_count() or 1
     console.print("measuring one core's Ed25519 verify rate (libsodium)...")
@@ -471,16 +450,15 @@ def run_consortium_bench(*, validators: int, n_txs: int, clients: int, batch: in
              for c in range(clients)]
     work2 = [_sign_client_batches(keys2[c], half_per_client, batch, c % validators,
                                   clients + c) for c in range(clients)]
-    mempool_txs = max(100_000, 2 * (per_client + half_per_client) * clients)
     with tempfile.TemporaryDirectory(prefix="medledger-bench-") as tmp:
         homes = _prepare_consortium(Path(tmp) / "consortium", validators, senders,
-                                    block_interval_ms, max_block_txs, mempool_txs, engine)
+                                    block_interval_ms, max_block_txs)
         nodes = _Nodes(homes, started)
         watcher: _Watcher | None = None
         previous = _stop_on_sigterm()
         engine_rounds: dict[int, int | None] = {}
         try:
-            console.print(f"starting {validators} validator processes on {engine} "
+            console.print(f"starting {validators} validator processes on CometBFT "
                           f"(node0: {nodes.urls[0]}, home {homes[0].path})...")
             nodes.start()
             nodes.wait_connected(60 + 5 * validators)
@@ -505,8 +483,7 @@ def run_consortium_bench(*, validators: int, n_txs: int, clients: int, batch: in
                 nodes, watcher, work2, interval, base2, 900)
             time.sleep(0.1)
             seen = dict(watcher.seen)
-            if engine == "cometbft":
-                engine_rounds = _engine_rounds(homes[0], watcher.height)
+            engine_rounds = _engine_rounds(homes[0], watcher.height)
         finally:
             if watcher is not None:
                 watcher.halt.set()
@@ -520,8 +497,7 @@ def run_consortium_bench(*, validators: int, n_txs: int, clients: int, batch: in
         final_height = store.latest_height()
         where = {t.tx_id: (h, t.code) for h in range(1, final_height + 1)
                  for t in store.get_block_txs(h)}
-        rounds = engine_rounds or {h: _decided_round(store, h)
-                                   for h in range(1, final_height + 1)}
+        rounds = engine_rounds
         store.close()
     lat1, codes1, heights1 = _latencies(sends1, where, seen)
     lat2, codes2, heights2 = _latencies(sends2, where, seen)
@@ -539,7 +515,7 @@ def run_consortium_bench(*, validators: int, n_txs: int, clients: int, batch: in
     # core's verify rate, as the single-node bench always was
     limit = rate * cores / validators if validators > 1 else rate
     return {
-        "engine": engine,
+        "engine": "cometbft",
         "validators": validators,
         "transactions": per_client * clients,
         "accepted": accepted1,

@@ -29,7 +29,6 @@ from medledger.client import (
     Client,
     Trusted,
     VerificationFailed,
-    follow_sets,
     sets_through,
     verify_list_answer,
     verify_state_answer,
@@ -37,7 +36,6 @@ from medledger.client import (
 from medledger.crypto import Keystore, SigningKey
 from medledger.ledger import Header, Transaction, ValidatorSet
 from medledger.node import PASSPHRASE_ENV, ConfigError, Genesis, Home
-from medledger.p2p import node_certificate
 
 if TYPE_CHECKING:
     from medledger.apps import App
@@ -95,27 +93,16 @@ def trusted_validators(home: Path | None, genesis_file: Path | None,
 
 def trusted_for(answer: dict[str, Any], trusted: tuple[ValidatorSet, str],
                 client: Client) -> tuple[Trusted, str]:
-    """The trusted set, followed through governance's changes up to the answer's header
-    when that header names another set (each change checked by the light client). On
-    CometBFT (the answer carries the engine's signed headers), the set of each height up to
-    the last of those headers."""
+    """The trusted set, followed through governance's changes up to the last of the
+    answer's signed headers (each change checked by the light client): the set of each
+    height up to there."""
     validators, chain_id = trusted
-    if "light" in answer:
-        try:
-            last = max(int(h["header"]["height"]) for h in answer["light"])
-        except (KeyError, TypeError, ValueError):
-            return trusted  # malformed: the header check says so
-        return sets_through(validators, chain_id, last, client.validator_changes(),
-                            client.validator_proof), chain_id
     try:
-        named = bytes.fromhex(answer["header"]["validators_hash"])
-        height = int(answer["header"]["height"])
+        last = max(int(h["header"]["height"]) for h in answer["light"])
     except (KeyError, TypeError, ValueError):
         return trusted  # malformed: the header check says so
-    if named == validators.hash():
-        return trusted
-    return follow_sets(validators, chain_id, height, client.validator_changes(),
-                       client.validator_proof), chain_id
+    return sets_through(validators, chain_id, last, client.validator_changes(),
+                        client.validator_proof), chain_id
 
 
 # the host ---------------------------------------------------------------------------------
@@ -171,8 +158,14 @@ class CliHost:
         return Home(home).validator_key()
 
     def node_identity(self, home: Path) -> dict[str, str]:
-        key = self.validator_key(home)
-        return {"node_key": key.public_key.hex(), "certificate": node_certificate(key).hex()}
+        from medledger.node.engine import EngineHome
+
+        key = self.validator_key(home)  # says what a folder that is no node's home is
+        engine = EngineHome(home)
+        if not engine.exists():
+            raise ConfigError(f"{home} has no CometBFT home ({engine.path}): make the node's "
+                              f"home with `medledger init` or `medledger join`")
+        return {"node_key": key.public_key.hex(), "node_id": engine.node_id()}
 
     def submit(self, home: Path | None, api: str | None, signer: SigningKey, type_: str,
                body: dict[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import gc
 import json
 import os
@@ -31,6 +30,7 @@ from medledger.cli.net import net_app
 from medledger.client import (
     Client,
     VerificationFailed,
+    verify_block_answer,
     verify_state_answer,
     verify_tx_answer,
 )
@@ -52,12 +52,6 @@ out = Console(soft_wrap=True)
 
 HomeOpt = Annotated[Path, typer.Option("--home", help="The node's home directory.")]
 
-
-class Engine(str, enum.Enum):
-    """The consensus engine a new chain runs on."""
-
-    cometbft = "cometbft"
-    medledger = "medledger"
 
 ApiOpt = Annotated[str | None, typer.Option(
     "--api", help="The node's API as HOST:PORT or URL (default: from the home's config).")]
@@ -107,31 +101,26 @@ def init(
         help="Write a local consortium of N validator homes under --home instead (each "
              "with its own keys, store and ports; the demo organisations are members).")] = None,
     base_port: Annotated[int, typer.Option(
-        help="With --validators: node i takes p2p port BASE+10i, API port BASE+10i+1 and "
-             "(on CometBFT) the engine's RPC BASE+10i+2.")
+        help="With --validators: node i takes CometBFT's p2p port BASE+10i, the API port "
+             "BASE+10i+1 and CometBFT's RPC BASE+10i+2.")
     ] = 26656,
-    engine: Annotated[Engine, typer.Option(
-        help="The consensus engine: CometBFT (built by `make setup`), or medledger's own.")
-    ] = Engine.cometbft,
 ) -> None:
-    """Write a new node home: config, genesis, validator key and an admin key."""
-    on_cometbft = engine is Engine.cometbft
+    """Write a new node home: config, genesis, validator key, an admin key, and the home of
+    the CometBFT process the node runs beside it (built by `make setup`)."""
     if validators is not None:
         from medledger.node.consortium import Consortium
 
         consortium = Consortium.init(home, chain_id, validators, base_port=base_port,
-                                     engine=on_cometbft)
+                                     engine=True)
         out.print(f"initialised a {validators}-validator consortium [bold]{chain_id}[/] in {home}")
         for node in consortium.nodes:
             out.print(f"  {node.name}: {node.home}  API http://{node.api}  p2p {node.p2p}")
         out.print(f"  start it: medledger net up --home {home}")
         return
-    rpc = None
-    if on_cometbft:
-        from medledger.node.config import parse_hostport
+    from medledger.node.config import parse_hostport
 
-        _, api_port = parse_hostport(api)
-        rpc = f"127.0.0.1:{api_port + 1}"
+    _, api_port = parse_hostport(api)
+    rpc = f"127.0.0.1:{api_port + 1}"
     Home.init(home, chain_id, api=api, demo=demo, engine_rpc=rpc)
     out.print(f"initialised chain [bold]{chain_id}[/] in {home}")
     out.print(f"  admin key: {home / 'keys' / 'admin.key'}   start it: medledger up --home {home}")
@@ -319,6 +308,44 @@ def blocks(
               cursor="--before")
 
 
+@app.command()
+@friendly
+def block(
+    height: Annotated[int, typer.Argument(min=1, help="The block's height.")],
+    verify_: Annotated[bool, typer.Option(
+        "--verify", help="Check the block against the log of blocks under the latest "
+                         "signed header, locally.")] = False,
+    home: Annotated[Path | None, typer.Option("--home", help="Trust this home's genesis.")] = None,
+    genesis_file: Annotated[Path | None, typer.Option(
+        "--genesis", help="Trust this genesis file's validators (instead of --home's).")] = None,
+    api: ApiOpt = None,
+) -> None:
+    """Show a block's entry in the log of blocks (its CometBFT block hash and results hash);
+    with --verify, prove it from one recent header without trusting the node, however old
+    the block is."""
+    with Client(api_url(api, home)) as client:
+        answer = client.block_proof(height)
+        out.print_json(json.dumps({"height": answer["height"],
+                                   "block_hash": answer["entry"]["block_hash"],
+                                   "results_hash": answer["entry"]["results_hash"],
+                                   "proven_at": answer["log"]["height"]}))
+        if not verify_:
+            return
+        try:
+            trusted = trusted_for(answer["log"], trusted_validators(home, genesis_file, client),
+                                  client)
+            checked = verify_block_answer(answer, *trusted)
+            if checked.height != height:
+                raise VerificationFailed("the node answered for another block than the one "
+                                         "asked for")
+        except VerificationFailed as e:
+            err.print(f"[bold red]NOT VERIFIED[/]: {e.reason}", highlight=False)
+            raise typer.Exit(2) from None
+    out.print(f"[bold green]verified[/]: block {height} (CometBFT hash "
+              f"{answer['entry']['block_hash'][:16]}...) is in the log of blocks that the "
+              f"signed header of height {checked.proven_at.height} proves", highlight=False)
+
+
 @tx_app.command("list")
 @friendly
 def tx_list(
@@ -419,20 +446,16 @@ def bench(
     clients: Annotated[int, typer.Option(help="Client processes submitting.")] = 2,
     batch: Annotated[int, typer.Option(help="Transactions per request.")] = 500,
     block_interval_ms: Annotated[int, typer.Option(
-        help="On CometBFT, or with --validators > 1: pause between heights, in ms.")] = 100,
+        help="Pause between heights, in ms.")] = 100,
     max_block_txs: Annotated[int, typer.Option(
-        help="On CometBFT, or with --validators > 1: most transactions in one block.")] = 2000,
+        help="Most transactions in one block.")] = 2000,
     half_load_txs: Annotated[int, typer.Option(
-        help="On CometBFT, or with --validators > 1: transactions of the half-load latency "
-             "pass (0: 20% of --txs, at least 5,000).")] = 0,
-    engine: Annotated[Engine, typer.Option(
-        help="The measured chain's consensus engine: CometBFT, or the retiring medledger "
-             "engine (for comparison until it is removed).")] = Engine.cometbft,
+        help="Transactions of the half-load latency pass (0: 20% of --txs, at least "
+             "5,000).")] = 0,
 ) -> None:
     """Measure verify rate and committed tx/s in one run; print JSON.
 
-    On CometBFT (and with --validators N > 1 on either engine), a local consortium of node
-    processes on 127.0.0.1: committed tx/s at full load, commit latency p50/p99 there and at
+    A local chain of N validator processes on CometBFT, on 127.0.0.1: committed tx/s at full load, commit latency p50/p99 there and at
     half that load, the CPU time of the cometbft and app processes, and the ratio to the
     verification limit (verify rate x cores / validators)."""
     from medledger.cli.bench import run_bench
@@ -440,8 +463,7 @@ def bench(
     result: dict[str, Any] = run_bench(validators=validators, n_txs=txs, clients=clients,
                                        batch=batch, console=err,
                                        block_interval_ms=block_interval_ms,
-                                       max_block_txs=max_block_txs, half_load_txs=half_load_txs,
-                                       engine=engine.value)
+                                       max_block_txs=max_block_txs, half_load_txs=half_load_txs)
     print(json.dumps(result, indent=2))
 
 

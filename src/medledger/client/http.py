@@ -141,6 +141,11 @@ class Client:
     def block(self, height: int) -> dict[str, Any]:
         return self._call("GET", f"/v1/blocks/{height}")  # type: ignore[no-any-return]
 
+    def block_proof(self, height: int) -> dict[str, Any]:
+        """Block ``height`` proven by the log of blocks under a recent header (check it
+        with :func:`medledger.client.verify_block_answer`)."""
+        return self._call("GET", f"/v1/blocks/{height}/proof")  # type: ignore[no-any-return]
+
     def blocks(self, before: int | None = None, limit: int = 20) -> dict[str, Any]:
         """A page of recent blocks, newest first: ``{"blocks": [{"height", "hash", "time",
         "tx_count", "proposer"}, ...], "next": <before> or None}``. ``before`` (the previous
@@ -163,8 +168,11 @@ class Client:
             params["before"] = before
         return self._call("GET", "/v1/txs", params=params)  # type: ignore[no-any-return]
 
-    def state(self, key: str) -> dict[str, Any]:
-        return self._call("GET", f"/v1/state/{key}")  # type: ignore[no-any-return]
+    def state(self, key: str, *, prove: bool = True) -> dict[str, Any]:
+        """A state entry with its proof (``prove=False``: the tip's value, unproven)."""
+        params = None if prove else {"prove": "false"}
+        return self._call("GET", f"/v1/state/{key}",  # type: ignore[no-any-return]
+                          params=params)
 
     def get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         """GET ``path`` (``/v1/...``, such as an app's route) with query ``params``: the
@@ -180,8 +188,9 @@ class Client:
         return self._call("GET", f"/v1/validators/proof/{height}")  # type: ignore[no-any-return]
 
     def next_nonce(self, sender: bytes) -> int:
-        """One more than the sender's last committed nonce."""
-        value = self.state(f"nonce/{sender.hex()}")["value"]
+        """One more than the sender's last committed nonce (read at the tip, unproven: a
+        wrong nonce costs only a refusal)."""
+        value = self.state(f"nonce/{sender.hex()}", prove=False)["value"]
         return 1 if value is None else int(value) + 1
 
     # events -------------------------------------------------------------------------------

@@ -1,20 +1,29 @@
 """A light client: check what a node answers against the validators you trust.
 
-Trust starts from a validator set (the genesis file's, which every member holds). A header
-is believed when a certificate of precommits from more than 2/3 of that set's power signs
-its hash and the header names that set; a transaction is believed when its inclusion proof
-leads to the header's transaction root (and its result's proof to the results root); a
-state entry (or its absence) when its sparse Merkle proof leads to the header's state root.
-Nothing here trusts the node that answered.
+Trust starts from a validator set (the genesis file's, which every member holds). A block
+is believed when CometBFT's signed headers carry it: the header of its height (its time,
+its transactions' data hash) and of the next (the app hash of the state after it, the
+results hash of its transactions), each hashed as CometBFT hashes it and signed by more
+than 2/3 of the power of the set of its height, over CometBFT's canonical vote sign bytes
+(:mod:`medledger.client.comet`). A transaction is believed when its inclusion proof leads to
+the data hash (and its result's proof to the results hash); a state entry (or its absence)
+when its sparse Merkle proof leads to the app hash. Nothing here trusts the node that
+answered.
 
-Validator sets change by governance. A header whose set is not the trusted one is believed
-after following the changes (:func:`follow_sets`): each change at height ``c`` is proven by
-header ``c - 1``, certified by the set already believed, whose state root holds the set of
-``c`` under the validator authority's pending key of ``c`` (:func:`verify_set_change`). A node that leaves out a
-change cannot make a header believed: the set followed would not be the one the header
-names. Like every light client that skips heights, this one assumes that a set it followed
-kept more than 2/3 of its power honest (old validators could otherwise sign a history of
-their own); ``medledger verify`` on a full copy of the chain needs no such assumption.
+The app-level header an answer carries (``"header"``) is the node's summary of the block:
+of it, the light client believes the chain id, height, time and state root, which the
+signed headers bind; its other fields are the node's word.
+
+Validator sets change by governance. The signed headers of a height after a change are
+checked against the set of that height, learnt by following the changes
+(:func:`sets_through`): CometBFT applies a change two heights after the block that returned
+it, so the set of ``c`` is proven by the state of ``c - 2``, which signed header ``c - 1``
+(signed by the set of ``c - 1``, already believed) carries (:func:`verify_set_change`). A
+node that leaves out a change cannot make a header believed: the set followed would not be
+the one that signed it. Like every light client that skips heights, this one assumes that a
+set it followed kept more than 2/3 of its power honest (old validators could otherwise sign
+a history of their own); ``medledger verify`` on a full copy of the chain needs no such
+assumption.
 
 Errors::
 
@@ -30,7 +39,6 @@ from typing import Any
 from medledger.apps import default_registry
 from medledger.codec import CodecError, encode
 from medledger.ledger import (
-    Certificate,
     Header,
     LedgerError,
     Transaction,
@@ -46,7 +54,7 @@ from medledger.state import verify_state_proof
 _SETS = default_registry().validators  # the app that keeps the validator set: its keys
 
 __all__ = ["Trusted", "VerificationFailed", "VerifiedState", "VerifiedTx", "comet_set",
-           "follow_sets", "sets_through", "verify_header", "verify_light", "verify_set_change",
+           "sets_through", "verify_header", "verify_light", "verify_set_change",
            "verify_state_answer", "verify_tx_answer"]
 
 
@@ -118,7 +126,7 @@ def _ms(moment: comet.Timestamp) -> int:
     return moment.seconds * 1000 + moment.nanos // 1_000_000
 
 
-def _verify_engine_header(answer: dict[str, Any], trusted: Trusted) -> Header:
+def verify_header(answer: dict[str, Any], trusted: Trusted) -> Header:
     """The block summary of an answer from a node on CometBFT, believed for what the
     engine's signed headers carry of it: its height and time (header ``height``) and its
     state root (the app hash of header ``height + 1``, or of ``height`` when that block
@@ -135,46 +143,6 @@ def _verify_engine_header(answer: dict[str, Any], trusted: Trusted) -> Header:
         raise VerificationFailed("the state root is not the app hash the engine's header "
                                  "signs")
     return header
-
-
-def verify_header(answer: dict[str, Any], trusted: Trusted) -> Header:
-    """Check ``answer["header"]`` against ``answer["certificate"]`` and the trusted set (on
-    CometBFT, against the engine's signed headers under ``"light"``)."""
-    if "light" in answer:
-        return _verify_engine_header(answer, trusted)
-    try:
-        header = Header.from_dict(answer["header"])
-        cert = Certificate.from_dict(answer["certificate"])
-    except (KeyError, TypeError, LedgerError) as e:
-        raise VerificationFailed(f"the header or certificate is malformed: {e}") from e
-    validators = _set_of(trusted, header.height)
-    if header.validators_hash != validators.hash():
-        raise VerificationFailed("the header names a validator set other than the trusted one")
-    if cert.block_hash != header.hash() or cert.height != header.height:
-        raise VerificationFailed("the certificate signs another block than this header")
-    try:
-        cert.verify(header.chain_id, validators)
-    except LedgerError as e:
-        raise VerificationFailed(f"the certificate does not check out: {e}") from e
-    return header
-
-
-def verify_tx_answer(answer: dict[str, Any], trusted: Trusted, chain_id: str) -> VerifiedTx:
-    """Check a ``GET /v1/txs/{id}`` answer end to end."""
-    if "light" in answer:
-        return _verify_engine_tx(answer, trusted, chain_id)
-    header = verify_header(answer, trusted)
-    if header.chain_id != chain_id:
-        raise VerificationFailed(f"the header is of chain {header.chain_id!r}, not {chain_id!r}")
-    tx, result, index, size, proof = _tx_parts(answer)
-    result_leaf = log.leaf_hash(encode(result.to_dict()))
-    if size != header.tx_count or not log.verify_inclusion(
-            log.leaf_hash(tx.tx_id), index, size, _path(proof, "audit_path"), header.tx_root):
-        raise VerificationFailed("the inclusion proof does not lead to the header's tx root")
-    if not log.verify_inclusion(result_leaf, index, size, _path(proof, "result_audit_path"),
-                                header.results_root):
-        raise VerificationFailed("the result's proof does not lead to the header's results root")
-    return VerifiedTx(tx, header, index, result)
 
 
 def _tx_parts(answer: dict[str, Any]) -> tuple[Transaction, TxResult, int, int, dict[str, Any]]:
@@ -203,9 +171,9 @@ def _path(proof: dict[str, Any], name: str) -> list[bytes]:
         raise VerificationFailed(f"the proof's {name} is malformed: {e}") from e
 
 
-def _verify_engine_tx(answer: dict[str, Any], trusted: Trusted, chain_id: str) -> VerifiedTx:
-    """A transaction on CometBFT: in the ``data_hash`` of its block's signed header, its
-    result in the ``last_results_hash`` of the next."""
+def verify_tx_answer(answer: dict[str, Any], trusted: Trusted, chain_id: str) -> VerifiedTx:
+    """Check a ``GET /v1/txs/{id}`` answer end to end: the transaction in the ``data_hash``
+    of its block's signed header, its result in the ``last_results_hash`` of the next."""
     tx, result, index, size, proof = _tx_parts(answer)
     try:
         header = Header.from_dict(answer["header"])
@@ -253,12 +221,13 @@ def verify_state_answer(answer: dict[str, Any], trusted: Trusted, chain_id: str
 
 def verify_set_change(answer: dict[str, Any], trusted: Trusted, chain_id: str
                       ) -> ValidatorSet:
-    """Check a ``GET /v1/validators/proof/{h}`` answer against ``trusted``, the set of
-    ``h - 1``; return the set of ``h`` (``trusted`` itself when nothing changed at ``h``)."""
+    """Check a ``GET /v1/validators/proof/{h}`` answer against ``trusted`` (the sets of
+    the heights below ``h``); return the set of ``h`` (the set of ``h - 1`` when nothing
+    changed at ``h``)."""
     try:
         height = answer["height"]
-        if type(height) is not int or height < 2:
-            raise TypeError("the height must be an integer of at least 2")
+        if type(height) is not int or height < 3:
+            raise TypeError("the height must be an integer of at least 3")
         key, value = answer["key"], answer["value"]
         raw = None if value is None else encode(value)
         proof = SparseProof.from_dict(answer["proof"])
@@ -267,8 +236,7 @@ def verify_set_change(answer: dict[str, Any], trusted: Trusted, chain_id: str
     header = verify_header(answer, trusted)
     if header.chain_id != chain_id:
         raise VerificationFailed(f"the header is of chain {header.chain_id!r}, not {chain_id!r}")
-    # on CometBFT a change returned by block h takes effect at h + 2
-    at = height - 2 if "light" in answer else height - 1
+    at = height - 2  # CometBFT applies a change returned by block h at h + 2
     if header.height != at:
         raise VerificationFailed(f"the set of height {height} must be proven from the "
                                  f"state of {at}, not {header.height}")
@@ -287,8 +255,11 @@ def verify_set_change(answer: dict[str, Any], trusted: Trusted, chain_id: str
 
 def sets_through(trusted: ValidatorSet, chain_id: str, height: int, changes: Iterable[int],
                  fetch: Callable[[int], dict[str, Any]]) -> Callable[[int], ValidatorSet]:
-    """The set of every height up to ``height``, as :func:`follow_sets` follows them: a
-    function of the height (for answers whose headers span a change)."""
+    """The set of every height up to ``height``, from ``trusted`` (the set of height 1)
+    through the changes at or below ``height`` (``changes``: heights a node says a set
+    changed at; ``fetch(c)``: its ``GET /v1/validators/proof/{c}`` answer), each checked
+    with :func:`verify_set_change`: a function of the height. A change left out makes the
+    signed headers of its heights fail against the set followed."""
     known: list[tuple[int, ValidatorSet]] = [(1, trusted)]
 
     def set_at(h: int) -> ValidatorSet:
@@ -297,16 +268,3 @@ def sets_through(trusted: ValidatorSet, chain_id: str, height: int, changes: Ite
     for change in sorted({c for c in changes if 1 < c <= height}):
         known.append((change, verify_set_change(fetch(change), set_at, chain_id)))
     return set_at
-
-
-def follow_sets(trusted: ValidatorSet, chain_id: str, height: int, changes: Iterable[int],
-                fetch: Callable[[int], dict[str, Any]]) -> ValidatorSet:
-    """The set of ``height``, from ``trusted`` (the set of height 1) through the changes at
-    or below ``height`` (``changes``: heights a node says a set changed at; ``fetch(c)``:
-    its ``GET /v1/validators/proof/{c}`` answer). Each change is checked with
-    :func:`verify_set_change`; the caller then checks the header of ``height`` against the
-    result, which catches a change left out."""
-    current = trusted
-    for change in sorted({c for c in changes if 1 < c <= height}):
-        current = verify_set_change(fetch(change), current, chain_id)
-    return current

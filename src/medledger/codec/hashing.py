@@ -15,13 +15,13 @@ __all__ = ["Tag", "tagged_hash"]
 
 
 class Tag(str, Enum):
-    """The domain of a hash. Adding a member is a format change: write an ADR."""
+    """The domain of a hash. Adding a member is a format change: write an ADR. (The domains
+    of medledger's own consensus messages, ``commit-sign``, ``commit``, ``vote`` and
+    ``proposal``, were retired with that engine: ADR 0010. Do not reuse them.)"""
 
     TX = "tx"
     TX_SIGN = "tx-sign"
     BLOCK = "block"
-    COMMIT_SIGN = "commit-sign"
-    COMMIT = "commit"
     VALIDATORS = "validators"
     STATE_KEY = "state-key"
     STATE_VALUE = "state-value"
@@ -30,8 +30,6 @@ class Tag(str, Enum):
     PSEUDONYM = "pseudonym"
     KEYSTORE = "keystore"
     GENESIS = "genesis"
-    VOTE = "vote"
-    PROPOSAL = "proposal"
     EVIDENCE = "evidence"
 
     @property

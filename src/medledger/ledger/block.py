@@ -3,8 +3,10 @@
 A header commits to: chain id, height, BFT time (ms since epoch), previous block hash, the
 RFC 9162 root of the block's transaction ids, the root of their results, the state root
 after the block, the history root (RFC 9162 root over the hashes of blocks 1..height-1),
-the validator-set hash, the hash of the previous block's commit certificate, and the
-proposer. The block hash is ``tagged_hash(Tag.BLOCK, encode(header))``.
+the validator-set hash, ``last_commit_hash`` (all zero: the commit that decides a block is
+CometBFT's, in its own block store and signed headers), and the proposer. The block hash is
+``tagged_hash(Tag.BLOCK, encode(header))``: the app's own record of a block, beside
+CometBFT's block hash, which the log of blocks in state commits.
 """
 
 from __future__ import annotations
@@ -15,8 +17,7 @@ from dataclasses import dataclass, field
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-from medledger.codec import CodecError, Tag, decode, encode, tagged_hash, utf8_ok
-from medledger.ledger.commit import Certificate
+from medledger.codec import Tag, encode, tagged_hash, utf8_ok
 from medledger.ledger.errors import MalformedError
 from medledger.ledger.fields import read_bytes, read_int, read_str, require_keys
 from medledger.ledger.tx import Transaction
@@ -37,7 +38,6 @@ _EVENT_TYPE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
 _ATTR_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 MAX_EVENTS = 64
 MAX_ATTR_VALUE = 512
-_BLOCK_FIELDS = frozenset({"header", "last_commit", "results", "txs"})
 _OK_LEAF = log.leaf_hash(encode({"code": "ok", "message": ""}))
 
 
@@ -263,61 +263,8 @@ class Header:
 
 @dataclass(frozen=True, slots=True)
 class Block:
-    """A header with its transactions, their results and the previous block's certificate."""
+    """A header with its transactions and their results."""
 
     header: Header
     txs: tuple[Transaction, ...]
     results: tuple[TxResult, ...]
-    last_commit: Certificate | None
-
-    def check_roots(self) -> None:
-        """Raise MalformedError when the body does not match the header's roots and counts."""
-        h = self.header
-        if len(self.txs) != h.tx_count or len(self.results) != h.tx_count:
-            raise MalformedError("block", "transaction or result count differs from header")
-        if tx_root([t.tx_id for t in self.txs]) != h.tx_root:
-            raise MalformedError("tx_root", "does not match the transactions")
-        if results_root(list(self.results)) != h.results_root:
-            raise MalformedError("results_root", "does not match the results")
-        commit_hash = self.last_commit.hash() if self.last_commit else ZERO_HASH
-        if commit_hash != h.last_commit_hash:
-            raise MalformedError("last_commit_hash", "does not match the carried certificate")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "header": self.header.to_dict(),
-            "last_commit": self.last_commit.to_dict() if self.last_commit else None,
-            "results": [r.to_dict() for r in self.results],
-            "txs": [t.to_dict() for t in self.txs],
-        }
-
-    @classmethod
-    def from_dict(cls, data: Any) -> Block:
-        """Parse a block (as :meth:`to_dict` gives it) and check its body against the header's
-        roots and counts. Transaction signatures are not checked here."""
-        data = require_keys(data, "block", _BLOCK_FIELDS)
-        txs, results = data["txs"], data["results"]
-        if type(txs) is not list or type(results) is not list:
-            raise MalformedError("block", "txs and results must be lists")
-        block = cls(
-            header=Header.from_dict(data["header"]),
-            txs=tuple(Transaction.from_dict(t) for t in txs),
-            results=tuple(TxResult.from_dict(r) for r in results),
-            last_commit=None if data["last_commit"] is None
-            else Certificate.from_dict(data["last_commit"]),
-        )
-        block.check_roots()
-        return block
-
-    def encode(self) -> bytes:
-        """Canonical bytes of the whole block (how a proposal travels between validators)."""
-        return encode(self.to_dict())
-
-    @classmethod
-    def decode(cls, data: bytes) -> Block:
-        """Strictly parse :meth:`encode`'s bytes; raise MalformedError for anything else."""
-        try:
-            value = decode(data)
-        except CodecError as e:
-            raise MalformedError("block", str(e)) from e
-        return cls.from_dict(value)

@@ -1,17 +1,16 @@
-"""The chain: executes transactions into blocks and commits them to a store.
+"""The chain: executes the blocks the consensus engine decided and commits them to a store.
 
 :class:`Chain` is the deterministic heart of a node. It knows the genesis, the app registry
 and the store; it checks transactions against committed state, executes a list of them as
-the next block (nonces, authorisation, each app's stateful check and apply, each in its own
-overlay so a rejected transaction leaves nothing), computes the roots, and commits the
-block with its certificate as one store transaction. It has no clock and no sockets: the
-caller passes the time a validator signs at.
+a block at the engine's height and BFT time (nonces, authorisation, each app's stateful
+check and apply, each in its own overlay so a rejected transaction leaves nothing),
+computes the roots, and commits the block as one store transaction. It has no clock and no
+sockets.
 
 Validator sets follow the registry's validator authority (the app that keeps the set): the
-set of height ``h`` is ``validators_at(state committed at h - 1, h)``. :attr:`Chain.validators` is the
-set of the next height (the one being built, checked and certified) and
-:attr:`Chain.tip_validators` the set of the tip (its certificate, carried by the next block,
-and the BFT time of the next block are weighed with it). Both are recomputed at each commit.
+set of height ``h`` is ``validators_at(state committed at h - 1, h)``. :attr:`Chain.validators`
+is the set of the next height and :attr:`Chain.tip_validators` the set of the tip; both are
+recomputed at each commit.
 """
 
 from __future__ import annotations
@@ -22,14 +21,11 @@ from typing import Any
 
 from medledger.apps import AppRegistry, BlockContext, Rejected
 from medledger.codec import decode, encode
-from medledger.crypto import SigningKey
 from medledger.ledger import (
     ZERO_HASH,
     Block,
-    Certificate,
     Event,
     Header,
-    IntegrityError,
     Transaction,
     TxResult,
     ValidatorSet,
@@ -44,8 +40,8 @@ from medledger.node.genesis import Genesis
 from medledger.state import Overlay, ReadOnly, StateTree
 from medledger.store import BlockRecord, Store, StoredTx, StoreMismatch
 
-__all__ = ["BlockEvents", "Chain", "CommittedBlock", "engine_block_hash", "engine_reference",
-           "nonce_key", "result_of"]
+__all__ = ["BlockEvents", "Chain", "engine_block_hash", "engine_reference", "nonce_key",
+           "result_of"]
 
 CACHE_ENTRIES = 200_000
 
@@ -72,15 +68,6 @@ class BlockEvents:
 
     begin: tuple[Event, ...] = ()
     end: tuple[Event, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class CommittedBlock:
-    """What :meth:`Chain.commit_next` made: the block, its hash and its certificate."""
-
-    block: Block
-    block_hash: bytes
-    certificate: Certificate
 
 
 class Chain:
@@ -134,7 +121,6 @@ class Chain:
         if self.height == 0:
             self.tip_hash = ZERO_HASH
             self.tip_header: Header | None = None
-            self.tip_certificate: Certificate | None = None
             self.state_root = EMPTY_ROOT
             self.tip_validators = self.validators = self.genesis.validators
             return
@@ -142,9 +128,6 @@ class Chain:
         assert stored is not None
         self.tip_hash = stored.block_hash
         self.tip_header = Header.from_dict(decode(stored.header))
-        certificate = decode(stored.certificate)
-        self.tip_certificate = (None if engine_block_hash(certificate) is not None
-                                else Certificate.from_dict(certificate))
         self.state_root = NodeRef(stored.state_root_id, self.tip_header.state_root)
         # the tip's own execution made its set current (the authority's begin-block hook)
         self.tip_validators = self._authority.validators_at(self.view(), self.height)
@@ -258,25 +241,10 @@ class Chain:
             ctx = self._next_ctx = BlockContext(self.chain_id, self.height + 1, self.next_time())
         return ctx
 
-    def next_time(self, last_commit: Certificate | None = None) -> int:
-        """BFT time of the next block: the weighted median of the precommit times in the
-        certificate it carries (``last_commit``, by default this node's own of the tip)."""
-        cert = last_commit if last_commit is not None else self.tip_certificate
-        if cert is None or self.tip_header is None:
-            return self.genesis.genesis_time
-        return max(cert.bft_time(self.tip_validators), self.tip_header.time + 1)
-
-    def check_last_commit(self, last_commit: Certificate | None) -> None:
-        """Raise IntegrityError unless ``last_commit`` commits the tip (None at height 1)."""
-        if self.height == 0:
-            if last_commit is not None:
-                raise IntegrityError(1, "the first block carries no certificate")
-            return
-        if last_commit is None:
-            raise IntegrityError(self.height + 1, "block carries no certificate of the tip")
-        if last_commit.height != self.height or last_commit.block_hash != self.tip_hash:
-            raise IntegrityError(self.height + 1, "carried certificate is for another block")
-        last_commit.verify(self.chain_id, self.tip_validators)
+    def next_time(self) -> int:
+        """What admission checks take for the next block's time: the tip's BFT time (the
+        engine sets the block's own when it decides it), the genesis time before block 1."""
+        return self.tip_header.time if self.tip_header is not None else self.genesis.genesis_time
 
     # checking ---------------------------------------------------------------------------
     def check(self, tx: Transaction, pending_nonce: int = 0, *,
@@ -329,20 +297,6 @@ class Chain:
         tx_view.merge_into_parent()
         return TxResult("ok", "", events)
 
-    def build_block(self, txs: list[Transaction], proposer: bytes, *,
-                    last_commit: Certificate | None = None) -> tuple[Block, BlockRecord]:
-        """Execute ``txs`` as the next block; return it and the record that would commit it.
-
-        ``last_commit``: the certificate of the tip the block carries (this node's own by
-        default; a proposal from another validator may carry another valid one).
-        """
-        if last_commit is None or last_commit == self.tip_certificate:
-            ctx = self.next_context()
-            last_commit = self.tip_certificate
-        else:
-            ctx = BlockContext(self.chain_id, self.height + 1, self.next_time(last_commit))
-        return self._build(txs, ctx, proposer, last_commit)
-
     def _next_history(self, height: int, engine_hash: bytes, results: list[TxResult]
                       ) -> bytes:
         """The log of blocks with block ``height`` appended (see ``HISTORY_KEY``)."""
@@ -363,13 +317,8 @@ class Chain:
         """Execute a block the consensus engine decided (CometBFT's FinalizeBlock): its
         height and BFT time are the engine's, and its commit lives in the engine's block
         store, so the record names the engine's block hash instead of a certificate."""
-        return self._build(txs, ctx, proposer, None, engine_hash)
-
-    def _build(self, txs: list[Transaction], ctx: BlockContext, proposer: bytes,
-               last_commit: Certificate | None, engine_hash: bytes | None = None
-               ) -> tuple[Block, BlockRecord]:
         results, writes, block_events = self.execute(txs, ctx)
-        if engine_hash is not None and (txs or writes):
+        if txs or writes:
             writes[HISTORY_KEY] = self._next_history(ctx.height, engine_hash, results)
         new_root, nodes = self.tree.update(self.state_root, writes)
         history = Frontier.from_list(self.height, self.store.get_history())
@@ -384,18 +333,18 @@ class Chain:
             state_root=new_root.hash,
             history_root=history.root(),
             validators_hash=self.validators.hash(),
-            last_commit_hash=last_commit.hash() if last_commit else ZERO_HASH,
+            last_commit_hash=ZERO_HASH,
             proposer=proposer,
         )
-        block = Block(header, tuple(txs), tuple(results), last_commit)
+        block = Block(header, tuple(txs), tuple(results))
         block_hash = header.hash()
         history.append(block_hash)
         record = BlockRecord(
             height=ctx.height,
             block_hash=block_hash,
             header=header.encode(),
-            last_commit=encode(last_commit.to_dict()) if last_commit else None,
-            certificate=b"" if engine_hash is None else engine_reference(engine_hash),
+            last_commit=None,
+            certificate=engine_reference(engine_hash),
             state_root_id=new_root.node_id,
             txs=[(t.tx_id, t.raw, r.code, r.message, t.sender, r.events_bytes)
                  for t, r in zip(txs, results, strict=True)],
@@ -407,43 +356,8 @@ class Chain:
         )
         return block, record
 
-    def check_block(self, block: Block) -> tuple[Block, BlockRecord]:
-        """Re-execute a block another validator proposed for the next height; return it
-        rebuilt with the record that would commit it. Raise IntegrityError when it is not
-        the block the rules give (any header field, root or result differing).
-
-        Transaction signatures are the caller's to check (it may know them verified).
-        """
-        self.check_last_commit(block.last_commit)
-        if block.header.height != self.height + 1:
-            raise IntegrityError(block.header.height, f"proposed for height "
-                                 f"{block.header.height}, the next is {self.height + 1}")
-        if self.validators.power_of(block.header.proposer) == 0:
-            raise IntegrityError(block.header.height, "proposer is not a validator")
-        rebuilt, record = self.build_block(list(block.txs), block.header.proposer,
-                                           last_commit=block.last_commit)
-        if rebuilt.header != block.header:
-            ours, theirs = rebuilt.header.to_dict(), block.header.to_dict()
-            differ = sorted(k for k in ours if ours[k] != theirs[k])
-            raise IntegrityError(block.header.height, f"block header differs in {differ}")
-        return rebuilt, record
-
-    def commit(self, block: Block, record: BlockRecord, certificate: Certificate) -> CommittedBlock:
-        """Verify ``certificate`` for the built block and write it all atomically."""
-        block_hash = record.block_hash
-        if certificate.block_hash != block_hash or certificate.height != record.height:
-            raise ValueError("certificate is for another block")
-        certificate.verify(self.chain_id, self.validators)
-        final = BlockRecord(**{**_fields(record), "certificate": encode(certificate.to_dict())})
-        self._write(block, final, certificate)
-        return CommittedBlock(block, block_hash, certificate)
-
     def commit_decided(self, block: Block, record: BlockRecord) -> None:
         """Write a block of :meth:`build_decided` atomically (the engine committed it)."""
-        self._write(block, record, None)
-
-    def _write(self, block: Block, record: BlockRecord, certificate: Certificate | None
-               ) -> None:
         block_hash = record.block_hash
         self._remember_undo(record.height, record.state_writes)
         self.store.commit_block(record)
@@ -456,18 +370,9 @@ class Chain:
         self.total_txs += len(record.txs)
         self.tip_hash = block_hash
         self.tip_header = block.header
-        self.tip_certificate = certificate
         self.state_root = NodeRef(record.state_root_id, block.header.state_root)
         self.tip_validators = self.validators
         self.validators = self._next_validators()
-
-    def commit_next(self, txs: list[Transaction], key: SigningKey, now_ms: int
-                    ) -> CommittedBlock:
-        """Single-validator path: build, sign the commit at ``now_ms`` and commit."""
-        block, record = self.build_block(txs, key.public_key)
-        sign_time = max(now_ms, block.header.time + 1)
-        cert = Certificate.sign([key], self.chain_id, record.height, record.block_hash, sign_time)
-        return self.commit(block, record, cert)
 
 
 def engine_reference(engine_hash: bytes) -> bytes:
@@ -477,8 +382,8 @@ def engine_reference(engine_hash: bytes) -> bytes:
 
 
 def engine_block_hash(certificate: Any) -> bytes | None:
-    """The engine's block hash named by a decoded stored certificate, or None when it is
-    one of medledger's own certificates."""
+    """The engine's block hash named by a decoded stored certificate (None: it names
+    none; a store damaged or made otherwise)."""
     if type(certificate) is dict and set(certificate) == {"cometbft_block_hash"}:
         return bytes.fromhex(certificate["cometbft_block_hash"])
     return None
@@ -491,7 +396,3 @@ def result_of(stored: StoredTx) -> TxResult:
         return TxResult(stored.code, stored.message)
     return TxResult.from_dict({"code": stored.code, "message": stored.message,
                                "events": decode(stored.events)})
-
-
-def _fields(record: BlockRecord) -> dict[str, Any]:
-    return {name: getattr(record, name) for name in record.__dataclass_fields__}

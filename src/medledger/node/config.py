@@ -2,8 +2,9 @@
 
 ::
 
-    HOME/config.json       {"api": "127.0.0.1:26657", "p2p": "127.0.0.1:26656",
-                            "peers": ["<node key hex>@HOST:PORT", ...], ...}
+    HOME/config.json       {"api": "127.0.0.1:26657", "p2p": "127.0.0.1:26656", ...}
+    HOME/cometbft/         the home of the node's CometBFT (its config.toml, genesis.json,
+                           keys and data; see :mod:`medledger.node.engine`)
     HOME/genesis.json      the chain's genesis (the same on every node)
     HOME/validator.key     the validator's signing key, in a passphrase-protected keystore
     HOME/passphrase        the keystore passphrase (local chains only; in production set
@@ -17,7 +18,6 @@
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,10 @@ from medledger.codec import CodecError, decode, encode
 __all__ = ["ConfigError", "NodeConfig", "parse_hostport"]
 
 
-_PEER = re.compile(r"[0-9a-f]{64}@.+")
+#: settings of medledger's retired consensus engine: a config.json written before keeps
+#: them, and they are ignored (CometBFT's own config.toml holds what replaced them)
+RETIRED = frozenset({"max_block_bytes", "mempool_max_txs", "peers", "timeout_propose_ms",
+                     "timeout_vote_ms", "timeout_delta_ms"})
 
 
 class ConfigError(ValueError):
@@ -47,30 +50,16 @@ class NodeConfig:
     """Settings from ``HOME/config.json``."""
 
     api: str = "127.0.0.1:26657"
+    #: CometBFT's ``timeout_commit``, written into its config.toml by ``init`` and ``join``
     block_interval_ms: int = 500
-    max_block_txs: int = 10_000
-    max_block_bytes: int = 8 * 1024 * 1024
-    mempool_max_txs: int = 100_000
+    max_block_txs: int = 10_000  # most transactions a proposal of this node carries
     verify_on_start: bool = True
+    #: CometBFT's p2p address, written into its config.toml by ``init`` and ``join``
     p2p: str = "127.0.0.1:26656"
-    peers: tuple[str, ...] = ()  # "<validator key hex>@HOST:PORT" of the nodes to dial
-    # consensus timeouts (a multi-validator chain): base + delta * round, in ms; the propose
-    # timeout must cover building, sending and checking a full block
-    timeout_propose_ms: int = 3000
-    timeout_vote_ms: int = 1000
-    timeout_delta_ms: int = 500
     # state sync (a chain on CometBFT): a snapshot of the state every this many heights
     # (0: never), the most recent ``snapshot_keep`` of them kept
     snapshot_interval: int = 0
     snapshot_keep: int = 2
-
-    def peer_list(self) -> list[tuple[bytes, str]]:
-        """The peers as (node key, ``HOST:PORT``)."""
-        out = []
-        for peer in self.peers:
-            key, _, address = peer.partition("@")
-            out.append((bytes.fromhex(key), address))
-        return out
 
     @property
     def api_host(self) -> str:
@@ -96,22 +85,12 @@ class NodeConfig:
         except CodecError as e:
             raise ConfigError(f"{path} is not valid JSON: {e}") from e
         known = {f.name for f in fields(cls)}
-        if type(data) is not dict or not set(data) <= known:
-            raise ConfigError(f"{path}: unknown settings {sorted(set(data) - known)}")
-        if "peers" in data:
-            peers = data["peers"]
-            if type(peers) is not list or not all(
-                    type(p) is str and _PEER.fullmatch(p) for p in peers):
-                raise ConfigError(f"{path}: peers must be a list of \"<key hex>@HOST:PORT\"")
-            for peer in peers:
-                parse_hostport(peer.partition("@")[2])
-            data = {**data, "peers": tuple(peers)}
-        config = cls(**data)
+        if type(data) is not dict or not set(data) <= known | RETIRED:
+            raise ConfigError(f"{path}: unknown settings {sorted(set(data) - known - RETIRED)}")
+        config = cls(**{k: v for k, v in data.items() if k not in RETIRED})
         parse_hostport(config.api)
         parse_hostport(config.p2p)
-        for name in ("block_interval_ms", "max_block_txs", "max_block_bytes", "mempool_max_txs",
-                     "timeout_propose_ms", "timeout_vote_ms", "timeout_delta_ms",
-                     "snapshot_keep"):
+        for name in ("block_interval_ms", "max_block_txs", "snapshot_keep"):
             value = getattr(config, name)
             if type(value) is not int or value <= 0:
                 raise ConfigError(f"{path}: {name} must be a positive integer")

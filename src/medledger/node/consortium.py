@@ -3,11 +3,12 @@
 ::
 
     ROOT/consortium.json     {"chain_id", "nodes": [{"name", "home", "api", "p2p", "key"}]}
-    ROOT/node0 ... nodeN-1   one home each (see :mod:`medledger.node.config`), plus
-                             members.json: every member node's key and TLS certificate
+    ROOT/node0 ... nodeN-1   one home each (see :mod:`medledger.node.config`), with its
+                             CometBFT home in ``cometbft/`` (:mod:`medledger.node.engine`)
 
-Each node has its own validator key, store, API port and p2p port, and lists every other
-node as a peer. With ``demo``, the demo organisations (two hospitals, a drug maker, an
+Each node has its own validator key, CometBFT node key, store, API port, CometBFT p2p and
+RPC ports, and lists every other node as a persistent peer; genesis lists each node's ID
+under the organisation that runs it, so that the peer filter admits it. With ``demo``, the demo organisations (two hospitals, a drug maker, an
 insurer) are founding members, and organisation ``i`` keeps its admin key in the home of
 node ``i mod N``: each organisation runs a node. A node of a real consortium is the same
 home with the shared genesis and its peers' addresses.
@@ -29,7 +30,6 @@ from medledger.ledger import CHAIN_ID, Validator, ValidatorSet
 from medledger.node.config import ConfigError, NodeConfig
 from medledger.node.genesis import Genesis
 from medledger.node.home import CONSORTIUM_MANIFEST, PASSPHRASE_ENV, Home, found_organisations
-from medledger.p2p import node_certificate
 
 __all__ = ["Consortium", "ConsortiumNode", "MAX_VALIDATORS", "free_port"]
 
@@ -67,7 +67,6 @@ def free_port() -> int:
 MAX_VALIDATORS = 64
 VALIDATOR_POWER = 10
 MANIFEST = CONSORTIUM_MANIFEST
-MEMBERS = "members.json"  # in each home: node key hex -> TLS certificate DER hex
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,15 +160,10 @@ class Consortium:
         nodes = tuple(ConsortiumNode(f"node{i}", home.path.resolve(), f"127.0.0.1:{api}",
                                      f"127.0.0.1:{p2p}", keys[i].signing.public_key)
                       for i, (home, (p2p, api)) in enumerate(zip(homes, ports, strict=True)))
-        members = encode({n.key.hex(): node_certificate(k.signing).hex()
-                          for n, k in zip(nodes, keys, strict=True)}) + b"\n"
         interval = block_interval_ms or NodeConfig().block_interval_ms
         for node, home in zip(nodes, homes, strict=True):
             genesis.save(home.genesis_path)
-            (home.path / MEMBERS).write_bytes(members)
-            peers = tuple(f"{other.key.hex()}@{other.p2p}" for other in nodes if other != node)
-            NodeConfig(api=node.api, p2p=node.p2p, peers=peers,
-                       block_interval_ms=interval).save(home.path)
+            NodeConfig(api=node.api, p2p=node.p2p, block_interval_ms=interval).save(home.path)
         if engine:
             from medledger.node.engine import EngineMember, EnginePorts, write_engine_homes
 

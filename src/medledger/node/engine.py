@@ -171,6 +171,14 @@ class EngineHome:
             raise ConfigError(f"{self.config_dir / 'config.toml'}: no [rpc] laddr")
         return match.group(1)
 
+    def mempool_size(self) -> int:
+        """How many transactions CometBFT's mempool holds (``[mempool] size``)."""
+        text = (self.config_dir / "config.toml").read_text()
+        match = re.search(r"^size = (\d+)", _section(text, "mempool"), re.M)
+        if match is None:
+            raise ConfigError(f"{self.config_dir / 'config.toml'}: no [mempool] size")
+        return int(match.group(1))
+
     def write(self, genesis: Genesis, validator_key: SigningKey, node_key: SigningKey,
               ports: EnginePorts, peers: list[str], *, moniker: str,
               block_interval_ms: int = 500, timeout_propose_ms: int = 3000) -> None:

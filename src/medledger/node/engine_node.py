@@ -9,8 +9,9 @@ wait for a commit, status) and changes what is underneath:
   when the engine exits, the node stops, and says why.
 - a submitted transaction is decoded, verified and checked statelessly here (a batch in
   worker processes, as before), remembered by the application as such, and handed to the
-  engine's mempool (``broadcast_tx_sync``, a batch in one JSON-RPC call); the engine calls
-  ``CheckTx``, which finds it verified and runs the nonce and stateful checks.
+  engine's mempool (``broadcast_tx_async``, batches in one JSON-RPC call); the engine calls
+  ``CheckTx``, which finds it verified and runs the nonce and stateful checks, and the
+  answer to the client waits for that verdict.
 - commits arrive from the ABCI thread and wake waiters on the event loop.
 """
 
@@ -57,7 +58,6 @@ class EngineNode(Node):
     def __init__(self, store: Store, genesis: Genesis, key: SigningKey, config: NodeConfig,
                  engine: EngineHome, *, start_engine_process: bool = True) -> None:
         super().__init__(store, genesis, key, config)
-        self.commits_alone = False
         self.engine = engine
         self.start_engine_process = start_engine_process
         self.state_sync = StateSync(self.chain, engine.node_home / "data" / "snapshots",
@@ -65,6 +65,7 @@ class EngineNode(Node):
                                     keep=config.snapshot_keep)
         self._verdicts = _Verdicts()  # CheckTx answers that submissions wait for
         self.app = LedgerApplication(self.chain, max_block_txs=config.max_block_txs,
+                                     mempool_size=engine.mempool_size(),
                                      peers_allowed=self._peer_allowed,
                                      on_commit=self._committed_in_thread,
                                      on_checked=self._verdicts.checked,
@@ -129,6 +130,7 @@ class EngineNode(Node):
             status = (await self._rpc.get("/status")).json()["result"]
             net = (await self._rpc.get("/net_info")).json()["result"]
             consensus = (await self._rpc.get("/consensus_state")).json()["result"]
+            waiting = (await self._rpc.get("/num_unconfirmed_txs")).json()["result"]
         except (httpx.HTTPError, ValueError, KeyError):
             return  # starting, or busy: the next poll will tell
         height_round_step = consensus["round_state"]["height/round/step"].split("/")
@@ -140,6 +142,7 @@ class EngineNode(Node):
             "peers": int(net["n_peers"]),
             "round": int(height_round_step[1]),
             "step": int(height_round_step[2]),
+            "mempool_size": int(waiting["n_txs"]),
         }
 
     def _spawn_header_catch_up(self) -> None:
@@ -157,17 +160,6 @@ class EngineNode(Node):
         task = asyncio.get_running_loop().create_task(catch_up())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    async def light_headers(self, height: int, timeout: float) -> list[dict[str, Any]] | None:
-        """The signed headers that prove block ``height`` and its results (``height`` and
-        ``height + 1``), waiting up to ``timeout`` seconds for the next block."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            found = await asyncio.to_thread(self.headers.pair, height)
-            if found is not None or loop.time() >= deadline or self._stopping:
-                return found
-            await asyncio.sleep(0.1)
 
     async def _end_engine(self) -> None:
         process, self._process = self._process, None
@@ -190,7 +182,7 @@ class EngineNode(Node):
         self.headers.close()
 
     def status(self) -> dict[str, Any]:
-        return {**super().status(), "mempool_size": None, **self._engine_status}
+        return {**super().status(), **self._engine_status}
 
     def _peer_allowed(self, node_id: str) -> bool:
         """CometBFT's peer filter: a node that genesis or governance lists as a member's."""
@@ -222,8 +214,7 @@ class EngineNode(Node):
             return Submitted(tx.tx_id, prepared.code, prepared.message)
         return (await self._broadcast([tx]))[0]
 
-    async def submit_batch_bytes(self, body: bytes, max_items: int, *, gossip: bool = True
-                                 ) -> list[Submitted]:
+    async def submit_batch_bytes(self, body: bytes, max_items: int) -> list[Submitted]:
         prepared = await self.verifier.prepare(body, max_items)
         out: list[Submitted | None] = []
         ready: list[Transaction] = []

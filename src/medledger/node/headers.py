@@ -89,7 +89,7 @@ class SignedHeaders:
         can still read, or None (none yet: right after a start, before the next block)."""
         chain = self.chain
         tip = chain.height
-        for height in range(tip, max(tip - chain.undo_depth, 0), -1):
+        for height in range(tip, max(tip - chain.undo_depth - 1, 0), -1):
             if not chain.keeps_values_of(height):
                 break
             if self.light(height) is not None:

@@ -3,12 +3,12 @@
 :func:`list_answer` reads a page of one owner's list (:class:`~medledger.apps.lists
 .ProvableList`) at the tip and returns, besides the values, a sparse Merkle proof of each
 item and of the count (or of its absence: an empty list), all against the state root of the
-one certified header it carries::
+one signed header it carries::
 
     {"list": "<prefix>/<name>", "owner", "count", "start",
      "items": [{"seq", "key", "value", "proof"}, ...],
      "count_proof": {"key", "value" (None when absent), "proof"},
-     "height", "block_hash", "header", "certificate", "last_commit"}
+     "height", "block_hash", "header", "light"}
 
 The page holds items ``start`` .. ``min(count, start + limit - 1)``, in order. A client
 checks it with :func:`medledger.client.lists.verify_list_answer`. With ``prove=False`` the

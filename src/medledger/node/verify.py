@@ -11,13 +11,15 @@ is the one the state committed at ``h - 1`` scheduled for ``h``
 (``validators/pending/<h>``, whose value hash the tree at that block's state root gives)
 or, when none was scheduled, the set of ``h - 1``. A scheduled set's value is read from the
 append-only key ``validators/at/<h>`` of the current state, and must hash to the scheduled
-one. Each header must name its set's hash and each certificate be signed by its set.
+one. Each header must name its set's hash. A block's commit and BFT time are CometBFT's: the
+engine's signed headers (the light client) check them, not this store.
 
 What each table must hold:
 
 - ``blocks``: canonical bytes; the header hashes to the block hash and links to the previous
-  one; certificates (or, for a block CometBFT decided, the engine's block hash, which the log
-  of blocks in state commits for every block that carried transactions or changed state);
+  one; CometBFT's block hash in its canonical form, which the log of blocks in state commits
+  for every block that carried transactions or changed state; no carried commit; times that
+  never run backwards;
   the stored history frontier of each height over the block hashes up to it;
 - ``txs``: the rows of a height are its transactions 0..n-1, in canonical bytes hashing to
   their ids, with the header's tx root and results root; each one found by id and by sender;
@@ -49,7 +51,6 @@ from medledger.apps import default_registry
 from medledger.codec import CodecError, decode, encode
 from medledger.ledger import (
     ZERO_HASH,
-    Certificate,
     Event,
     Header,
     IntegrityError,
@@ -157,53 +158,16 @@ def _check_header(stored: StoredBlock, genesis: Genesis, validators: ValidatorSe
     return header
 
 
-def _expected_time(genesis: Genesis, prev: Header | None, prev_cert: Certificate | None,
-                   prev_set: ValidatorSet) -> int:
-    """BFT time: genesis time for block 1, then the weighted median of the last commit,
-    weighed by the previous height's set."""
-    if prev is None or prev_cert is None:
-        return genesis.genesis_time
-    return max(prev_cert.bft_time(prev_set), prev.time + 1)
-
-
-def _check_certificates(stored: StoredBlock, genesis: Genesis, header: Header,
-                        prev_cert: Certificate | None, prev_set: ValidatorSet,
-                        validators: ValidatorSet) -> tuple[Certificate | None, Certificate]:
-    """Check the carried certificate (of the previous block, against the previous height's
-    set) and this block's own (against this height's); return both."""
-    height = stored.height
-    if stored.last_commit is None:
-        carried = None
-    else:
-        carried = Certificate.from_dict(_decode(height, "carried commit", stored.last_commit))
-        _same_bytes(height, "carried commit", stored.last_commit, encode(carried.to_dict()))
-    if (carried.hash() if carried else ZERO_HASH) != header.last_commit_hash:
-        raise IntegrityError(height, "carried commit does not match the header")
-    if prev_cert is not None:
-        # validators may hold different (equally valid) certificates of one block: the
-        # carried one must commit the previous block, not equal this store's own
-        if carried is None or (carried.height, carried.block_hash) != (
-                prev_cert.height, prev_cert.block_hash):
-            raise IntegrityError(height, "carried commit is not for the previous block")
-        carried.verify(genesis.chain_id, prev_set)
-    cert = Certificate.from_dict(_decode(height, "certificate", stored.certificate))
-    _same_bytes(height, "certificate", stored.certificate, encode(cert.to_dict()))
-    if cert.block_hash != stored.block_hash or cert.height != height:
-        raise IntegrityError(height, "certificate is for another block")
-    cert.verify(genesis.chain_id, validators)
-    return carried, cert
-
-
-def _engine_hash(stored: StoredBlock, header: Header) -> bytes | None:
-    """The engine's block hash of a block CometBFT decided (it names that hash, carries no
-    certificate of its own); None for a block of medledger's own engine."""
+def _engine_hash(stored: StoredBlock, header: Header) -> bytes:
+    """CometBFT's block hash, which a stored block names where a certificate would be (and
+    carries no commit of its own)."""
     try:
         engine_hash = engine_block_hash(_decode(stored.height, "certificate",
                                                 stored.certificate))
     except (TypeError, ValueError) as e:
         raise IntegrityError(stored.height, f"the engine's block hash is not hex: {e}") from e
     if engine_hash is None:
-        return None
+        raise IntegrityError(stored.height, "the block names no CometBFT block hash")
     _same_bytes(stored.height, "the engine's block hash", stored.certificate,
                 engine_reference(engine_hash))
     if stored.last_commit is not None or header.last_commit_hash != ZERO_HASH:
@@ -428,7 +392,7 @@ class _Verifier:
         self.engine_log = None if self.base else _EngineLog(self.versions)
         self.history = Frontier()
         self.prev_header: Header | None = None
-        self.prev_hash, self.prev_cert = ZERO_HASH, None
+        self.prev_hash = ZERO_HASH
         self.prev_set = genesis.validators
         self.prev_root: NodeRef | None = None  # the state root of the previous height
         self.n_txs = 0
@@ -472,21 +436,8 @@ class _Verifier:
             header = _check_header(stored, self.genesis, validators, self.prev_hash,
                                    self.history)
             engine_hash = _engine_hash(stored, header)
-            if engine_hash is not None:
-                # CometBFT decided it: its commit and BFT time are checked against the
-                # engine's signed headers (the light client), not kept here
-                if self.prev_header is not None and header.time < self.prev_header.time:
-                    raise IntegrityError(height, "block time runs backwards")
-            else:
-                carried, own = _check_certificates(stored, self.genesis, header,
-                                                   self.prev_cert, self.prev_set, validators)
-                expected_time = _expected_time(self.genesis, self.prev_header, carried,
-                                               self.prev_set)
-                if header.time != expected_time:
-                    raise IntegrityError(height, "block time is not the BFT time of the "
-                                                 "last commit", str(expected_time),
-                                         str(header.time))
-                self.prev_cert = own
+            if self.prev_header is not None and header.time < self.prev_header.time:
+                raise IntegrityError(height, "block time runs backwards")
             txs, results = _check_txs(store, header, self.signatures)
         except LedgerError as e:
             if isinstance(e, IntegrityError):
@@ -499,7 +450,7 @@ class _Verifier:
                                          "match the blocks")
         root = NodeRef(stored.state_root_id, header.state_root)
         self.versions.walk(height, root)
-        if engine_hash is not None and self.engine_log is not None:
+        if self.engine_log is not None:
             previous = self.prev_root.hash if self.prev_root else EMPTY_ROOT.hash
             self.engine_log.check(height, engine_hash, results, root, root.hash != previous)
         begin, end = store.get_block_events(height)

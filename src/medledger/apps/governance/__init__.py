@@ -1,4 +1,5 @@
-"""Governance and evidence: validator-set changes, organisation admission, double-sign evidence.
+"""Governance and evidence: validator-set changes, organisation admission, and the
+misbehavior CometBFT reports (double signing), recorded as evidence.
 
 Transaction types::
 
@@ -6,12 +7,10 @@ Transaction types::
                                  |"org_admit",
                          "change": {...}, "effective_height": int}
     governance.approve  {"proposal": "<64 hex proposal id>"}
-    evidence.submit     {"evidence": DuplicateVoteEvidence.to_dict()}
 
 ``change`` by kind::
 
     validator_add     {"public_key": hex, "power": int, "name": str}
-                      (+ optional "certificate": the node's TLS certificate, DER hex)
     validator_remove  {"public_key": hex}                  (+ optional "evidence": hash hex)
     validator_power   {"public_key": hex, "power": int}    (+ optional "evidence": hash hex)
     org_admit         {"id", "name", "role", "admins": [hex], "nodes"?: [node id]}
@@ -24,9 +23,6 @@ State keys::
     validators/schedule          the heights with a pending set, ascending (absent if none)
     validators/at/<h:016d>       the set that came into force at height h (h > 1), written
                                  by the promotion in block h and never changed after
-    validators/cert/<key hex>    the TLS certificate (DER hex) a validator_add carried; nodes
-                                 take it for that validator's transport identity once they
-                                 have checked it is self-signed by that key
     governance/proposal/<id>     {"id", "kind", "change", "effective_height", "proposer",
                                   "approvals": [key hex, sorted], "status": "open"|"approved",
                                   "height", "approved_height"}
@@ -47,10 +43,11 @@ every set already scheduled after it) to ``validators/pending/<effective_height>
 open proposal whose effective height is reached stays ``"open"`` in state; it is expired by
 rule (:func:`proposal_expired`), since nothing writes to it any more.
 
-Evidence may be submitted by a validator or by any active registered key; it is checked
-against the set in force and the chain id, recorded once, and refused when its offence is
-more than :data:`EVIDENCE_MAX_AGE` heights old. A ``validator_remove`` or
-``validator_power`` change may cite it by hash; the cited evidence must name that validator.
+Evidence is what CometBFT reports with a block (``misbehavior`` in FinalizeBlock: a
+duplicate vote, a light-client attack), which the engine has verified: the begin-block hook
+records each report once, naming the offender by its key in the set of the offence's
+height. A ``validator_remove`` or ``validator_power`` change may cite it by hash; the cited
+evidence must name that validator.
 
 Events: ``governance.proposed {proposal, kind, proposer}``, ``governance.approval
 {proposal, approver}``, ``governance.approved_proposal {proposal, kind, effective_height}``
@@ -74,9 +71,6 @@ from medledger.apps.base import App, BlockContext, Event, GenesisDoc, Rejected, 
 from medledger.apps.body import Hex, OneOf, Range, Text, decode_body
 from medledger.codec import Tag, encode, tagged_hash
 from medledger.ledger import (
-    DuplicateVoteEvidence,
-    IntegrityError,
-    MalformedError,
     Transaction,
     Validator,
     ValidatorSet,
@@ -85,25 +79,18 @@ from medledger.ledger.validators import MAX_POWER, MAX_TOTAL_POWER
 from medledger.state import StateView
 
 __all__ = [
-    "APPROVE", "EVIDENCE_MAX_AGE", "KINDS", "MAX_CERTIFICATE", "MAX_TOTAL_POWER", "PROPOSE",
-    "SUBMIT", "GovernanceApp", "begin_block", "cert_key", "evidence_entry", "evidence_key",
+    "APPROVE", "KINDS", "MAX_TOTAL_POWER", "PROPOSE",
+    "GovernanceApp", "begin_block", "evidence_entry", "evidence_key",
     "genesis_writes", "list_evidence", "pending_key", "promote_pending", "proposal_entry",
     "proposal_expired", "proposal_key", "set_key", "validators_at",
 ]
 
-PROPOSE, APPROVE, SUBMIT = "governance.propose", "governance.approve", "evidence.submit"
+PROPOSE, APPROVE = "governance.propose", "governance.approve"
 KINDS = ("validator_add", "validator_remove", "validator_power", "org_admit")
-EVIDENCE_MAX_AGE = 100_000
 
 CURRENT = "validators/current"
 SCHEDULE = "validators/schedule"
 EVIDENCE_COUNT = "evidence/count"
-MAX_CERTIFICATE = 2048
-
-
-def cert_key(public_key: bytes) -> str:
-    """The state key of the TLS certificate a ``validator_add`` carried for ``public_key``."""
-    return f"validators/cert/{public_key.hex()}"
 
 
 def pending_key(height: int) -> str:
@@ -186,7 +173,6 @@ class AddChange:
     public_key: _Key
     power: _Power
     name: Annotated[str, Text(64)]
-    certificate: Annotated[str, Hex(max_size=MAX_CERTIFICATE)] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,8 +267,6 @@ def _validator_writes(view: StateView, kind: str, change: dict[str, Any],
             writes[pending_key(h)] = _changed(later, kind, change)
     heights = sorted(set(schedule) | {effective})
     out: dict[str, Any] = {**{k: s.to_list() for k, s in writes.items()}, SCHEDULE: heights}
-    if kind == "validator_add" and "certificate" in change:
-        out[cert_key(bytes.fromhex(change["public_key"]))] = change["certificate"]
     return out
 
 
@@ -414,7 +398,7 @@ def _approve_apply(view: StateView, tx: Transaction, b: ApproveBody,
     return events + _enact(view, proposal, writes, approved)
 
 
-# evidence.submit --------------------------------------------------------------------------
+# evidence --------------------------------------------------------------------------
 def evidence_entry(view: StateView, evidence_hash: str) -> dict[str, Any] | None:
     """The committed evidence with hash ``evidence_hash`` (64 hex), or None."""
     return view.get(evidence_key(evidence_hash))  # type: ignore[no-any-return]
@@ -425,47 +409,6 @@ def list_evidence(view: StateView, start: int = 1, limit: int = 100) -> list[dic
     end = min(view.get(EVIDENCE_COUNT) or 0, start + limit - 1)
     hashes = [view.get(_evidence_seq_key(n)) for n in range(max(start, 1), end + 1)]
     return [view.get(evidence_key(h)) for h in hashes]
-
-
-@dataclass(frozen=True, slots=True)
-class EvidenceBody:
-    evidence: dict[str, Any]
-
-    def parsed(self) -> DuplicateVoteEvidence:
-        try:
-            return DuplicateVoteEvidence.from_dict(self.evidence)
-        except MalformedError as e:
-            raise Rejected("malformed", f"evidence: {e}") from None
-
-    def validate(self) -> None:
-        self.parsed()
-
-
-def validator_or_member(view: StateView, tx: Transaction, ctx: BlockContext) -> None:
-    """``auth`` of evidence: a validator in force, or any active registered key."""
-    if validators_at(view, ctx.height).power_of(tx.sender) == 0:
-        identity.check_sender(view, tx)
-
-
-def _submit_check(view: StateView, tx: Transaction, b: EvidenceBody, ctx: BlockContext) -> None:
-    evidence = b.parsed()
-    if evidence_entry(view, evidence.hash().hex()) is not None:
-        raise Rejected("exists", "this evidence is already on the ledger")
-    if evidence.height + EVIDENCE_MAX_AGE < ctx.height:
-        raise Rejected("expired", f"the offence is more than {EVIDENCE_MAX_AGE} heights old")
-    if evidence.height > ctx.height:
-        raise Rejected("invalid_evidence", "the offence is at a height not yet reached")
-    try:
-        evidence.verify(ctx.chain_id, validators_at(view, ctx.height))
-    except IntegrityError as e:
-        raise Rejected("invalid_evidence", str(e)) from None
-
-
-def _submit_apply(view: StateView, tx: Transaction, b: EvidenceBody,
-                  ctx: BlockContext) -> tuple[Event, ...]:
-    evidence = b.parsed()
-    return _record_evidence(view, ctx, evidence.hash().hex(), evidence.to_dict(),
-                            evidence.validator, evidence.height)
 
 
 def _record_evidence(view: StateView, ctx: BlockContext, digest: str,
@@ -508,7 +451,7 @@ class GovernanceApp(App):
     codes: ClassVar[dict[str, int]] = {
         "not_validator": 403, "too_soon": 422, "closed": 409, "expired": 409,
         "already_approved": 409, "empty_set": 422, "too_much_power": 422,
-        "evidence_mismatch": 422, "invalid_evidence": 422,
+        "evidence_mismatch": 422,
     }
     summary: ClassVar[str] = ("Validator-set changes, organisation admission, and a node's "
                               "identity.")
@@ -519,8 +462,6 @@ class GovernanceApp(App):
                    summary="A validator proposes a change (its own first approval)"),
             TxType(APPROVE, ApproveBody, validator_sender, _approve_check, _approve_apply,
                    summary="A validator approves an open proposal"),
-            TxType(SUBMIT, EvidenceBody, validator_or_member, _submit_check, _submit_apply,
-                   summary="Record a validator's double-sign evidence"),
         )
 
     def genesis(self, genesis: GenesisDoc) -> dict[str, Any]:
@@ -547,7 +488,4 @@ class GovernanceApp(App):
 
     def set_key(self, height: int) -> str:
         return set_key(height)
-
-    def certificate_key(self, public_key: bytes) -> str:
-        return cert_key(public_key)
 

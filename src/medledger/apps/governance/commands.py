@@ -2,7 +2,7 @@
 
 A validator signs governance transactions with its validator key (the home's
 ``validator.key``, the same key its node signs votes with). ``identity`` prints what a new
-member hands to the others: its node key and its TLS certificate. Built on the command
+member hands to the others: its validator key and its CometBFT node ID. Built on the command
 line's :class:`~medledger.apps.host.CommandHost`.
 """
 
@@ -42,7 +42,10 @@ from medledger.codec import CodecError, encode
 
 __all__ = ["AHEAD", "commands"]
 
-AHEAD = 5  # default effective height: this many above the tip
+#: default effective height: this many above the tip. On CometBFT each transaction takes
+#: about two heights (its block, then the one that signs its state), so a proposal and the
+#: approvals of a few validators need room
+AHEAD = 20
 
 HomeOpt = Annotated[Path, typer.Option("--home", help="The validator's home directory.")]
 ApiOpt = api_option("A node's API as HOST:PORT or URL (default: from the home's config).")
@@ -81,9 +84,9 @@ def commands(host: CommandHost) -> typer.Typer:
 
     @group.command("identity")
     def identity(home: HomeOpt = NODE_HOME) -> None:
-        """Print this node's key and TLS certificate (DER hex) as JSON: what the other
-        members put in members.json, or what a validator_add change carries as
-        "certificate"."""
+        """Print this node's validator key and CometBFT node ID as JSON: what a
+        validator_add change carries as "public_key", and what `medledger identity node add`
+        lists so that the other members' nodes let this one connect."""
         _print_json(out, host.node_identity(home))
 
     @group.command("propose")

@@ -7,7 +7,8 @@
 - ``CheckTx``: decoding, signature and the app's stateless check, each transaction once
   (remembered by its bytes, so neither a recheck, a proposal nor the block verifies it
   again), then nonce and stateful checks against committed state and what the mempool
-  already holds from the same sender.
+  already holds from the same sender; ``mempool_full`` once as many transactions wait as
+  CometBFT's mempool holds (refused here, since CometBFT would drop it after a yes).
 - ``PrepareProposal``: the mempool's order, capped in count and bytes, dropping any
   transaction that fails its stateless checks; each sender's transactions go in nonce
   order, and one whose nonce leaves a gap after its sender's last is held back for up to
@@ -43,6 +44,7 @@ from medledger.node.abci.snapshots import NoStateSync, StateSync
 from medledger.node.abci.wire import abci_types
 from medledger.node.chain import Chain, nonce_key
 from medledger.node.genesis import Genesis
+from medledger.node.sets import set_changes
 from medledger.store import BlockRecord
 
 __all__ = ["LedgerApplication", "node_id", "validator_address"]
@@ -81,6 +83,7 @@ class LedgerApplication:
     """
 
     def __init__(self, chain: Chain, *, max_block_txs: int = 10_000,
+                 mempool_size: int | None = None,
                  peers_allowed: Callable[[str], bool] | None = None,
                  on_commit: Callable[[Block], None] | None = None,
                  on_checked: Callable[[bytes, Any], None] | None = None,
@@ -95,6 +98,10 @@ class LedgerApplication:
         self._ready: dict[bytes, Transaction] = {}  # decoded, verified, stateless-checked
         self._pending: dict[bytes, set[int]] = {}  # sender -> its nonces in the mempool
         self._seen: dict[bytes, int] = {}  # tx bytes -> committed height at its CheckTx
+        #: the ids of the transactions CheckTx admitted that no committed block held yet:
+        #: what CometBFT's mempool holds (it drops one only in a block, without rechecks)
+        self._waiting: set[bytes] = set()
+        self.mempool_size = mempool_size
         self._rechecking = False  # a recheck pass of the mempool began since the last Commit
         self._decided: tuple[Block, BlockRecord] | None = None
 
@@ -133,6 +140,7 @@ class LedgerApplication:
         if not self._rechecking:  # CometBFT rechecks its mempool in order: start over
             self._rechecking = True
             self._pending.clear()
+            self._waiting.clear()
         return self._check(raw)
 
     def check_txs(self, requests: list[Any]) -> list[Any]:
@@ -185,11 +193,17 @@ class LedgerApplication:
             return types.ResponseCheckTx(
                 code=1, codespace="nonce",
                 log=f"nonce {tx.nonce} is already used by a transaction waiting in the mempool")
+        if self.mempool_size is not None and len(self._waiting) >= self.mempool_size:
+            # refused here, not dropped after: CometBFT checks its size again once CheckTx
+            # has said yes, and then drops the transaction without a word
+            return types.ResponseCheckTx(code=1, codespace="mempool_full",
+                                         log="the mempool is full; retry later")
         try:
             self.chain.check(tx, 0, stateless_done=True)
         except Rejected as e:
             return types.ResponseCheckTx(code=1, codespace=e.code, log=e.message)
         self._pending.setdefault(tx.sender, set()).add(tx.nonce)
+        self._waiting.add(tx.tx_id)
         seen = self._seen
         if len(seen) >= READY_LIMIT:
             seen.clear()
@@ -322,10 +336,9 @@ class LedgerApplication:
         up in the set of the offence's height; a report naming no validator is dropped)."""
         kinds = {self.types.DUPLICATE_VOTE: "duplicate_vote",
                  self.types.LIGHT_CLIENT_ATTACK: "light_client_attack"}
-        authority, view = self.chain.registry.validators, self.chain.view()
         out = []
         for item in reported:
-            validators = authority.validators_at(view, item.height)
+            validators = self._set_of(item.height)
             key = next((v.public_key for v in validators.validators
                         if validator_address(v.public_key) == item.validator.address), None)
             if key is None or item.type not in kinds:
@@ -335,6 +348,20 @@ class LedgerApplication:
             out.append(Misbehavior(kinds[item.type], key, item.height, _ms(item.time),
                                    item.total_voting_power))
         return tuple(out)
+
+    def _set_of(self, height: int) -> ValidatorSet:
+        """The validator set in force at ``height``: for a height already committed, the
+        last set governance brought into force at or below it (``validators/at/<h>``,
+        append-only) or else the genesis set; for a later one, the set scheduled for it."""
+        chain = self.chain
+        authority = chain.registry.validators
+        if height > chain.height:
+            return authority.validators_at(chain.view(), height)
+        changes = [h for h in set_changes(chain) if h <= height]
+        if not changes:
+            return chain.genesis.validators
+        return ValidatorSet.from_list(decode(chain.store.get_value(
+            authority.set_key(changes[-1]))))
 
     def _proposer_key(self, address: bytes) -> bytes:
         for validator in self.chain.validators.validators:
@@ -370,9 +397,10 @@ class LedgerApplication:
         rechecks its mempool (its ``[mempool] recheck``), the first recheck starts the
         senders' nonces over; without rechecks a transaction leaves the mempool only in a
         block, so what is remembered stays right."""
-        pending, seen = self._pending, self._seen
+        pending, seen, waiting_ids = self._pending, self._seen, self._waiting
         for tx in block.txs:
             seen.pop(tx.raw, None)
+            waiting_ids.discard(tx.tx_id)
             waiting = pending.get(tx.sender)
             if waiting is None:
                 continue
@@ -381,6 +409,8 @@ class LedgerApplication:
                 del pending[tx.sender]
         if len(pending) >= READY_LIMIT:
             pending.clear()
+        if len(waiting_ids) >= READY_LIMIT:
+            waiting_ids.clear()
         self._rechecking = False
 
     # queries ----------------------------------------------------------------------------
