@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from medledger.cli.bench import run_bench
+from medledger.cli.bench_consortium import run_bench
 from medledger.cli.bench_consortium import run_consortium_bench
 
 pytestmark = pytest.mark.processes

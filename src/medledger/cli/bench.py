@@ -1,7 +1,5 @@
-"""``medledger bench``: committed tx/s of a local chain on CometBFT against the verification
-limit (the run itself is :mod:`medledger.cli.bench_consortium`, for any number of
-validators); here, what its client processes use: the pre-signed sample transactions and
-the loop that posts them.
+"""What ``medledger bench``'s client processes use: the pre-signed sample transactions and
+the loop that posts them (the run itself is :mod:`medledger.cli.bench_consortium`).
 """
 
 from __future__ import annotations
@@ -10,14 +8,13 @@ import time
 from typing import Any
 
 import httpx
-from rich.console import Console
 
 from medledger.apps import default_registry
 from medledger.codec import decode_canonical_list
 from medledger.crypto import ScryptParams, SigningKey
 from medledger.ledger import Transaction
 
-__all__ = ["FAST_KDF", "run_bench", "sample_tx"]
+__all__ = ["FAST_KDF", "sample_tx"]
 
 FAST_KDF = ScryptParams(n=2**10, r=8, p=1)
 
@@ -62,17 +59,3 @@ def _submit(url: str, batches: list[bytes], queue: Any, go: Any) -> None:
                 pending = b"[" + b",".join(raws[full:]) + b"]"
                 time.sleep(0.05)
     queue.put(accepted)
-
-
-def run_bench(*, validators: int, n_txs: int, clients: int, batch: int,
-              console: Console, block_interval_ms: int = 100, max_block_txs: int = 2000,
-              half_load_txs: int = 0) -> dict[str, Any]:
-    """Run the benchmark (see :func:`run_consortium_bench`); return its JSON-ready result."""
-    if validators < 1:
-        raise SystemExit("--validators must be at least 1")
-    from medledger.cli.bench_consortium import run_consortium_bench
-
-    return run_consortium_bench(
-        validators=validators, n_txs=n_txs, clients=clients, batch=batch, console=console,
-        block_interval_ms=block_interval_ms, max_block_txs=max_block_txs,
-        half_load_txs=half_load_txs)

@@ -46,7 +46,7 @@ from medledger.node.consortium import Consortium, free_port
 from medledger.node.engine import EngineHome
 from medledger.store import SQLiteStore
 
-__all__ = ["run_consortium_bench"]
+__all__ = ["run_bench", "run_consortium_bench"]
 
 P99_TARGET_MS = 1000  # commit latency at half load, p99
 NODE_STOP_S = 15.0
@@ -423,6 +423,18 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
         return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 1)
 
     return {"p50": round(statistics.median(ordered) * 1000, 1), "p99": at(0.99)}
+
+
+def run_bench(*, validators: int, n_txs: int, clients: int, batch: int, console: Console,
+              block_interval_ms: int = 100, max_block_txs: int = 2000,
+              half_load_txs: int = 0) -> dict[str, Any]:
+    """``medledger bench``: :func:`run_consortium_bench` once ``validators`` is checked."""
+    if validators < 1:
+        raise SystemExit("--validators must be at least 1")
+    return run_consortium_bench(
+        validators=validators, n_txs=n_txs, clients=clients, batch=batch, console=console,
+        block_interval_ms=block_interval_ms, max_block_txs=max_block_txs,
+        half_load_txs=half_load_txs)
 
 
 def run_consortium_bench(*, validators: int, n_txs: int, clients: int, batch: int,

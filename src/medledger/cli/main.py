@@ -35,7 +35,8 @@ from medledger.client import (
     verify_tx_answer,
 )
 from medledger.crypto import DEFAULT_SUITE, SUITES, Keystore
-from medledger.node import ConfigError, Home, Node, verify_store
+from medledger.node import ConfigError, Home, verify_store
+from medledger.node.engine_node import open_node
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                   help="medledger: a permissioned BFT ledger for a healthcare consortium.")
@@ -140,7 +141,7 @@ def up(home: HomeOpt, api: Annotated[str | None, typer.Option(
     logging.basicConfig(level=os.environ.get("MEDLEDGER_LOG", "WARNING").upper(),
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     err.print(f"verifying the store in {home} before start...", highlight=False)
-    node = Node.open(Home(home), api=api)
+    node = open_node(Home(home), api=api)
     node.verifier.start()
     # Fewer, cheaper cyclic-GC passes: what is loaded by now lives as long as the node, and
     # the hot path allocates many small acyclic objects (transactions, tree nodes).
@@ -458,7 +459,7 @@ def bench(
     A local chain of N validator processes on CometBFT, on 127.0.0.1: committed tx/s at full load, commit latency p50/p99 there and at
     half that load, the CPU time of the cometbft and app processes, and the ratio to the
     verification limit (verify rate x cores / validators)."""
-    from medledger.cli.bench import run_bench
+    from medledger.cli.bench_consortium import run_bench
 
     result: dict[str, Any] = run_bench(validators=validators, n_txs=txs, clients=clients,
                                        batch=batch, console=err,

@@ -35,14 +35,16 @@ from medledger.ledger import Block, MalformedError, Transaction
 from medledger.node.abci import AbciServer, LedgerApplication
 from medledger.node.abci.server import PROFILE_ENV
 from medledger.node.abci.snapshots import StateSync
-from medledger.node.config import NodeConfig
+from medledger.node.config import ConfigError, NodeConfig
 from medledger.node.engine import RPC_BATCH_CALLS, EngineHome, start_engine
 from medledger.node.genesis import Genesis
 from medledger.node.headers import SignedHeaders
+from medledger.node.home import Home
 from medledger.node.node import Node, Submitted
-from medledger.store import Store
+from medledger.node.verify import verify_store
+from medledger.store import SQLiteStore, Store
 
-__all__ = ["EngineNode"]
+__all__ = ["EngineNode", "open_node"]
 
 log = logging.getLogger("medledger.node")
 
@@ -412,3 +414,18 @@ def _checked(tx: Transaction, verdict: tuple[int, str, str] | None) -> Submitted
     if code == 0:
         return Submitted(tx.tx_id, "ok", "")
     return Submitted(tx.tx_id, codespace or "refused", message)
+
+
+def open_node(home: Home, api: str | None = None, verify: bool | None = None) -> EngineNode:
+    """The node in ``home``, beside the CometBFT home it holds; its store verified first
+    unless told not to (``verify``; by default the home's ``verify_on_start``)."""
+    engine = EngineHome(home.path)
+    if not engine.exists():
+        raise ConfigError(f"{home.path} has no CometBFT home ({engine.path}): make the "
+                          f"node's home with `medledger init` or `medledger join`")
+    config = home.config().with_api(api)
+    genesis = home.genesis()
+    store = SQLiteStore(home.store_path)
+    if config.verify_on_start if verify is None else verify:
+        verify_store(store, genesis, signatures=False)
+    return EngineNode(store, genesis, home.validator_key(), config, engine)

@@ -14,12 +14,10 @@ from medledger.apps import AppRegistry, default_registry
 from medledger.crypto import SigningKey
 from medledger.ledger import Block, MalformedError, Transaction
 from medledger.node.chain import Chain
-from medledger.node.config import ConfigError, NodeConfig
+from medledger.node.config import NodeConfig
 from medledger.node.genesis import Genesis
-from medledger.node.home import Home
 from medledger.node.verifier import BatchRefused, SignatureVerifier
-from medledger.node.verify import verify_store
-from medledger.store import SQLiteStore, Store, StoredTx
+from medledger.store import Store, StoredTx
 
 __all__ = ["BatchRefused", "Node", "Submitted"]
 
@@ -46,8 +44,9 @@ class Submitted:
 class Node:
     """A node over a store: the chain, the waiters for commits, the status. Blocks and
     submissions are the engine's: :class:`~medledger.node.engine_node.EngineNode` runs
-    CometBFT beside the app (what :meth:`open` gives). A bare ``Node`` serves a store as it
-    is (it refuses submissions and commits nothing)."""
+    CometBFT beside the app (:func:`~medledger.node.engine_node.open_node` opens one
+    from its home). A bare ``Node`` serves a store as it is (it refuses submissions and
+    commits nothing)."""
 
     #: how often :meth:`light_headers` looks again for the next block's header, in seconds
     header_poll_s = 0.1
@@ -81,24 +80,6 @@ class Node:
         else:  # a full node: one joining, or one that governance removed from the set
             log.info("this node's key is not a validator of the next height: the node "
                      "follows the chain without voting")
-
-    @classmethod
-    def open(cls, home: Home, api: str | None = None, verify: bool | None = None) -> Node:
-        """Open the node in ``home`` (with the CometBFT home beside it); verify the store
-        first unless told not to."""
-        from medledger.node.engine import EngineHome
-        from medledger.node.engine_node import EngineNode
-
-        engine = EngineHome(home.path)
-        if not engine.exists():
-            raise ConfigError(f"{home.path} has no CometBFT home ({engine.path}): make the "
-                              f"node's home with `medledger init` or `medledger join`")
-        config = home.config().with_api(api)
-        genesis = home.genesis()
-        store = SQLiteStore(home.store_path)
-        if config.verify_on_start if verify is None else verify:
-            verify_store(store, genesis, signatures=False)
-        return EngineNode(store, genesis, home.validator_key(), config, engine)
 
     # admission --------------------------------------------------------------------------
     def submit_dict(self, data: Any, *, checked: bool = False) -> Submitted:
