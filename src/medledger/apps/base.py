@@ -235,6 +235,14 @@ class App:
         app records; a node's peer filter admits a peer that some app admits."""
         return False
 
+    def may_read_blob(self, view: StateView, digest: bytes, reader: bytes, time_ms: int
+                      ) -> bool:
+        """True when this app lets the key ``reader`` fetch the encrypted content whose
+        SHA-256 is ``digest`` from a node's blob store, in committed state ``view`` at block
+        time ``time_ms`` (the tip's). A node serves a blob that some app lets the reader
+        read, and no other."""
+        return False
+
     def routes(self, host: QueryHost) -> Any:
         """A FastAPI ``APIRouter`` served under ``/v1/<name>``, or None. By default the
         ``router(host)`` of the module ``routes`` beside the app's, if it has one (imported

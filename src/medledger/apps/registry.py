@@ -113,6 +113,12 @@ class AppRegistry:
         return any(app.admits_peer(view, node_id) for app in self.apps)
 
     # transactions -------------------------------------------------------------------------
+    def may_read_blob(self, view: StateView, digest: bytes, reader: bytes, time_ms: int
+                      ) -> bool:
+        """True when some app lets ``reader`` fetch the blob ``digest`` (see
+        :meth:`App.may_read_blob`)."""
+        return any(app.may_read_blob(view, digest, reader, time_ms) for app in self.apps)
+
     def check_stateless(self, tx: Transaction) -> Any:
         """Decode ``tx``'s body (Rejected when malformed); return the typed body."""
         return decode_body(self._entry(tx.type)[1].body, tx.body)
