@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from medledger.cli.main import app
 
 REPO = Path(__file__).resolve().parents[1]
-PUBLIC_PACKAGES = ["codec", "crypto", "merkle", "ledger", "store", "state",
+PUBLIC_PACKAGES = ["codec", "crypto", "merkle", "ledger", "store", "state", "standards",
                    "apps", "node", "api", "client"]
 COMMANDS = ["init", "up", "verify", "status", "keys", "anchor", "tx", "state", "net", "bench"]
 QUICK_START = ["make run", "make test"]
