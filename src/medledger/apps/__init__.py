@@ -1,4 +1,5 @@
-"""The apps (contracts): identity, anchor, governance and evidence, behind one registry.
+"""The apps (contracts): identity, anchor, governance and evidence, records, behind one
+registry.
 
 :func:`default_registry` is the one place that lists them; the node, the API and the
 command line iterate over the registry and never name an app.
@@ -22,6 +23,7 @@ from medledger.apps.governance import GovernanceApp
 from medledger.apps.host import AppClient, CommandHost, QueryError, QueryHost
 from medledger.apps.identity import IdentityApp
 from medledger.apps.lists import ProvableList
+from medledger.apps.records import RecordsApp
 from medledger.apps.registry import BASE_CODES, AppRegistry
 
 __all__ = [
@@ -33,4 +35,4 @@ __all__ = [
 
 def default_registry() -> AppRegistry:
     """A registry with every app this build knows."""
-    return AppRegistry([IdentityApp(), AnchorApp(), GovernanceApp()])
+    return AppRegistry([IdentityApp(), AnchorApp(), GovernanceApp(), RecordsApp()])

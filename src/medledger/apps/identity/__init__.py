@@ -58,7 +58,8 @@ __all__ = [
 ]
 
 ORG_ROLES = ("hospital", "manufacturer", "wholesaler", "pharmacy", "insurer", "bank", "regulator")
-MEMBER_ROLES = ("clinician", "pharmacist", "claims_officer", "auditor", "admin")
+MEMBER_ROLES = ("clinician", "emergency_clinician", "pharmacist", "claims_officer", "auditor",
+                "admin")
 _ORG_ID = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")
 _NODE_ID = re.compile(r"[0-9a-f]{40}")
 MAX_NODES = 16
