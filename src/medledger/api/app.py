@@ -3,7 +3,8 @@ each with the proof and the certified header a client needs to check it alone; a
 registered app's own routes under ``/v1/<app>``.
 
 :func:`create_app` only composes routers: the node's own (:mod:`.txs`, :mod:`.blocks`,
-:mod:`.state`, :mod:`.validators`, :mod:`.status`, and the events of :mod:`.events`), then
+:mod:`.state`, :mod:`.validators`, :mod:`.status`, the events of :mod:`.events` and the
+encrypted content of :mod:`.blobs`), then
 one per app of the node's registry, handed a :class:`~medledger.api.host.NodeHost`. Nothing
 here names an app.
 
@@ -23,6 +24,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
+from medledger.api.blobs import blobs_router
 from medledger.api.blocks import blocks_router
 from medledger.api.docs import install_docs
 from medledger.api.errors import (
@@ -115,6 +117,9 @@ def create_app(node: Node, *, run_node: bool = True, close_node: bool = False) -
             {"name": "validators", "description": "The validator set and its changes"},
             {"name": "node", "description": "This node's status and genesis"},
             {"name": "events", "description": "What committed transactions did"},
+            {"name": "blobs", "description": "Encrypted content by SHA-256, on signed "
+                                             "requests (RFC 9421 HTTP Message Signatures, "
+                                             "Ed25519, `keyid` = the signer's key hex)"},
             *({"name": a.name, "description": _app_description(a),
                "x-refusal-codes": dict(a.codes)} for a in apps),
         ])
@@ -123,7 +128,8 @@ def create_app(node: Node, *, run_node: bool = True, close_node: bool = False) -
 
     host = NodeHost(node)
     for router in (txs_router(node), blocks_router(node, host), state_router(host),
-                   validators_router(node), status_router(node), events_router(node)):
+                   validators_router(node), status_router(node), events_router(node),
+                   blobs_router(node)):
         api.include_router(router)
     for app in apps:
         router = _app_router(app, host)

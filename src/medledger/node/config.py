@@ -11,6 +11,7 @@
                            MEDLEDGER_PASSPHRASE and delete this file)
     HOME/keys/*.key        member keys made by ``init`` (the local admin, demo organisations)
     HOME/data/chain.db     the SQLite store
+    HOME/data/blobs/       encrypted content by SHA-256 (:mod:`medledger.node.blobs`)
     HOME/data/snapshots/   state snapshots served to joining nodes (on CometBFT, with
                            ``snapshot_interval`` set), one folder per height
 """
@@ -60,6 +61,10 @@ class NodeConfig:
     # (0: never), the most recent ``snapshot_keep`` of them kept
     snapshot_interval: int = 0
     snapshot_keep: int = 2
+    #: the other member nodes' API addresses (HOST:PORT each): where this node pushes the
+    #: blobs clients give it, and asks for one it lacks (``medledger init`` of a local
+    #: consortium lists every other node; a real consortium's operator lists its peers)
+    blob_peers: tuple[str, ...] = ()
 
     @property
     def api_host(self) -> str:
@@ -88,6 +93,12 @@ class NodeConfig:
         if type(data) is not dict or not set(data) <= known | RETIRED:
             raise ConfigError(f"{path}: unknown settings {sorted(set(data) - known - RETIRED)}")
         config = cls(**{k: v for k, v in data.items() if k not in RETIRED})
+        peers = config.blob_peers
+        if type(peers) not in (list, tuple) or not all(type(p) is str for p in peers):
+            raise ConfigError(f"{path}: blob_peers must be a list of HOST:PORT")
+        for peer in peers:
+            parse_hostport(peer)
+        config = replace(config, blob_peers=tuple(peers))
         parse_hostport(config.api)
         parse_hostport(config.p2p)
         for name in ("block_interval_ms", "max_block_txs", "snapshot_keep"):

@@ -7,7 +7,8 @@
                              CometBFT home in ``cometbft/`` (:mod:`medledger.node.engine`)
 
 Each node has its own validator key, CometBFT node key, store, API port, CometBFT p2p and
-RPC ports, and lists every other node as a persistent peer; genesis lists each node's ID
+RPC ports, and lists every other node as a persistent peer (and its API as a blob peer,
+``blob_peers``); genesis lists each node's ID
 under the organisation that runs it, so that the peer filter admits it. With ``demo``, the demo organisations (two hospitals, a drug maker, an
 insurer) are founding members, and organisation ``i`` keeps its admin key in the home of
 node ``i mod N``: each organisation runs a node. A node of a real consortium is the same
@@ -163,7 +164,8 @@ class Consortium:
         interval = block_interval_ms or NodeConfig().block_interval_ms
         for node, home in zip(nodes, homes, strict=True):
             genesis.save(home.genesis_path)
-            NodeConfig(api=node.api, p2p=node.p2p, block_interval_ms=interval).save(home.path)
+            NodeConfig(api=node.api, p2p=node.p2p, block_interval_ms=interval,
+                       blob_peers=tuple(n.api for n in nodes if n is not node)).save(home.path)
         if engine:
             from medledger.node.engine import EngineMember, EnginePorts, write_engine_homes
 

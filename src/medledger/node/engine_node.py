@@ -35,6 +35,7 @@ from medledger.ledger import Block, MalformedError, Transaction
 from medledger.node.abci import AbciServer, LedgerApplication
 from medledger.node.abci.server import PROFILE_ENV
 from medledger.node.abci.snapshots import StateSync
+from medledger.node.blobs import BlobPeers, BlobStore
 from medledger.node.config import ConfigError, NodeConfig
 from medledger.node.engine import RPC_BATCH_CALLS, EngineHome, start_engine
 from medledger.node.genesis import Genesis
@@ -81,6 +82,15 @@ class EngineNode(Node):
         self.chain.undo_depth = UNDO_DEPTH
         self.headers = SignedHeaders(self.chain, engine.rpc())
         self.chain.prover = self.headers
+        self.blobs = BlobStore(engine.node_home / "data" / "blobs")
+        self.blob_peers = BlobPeers(self.blobs, self._blob_signer, config.blob_peers)
+
+    def _blob_signer(self) -> SigningKey:
+        """The key this node signs its blob requests to peers with: its validator key while
+        it is a validator, else its CometBFT node key (which genesis or governance lists)."""
+        if self.chain.validators.power_of(self.key.public_key):
+            return self.key
+        return self.engine.node_key()
 
     # running ----------------------------------------------------------------------------
     async def run(self) -> None:
@@ -105,6 +115,8 @@ class EngineNode(Node):
             await self._follow()
         finally:
             await self._end_engine()
+            if self.blob_peers is not None:
+                self.blob_peers.close()
             await self._rpc.aclose()
             await server.close()
             self.state_sync.close()

@@ -13,6 +13,7 @@ from typing import Any
 from medledger.apps import AppRegistry, default_registry
 from medledger.crypto import SigningKey
 from medledger.ledger import Block, MalformedError, Transaction
+from medledger.node.blobs import BlobPeers, BlobStore
 from medledger.node.chain import Chain
 from medledger.node.config import NodeConfig
 from medledger.node.genesis import Genesis
@@ -72,6 +73,10 @@ class Node:
         #: the engine's signed headers (:class:`~medledger.node.headers.SignedHeaders`),
         #: which also prove the chain's answers (``chain.prover``); None without an engine
         self.headers: Any = None
+        #: encrypted content by digest (:mod:`medledger.node.blobs`), and the member nodes
+        #: it is replicated to; None where the node keeps none (the API answers 503)
+        self.blobs: BlobStore | None = None
+        self.blob_peers: BlobPeers | None = None
         validators = self.chain.validators
         power = validators.power_of(key.public_key)
         if power:
