@@ -38,7 +38,7 @@ from medledger.crypto import DEFAULT_SUITE, EncryptionKey, SigningKey
 from medledger.ledger import Transaction, Validator, ValidatorSet
 from medledger.ledger.engine import HISTORY_KEY
 from medledger.node import Genesis, NodeConfig
-from medledger.node.chain import Chain, nonce_key
+from medledger.node.chain import Chain, nonce_key, result_of
 from medledger.store import EventQuery, SQLiteStore
 from tests.chainutil import decide
 from tests.localchain import LocalNode
@@ -598,6 +598,18 @@ def test_erasure_ends_every_blob_read_but_keeps_the_metadata(world: World) -> No
     r1 = world.get(record_key(world.ids["r1"]))
     assert r1["erased"] is not None and r1["digest"] == digest("r1")
     assert world.get(f"records/digest/{digest('r1')}") == world.ids["r1"]
+
+
+def test_an_erasure_tells_every_node_which_blob_to_delete(world: World) -> None:
+    """The block's events name the erased ciphertext; each node's blob store deletes what
+    the registry reads from them (and nothing for other events)."""
+    world.commit((K["patient"], "records.erase", {"record": world.ids["r1"]}))
+    stored = world.chain.store.get_block_txs(world.chain.height)
+    events = [e for row in stored for e in result_of(row).events]
+    registry = world.chain.registry
+    assert registry.erased_blobs(events) == [bytes.fromhex(digest("r1"))]
+    others = [e for e in events if e.type != "records.erased"]
+    assert registry.erased_blobs(others) == []
 
 
 def test_every_read_is_on_the_patient_s_access_log(world: World) -> None:

@@ -243,6 +243,11 @@ class App:
         read, and no other."""
         return False
 
+    def erased_blobs(self, events: Sequence[Event]) -> Sequence[bytes]:
+        """The digests of the blobs that a committed block's ``events`` (its transactions'
+        and hooks') erase: every node deletes them from its blob store."""
+        return ()
+
     def routes(self, host: QueryHost) -> Any:
         """A FastAPI ``APIRouter`` served under ``/v1/<name>``, or None. By default the
         ``router(host)`` of the module ``routes`` beside the app's, if it has one (imported

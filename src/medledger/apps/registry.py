@@ -119,6 +119,10 @@ class AppRegistry:
         :meth:`App.may_read_blob`)."""
         return any(app.may_read_blob(view, digest, reader, time_ms) for app in self.apps)
 
+    def erased_blobs(self, events: Sequence[Event]) -> list[bytes]:
+        """The blobs some app says ``events`` erase (see :meth:`App.erased_blobs`)."""
+        return [digest for app in self.apps for digest in app.erased_blobs(events)]
+
     def check_stateless(self, tx: Transaction) -> Any:
         """Decode ``tx``'s body (Rejected when malformed); return the typed body."""
         return decode_body(self._entry(tx.type)[1].body, tx.body)

@@ -207,11 +207,22 @@ class EngineNode(Node):
 
     # commits ----------------------------------------------------------------------------
     def _committed_in_thread(self, block: Block) -> None:
+        self._erase_blobs(block)
         self.state_sync.committed(block.header.height)
         self.headers.fetch(block.header.height)
         loop = self._loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._notify_block, block)
+
+    def _erase_blobs(self, block: Block) -> None:
+        """Delete from this node's blob store what the block erased (a patient's erasure:
+        the ledger keeps the digest and the metadata)."""
+        if self.blobs is None:
+            return
+        events = [e for result in block.results for e in result.events]
+        for digest in self.chain.registry.erased_blobs(events):
+            if self.blobs.erase(digest):
+                log.info("erased blob %s", digest.hex())
 
     # submission -------------------------------------------------------------------------
     def submit(self, tx: Transaction, signature_ok: bool | None = None,

@@ -206,3 +206,12 @@ class RecordsApp(App):
     def may_read_blob(self, view: StateView, digest: bytes, reader: bytes, time_ms: int
                       ) -> bool:
         return may_read(view, digest, reader, time_ms)
+
+    def erased_blobs(self, events: Sequence[Event]) -> Sequence[bytes]:
+        """The ciphertext of each record a ``records.erased`` event names."""
+        out = []
+        for event in events:
+            digest = event.attr("digest") if event.type == "records.erased" else None
+            if digest is not None:
+                out.append(bytes.fromhex(digest))
+        return out
