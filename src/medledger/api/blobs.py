@@ -57,10 +57,6 @@ MAX_NONCE = 128
 REPLAY_CAPACITY = 100_000
 DIGEST_PATTERN = "^[0-9a-f]{64}$"
 
-#: identity's published state layout: ``identity/key/<key hex>`` holds a registered key's
-#: ``kind`` and ``status`` (docs/architecture.md, "Apps today")
-_KEY_ENTRY = "identity/key/{}"
-_KINDS = ("admin", "member", "patient")
 
 
 class ReplayCache:
@@ -203,9 +199,8 @@ def blobs_router(node: Node, *, clock: Callable[[], float] = time.time) -> APIRo
                 or chain.registry.admits_peer(chain.view(), node_id_of(key)))
 
     def may_upload(key: bytes) -> bool:
-        entry = node.chain.view().get(_KEY_ENTRY.format(key.hex()))
-        return (isinstance(entry, dict) and entry.get("kind") in _KINDS
-                and entry.get("status") == "active")
+        chain = node.chain
+        return chain.registry.may_upload_blob(chain.view(), key)
 
     def may_read(digest: bytes, key: bytes) -> bool:
         chain = node.chain

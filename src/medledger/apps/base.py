@@ -243,6 +243,11 @@ class App:
         read, and no other."""
         return False
 
+    def may_upload_blob(self, view: StateView, uploader: bytes) -> bool:
+        """True when this app lets the key ``uploader`` store ciphertext in the nodes' blob
+        stores (a registered, active key: the app that registers keys says)."""
+        return False
+
     def erased_blobs(self, events: Sequence[Event]) -> Sequence[bytes]:
         """The digests of the blobs that a committed block's ``events`` (its transactions'
         and hooks') erase: every node deletes them from its blob store."""

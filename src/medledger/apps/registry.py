@@ -119,6 +119,10 @@ class AppRegistry:
         :meth:`App.may_read_blob`)."""
         return any(app.may_read_blob(view, digest, reader, time_ms) for app in self.apps)
 
+    def may_upload_blob(self, view: StateView, uploader: bytes) -> bool:
+        """True when some app lets ``uploader`` store a blob (:meth:`App.may_upload_blob`)."""
+        return any(app.may_upload_blob(view, uploader) for app in self.apps)
+
     def erased_blobs(self, events: Sequence[Event]) -> list[bytes]:
         """The blobs some app says ``events`` erase (see :meth:`App.erased_blobs`)."""
         return [digest for app in self.apps for digest in app.erased_blobs(events)]

@@ -449,6 +449,11 @@ class IdentityApp(App):
     def admits_peer(self, view: StateView, node_id: str) -> bool:
         return node_member(view, node_id)
 
+    def may_upload_blob(self, view: StateView, uploader: bytes) -> bool:
+        """A registered, active key (an admin, a member or a patient) may upload."""
+        raw = view.get_raw(key_key(uploader))
+        return raw is not None and _status(raw) == "active"
+
     def genesis(self, genesis: GenesisDoc) -> dict[str, Any]:
         return genesis_writes(genesis.organisations)
 
