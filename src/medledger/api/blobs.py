@@ -41,6 +41,7 @@ from http_message_signatures.resolvers import HTTPSignatureKeyResolver
 
 from medledger.api.errors import ApiError, error_responses
 from medledger.api.schemas import json_content, obj
+from medledger.crypto.http_signing import COVERED
 from medledger.node import Node
 from medledger.node.blobs import MAX_BLOB_BYTES, BlobStore, BlobTampered, BlobTooLarge
 from medledger.node.engine import node_id_of
@@ -49,8 +50,6 @@ __all__ = ["COVERED", "MAX_AGE_S", "MAX_SKEW_S", "ReplayCache", "blobs_router"]
 
 log = logging.getLogger("medledger.api")
 
-COVERED = ("@method", "@authority", "@path")
-"""What a request's signature must cover (and ``content-digest`` when it has a body)."""
 MAX_AGE_S = 30
 MAX_SKEW_S = 5
 MAX_NONCE = 128

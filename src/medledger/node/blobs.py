@@ -33,11 +33,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import httpx
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from http_message_signatures import HTTPMessageSigner, algorithms
-from http_message_signatures.resolvers import HTTPSignatureKeyResolver
 
 from medledger.crypto import SigningKey
+from medledger.crypto.http_signing import sign_request
 
 __all__ = ["MAX_BLOB_BYTES", "BlobError", "BlobMismatch", "BlobPeers", "BlobStore",
            "BlobTampered", "BlobTooLarge", "sign_node_request"]
@@ -173,29 +171,10 @@ def _fsync_dir(path: Path) -> None:
 
 
 # signed requests between nodes --------------------------------------------------------------
-COVERED = ("@method", "@authority", "@path")
-"""What a blob request's signature covers (besides ``content-digest`` for a body). The same
-profile as :mod:`medledger.client.signing` (which the node layer may not import) and as the
-API's check (:mod:`medledger.api.blobs`)."""
-
-
-class _OneKey(HTTPSignatureKeyResolver):
-    def __init__(self, key: SigningKey) -> None:
-        self._key = Ed25519PrivateKey.from_private_bytes(key.seed)
-
-    def resolve_private_key(self, key_id: str) -> Ed25519PrivateKey:
-        return self._key
-
-
 def sign_node_request(request: httpx.Request, key: SigningKey) -> httpx.Request:
-    """Sign ``request`` (RFC 9421, Ed25519) as a node signs its blob requests to a peer:
-    ``keyid`` the key's hex, ``created`` now, a random ``nonce``, a ``content-digest`` of
-    the body when there is one."""
-    body = request.read()
-    HTTPMessageSigner(signature_algorithm=algorithms.ED25519, key_resolver=_OneKey(key)).sign(
-        request, key_id=key.public_key.hex(), nonce=secrets.token_urlsafe(18),
-        covered_component_ids=COVERED, body=body or None)
-    return request
+    """Sign ``request`` as a node signs its blob requests to a peer: the one profile of
+    :mod:`medledger.crypto.http_signing`, with the node's key."""
+    return sign_request(request, key)
 
 
 # replication -----------------------------------------------------------------------------
