@@ -43,7 +43,7 @@ def root_command() -> typer.Typer:
         """medledger (the apps' groups only)."""
 
     assert add_app_commands(root, default_registry().apps, CliHost()) == [
-        "identity", "anchor", "governance"]
+        "identity", "anchor", "governance", "records"]
     return root
 
 

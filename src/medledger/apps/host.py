@@ -11,17 +11,19 @@ Errors::
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
-from medledger.crypto import Keystore, SigningKey
+from medledger.crypto import EncryptionKey, Keystore, SigningKey
 from medledger.state import StateView
 
 if TYPE_CHECKING:
     from medledger.apps.lists import ProvableList
 
-__all__ = ["AppClient", "CommandHost", "QueryError", "QueryHost"]
+__all__ = ["AppClient", "CommandHost", "QueryError", "QueryHost", "RecordSealing",
+           "SealedContent"]
 
 
 class QueryError(Exception):
@@ -67,6 +69,61 @@ class AppClient(Protocol):
 
     def state(self, key: str) -> dict[str, Any]:
         """``GET /v1/state/{key}``: the entry (``value`` None when absent) with its proof."""
+
+
+class SealedContent(Protocol):
+    """Content sealed on the client (:class:`medledger.client.records.SealedRecord`):
+    ``ciphertext`` for the blob store, ``digest`` and ``size`` for the ledger, and the
+    ``content_key`` that stays with the caller."""
+
+    @property
+    def ciphertext(self) -> bytes: ...
+
+    @property
+    def digest(self) -> str: ...
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def content_key(self) -> bytes: ...
+
+    def key_list(self) -> list[dict[str, str]]:
+        """The wrapped keys as ``[{"reader", "wrapped"}]``, as the ledger stores them."""
+
+
+class RecordSealing(Protocol):
+    """The client side of encrypted records (:mod:`medledger.client.records`, ADR 0011):
+    what an app's commands seal, wrap, open and split with. Every function raises a
+    ``ValueError`` (``RecordError``) whose message names no content, key or share."""
+
+    def seal_record(self, resource_bytes: bytes, *, patient_pseudonym: str, category: str,
+                    readers: Mapping[str, tuple[bytes, str]]) -> SealedContent:
+        """Encrypt under a fresh content key, wrapped for each reader (key hex -> (public
+        encryption key, suite))."""
+
+    def open_record(self, ciphertext: bytes, wrapped_hex: str, encryption_key: EncryptionKey,
+                    *, patient_pseudonym: str, category: str,
+                    digest: str | None = None) -> bytes:
+        """Check, unwrap and decrypt a record; its plaintext."""
+
+    def wrap_for(self, content_key: bytes, digest: str, enc_public_key: bytes,
+                 suite: str) -> str:
+        """A content key wrapped for one more reader (hex)."""
+
+    def unwrap(self, wrapped_hex: str, digest: str, encryption_key: EncryptionKey) -> bytes:
+        """A wrapped content key opened with ``encryption_key``."""
+
+    def split_keys(self, secret: bytes, guardians: Mapping[str, tuple[bytes, str]],
+                   threshold: int) -> list[dict[str, str]]:
+        """``secret`` split ``threshold``-of-n, one wrapped share per guardian:
+        ``[{"guardian", "wrapped_share"}]``."""
+
+    def unwrap_share(self, wrapped_share_hex: str, encryption_key: EncryptionKey) -> bytes:
+        """A guardian's share opened with the guardian's encryption key."""
+
+    def recover_keys(self, shares: Sequence[bytes]) -> bytes:
+        """The secret from at least ``threshold`` opened shares."""
 
 
 class CommandHost(Protocol):
@@ -121,3 +178,24 @@ class CommandHost(Protocol):
 
     def fail(self, message: str) -> NoReturn:
         """Print ``message`` as an error and exit 1."""
+
+    @property
+    def sealing(self) -> RecordSealing:
+        """The client's record sealing (ADR 0011): encrypt, wrap, open, split keys."""
+
+    def put_blob(self, home: Path | None, api: str | None, signer: SigningKey,
+                 ciphertext: bytes) -> str:
+        """Upload ``ciphertext`` to the node's blob store on a request signed with
+        ``signer`` (RFC 9421); return its digest (hex). A refusal is one ``error:`` line."""
+
+    def get_blob(self, home: Path | None, api: str | None, signer: SigningKey,
+                 digest: str) -> bytes:
+        """The ciphertext named ``digest``, on a request signed with ``signer``: served only
+        when the ledger lets ``signer`` read it (else one ``error:`` line, exit 1)."""
+
+    def save_keystore(self, keys: Keystore, path: Path) -> None:
+        """Write ``keys`` to a new keystore file ``path`` (refused if it exists), under the
+        passphrase of ``MEDLEDGER_PASSPHRASE`` or, in a terminal, one asked for twice."""
+
+    def progress(self, message: str) -> None:
+        """Say how a long command is getting on, on stderr (never record content)."""

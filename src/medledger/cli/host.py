@@ -33,12 +33,15 @@ from medledger.client import (
     verify_list_answer,
     verify_state_answer,
 )
+from medledger.client import records as record_sealing
+from medledger.client.record_blobs import get_blob, put_blob
 from medledger.crypto import Keystore, SigningKey
 from medledger.ledger import Header, Transaction, ValidatorSet
 from medledger.node import PASSPHRASE_ENV, ConfigError, Genesis, Home
 
 if TYPE_CHECKING:
     from medledger.apps import App
+    from medledger.apps.host import RecordSealing
     from medledger.apps.lists import ProvableList
 
 __all__ = ["CliHost", "add_app_commands", "api_url", "next_nonce", "passphrase",
@@ -253,6 +256,28 @@ class CliHost:
     def fail(self, message: str) -> NoReturn:
         err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
         raise typer.Exit(1)
+
+    @property
+    def sealing(self) -> RecordSealing:
+        return record_sealing  # type: ignore[return-value]  # the module is the protocol
+
+    def put_blob(self, home: Path | None, api: str | None, signer: SigningKey,
+                 ciphertext: bytes) -> str:
+        with self.client(home, api) as client:
+            return put_blob(client, signer, ciphertext)
+
+    def get_blob(self, home: Path | None, api: str | None, signer: SigningKey,
+                 digest: str) -> bytes:
+        with self.client(home, api) as client:
+            return get_blob(client, signer, digest)
+
+    def save_keystore(self, keys: Keystore, path: Path) -> None:
+        if path.exists():
+            raise ConfigError(f"{path} exists: give --out a new file (nothing was written)")
+        keys.save(path, passphrase(confirm=True))
+
+    def progress(self, message: str) -> None:
+        err.print(escape(message), highlight=False)
 
 
 # the apps' command groups -----------------------------------------------------------------
