@@ -176,7 +176,8 @@ def _too_large(size: int, limit: int) -> ApiError:
 _STORED = obj({"digest": {"type": "string", "pattern": DIGEST_PATTERN},
                "size": {"type": "integer", "minimum": 0}}, title="StoredBlob")
 _CODES = {"unsigned": 401, "bad_signature": 401, "stale": 401, "replayed": 401,
-          "not_allowed": 403, "not_found": 404, "too_large": 413, "digest_mismatch": 422,
+          "not_allowed": 403, "not_found": 404, "erased": 410, "too_large": 413,
+          "digest_mismatch": 422,
           "busy": 503, "unavailable": 503, "integrity": 500}
 _DIGEST = Annotated[str, Path(pattern=DIGEST_PATTERN,
                               description="the blob's SHA-256, 64 lower-case hex")]
@@ -208,7 +209,7 @@ def blobs_router(node: Node, *, clock: Callable[[], float] = time.time) -> APIRo
     def codes(*statuses: int) -> dict[str, int]:
         return {c: s for c, s in _CODES.items() if s in statuses}
 
-    put_statuses = (401, 403, 413, 422, 503)
+    put_statuses = (401, 403, 410, 413, 422, 503)
     put_responses: dict[int | str, Any] = {
         201: json_content(_STORED, "stored"),
         200: json_content(_STORED, "this node had it already"),
@@ -226,7 +227,8 @@ def blobs_router(node: Node, *, clock: Callable[[], float] = time.time) -> APIRo
         ``digest_mismatch``), at most 32 MiB (else 413 ``too_large``). The request is signed
         (RFC 9421; see the tag) by a registered, active key, or by a member node pushing
         what a client gave it (else 403 ``not_allowed``). A client's upload is then pushed
-        to the other member nodes in the background."""
+        to the other member nodes in the background. The ciphertext of erased content is
+        refused (410 ``erased``), from a client or a late push from a peer alike."""
         signed.require_signed(request)
         limit = node.blobs.max_bytes if node.blobs is not None else MAX_BLOB_BYTES
         body = await _read_body(request, limit)
@@ -237,6 +239,8 @@ def blobs_router(node: Node, *, clock: Callable[[], float] = time.time) -> APIRo
             raise ApiError(403, "not_allowed", f"key {key.hex()} is not a registered, active "
                                                "key of this chain, nor a member node's")
         expected = bytes.fromhex(digest)
+        if not node.chain.registry.may_store_blob(node.chain.view(), expected):
+            raise ApiError(410, "erased", f"blob {digest} was erased; no node stores it again")
         if hashlib.sha256(body).digest() != expected:
             raise ApiError(422, "digest_mismatch", "the body's SHA-256 is "
                                                    f"{hashlib.sha256(body).hexdigest()}, not "

@@ -248,6 +248,11 @@ class App:
         stores (a registered, active key: the app that registers keys says)."""
         return False
 
+    def may_store_blob(self, view: StateView, digest: bytes) -> bool:
+        """False when nodes must not store the blob ``digest`` at all (content this app
+        erased: an upload of it again, or a late push from a peer, is refused)."""
+        return True
+
     def erased_blobs(self, events: Sequence[Event]) -> Sequence[bytes]:
         """The digests of the blobs that a committed block's ``events`` (its transactions'
         and hooks') erase: every node deletes them from its blob store."""

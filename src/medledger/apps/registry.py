@@ -123,6 +123,10 @@ class AppRegistry:
         """True when some app lets ``uploader`` store a blob (:meth:`App.may_upload_blob`)."""
         return any(app.may_upload_blob(view, uploader) for app in self.apps)
 
+    def may_store_blob(self, view: StateView, digest: bytes) -> bool:
+        """True unless some app forbids storing ``digest`` (:meth:`App.may_store_blob`)."""
+        return all(app.may_store_blob(view, digest) for app in self.apps)
+
     def erased_blobs(self, events: Sequence[Event]) -> list[bytes]:
         """The blobs some app says ``events`` erase (see :meth:`App.erased_blobs`)."""
         return [digest for app in self.apps for digest in app.erased_blobs(events)]

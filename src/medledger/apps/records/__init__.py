@@ -207,6 +207,12 @@ class RecordsApp(App):
                       ) -> bool:
         return may_read(view, digest, reader, time_ms)
 
+    def may_store_blob(self, view: StateView, digest: bytes) -> bool:
+        """Not the ciphertext of an erased record: erasure is for good."""
+        record_id = view.get(digest_key(digest.hex()))
+        record = None if record_id is None else record_entry(view, record_id)
+        return record is None or not record.get("erased")
+
     def erased_blobs(self, events: Sequence[Event]) -> Sequence[bytes]:
         """The ciphertext of each record a ``records.erased`` event names."""
         out = []
