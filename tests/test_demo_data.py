@@ -15,13 +15,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
 import medledger.cli.net as net
 from medledger.apps import DemoTx, default_registry
+from medledger.apps.identity import pseudonym_of
+from medledger.apps.records.bundles import record_parts
+from medledger.cli import demo_records
 from medledger.crypto import SigningKey
 from medledger.ledger import Transaction, Validator, ValidatorSet
-from medledger.node import Chain, Genesis
+from medledger.node import Chain, Genesis, Home
 from medledger.node.consortium import Consortium
 from medledger.node.home import DEMO_ORGANISATIONS
 from medledger.store import EventQuery, SQLiteStore
@@ -125,6 +129,95 @@ def _net_run(c: Consortium, log: Path, pattern: str, env: dict[str, str],
     return log.read_text()
 
 
+def test_records_demo_is_deterministic() -> None:
+    names = [p.key for p in demo_records.PATIENTS] + [m.key for m in demo_records.MEMBERS]
+    assert names == ["patient-ana", "patient-ben", "dr-cara", "dr-noor"]
+    for name in names:  # fixed seeds: the same keys on every machine
+        a, b = demo_records.demo_keys(name), demo_records.demo_keys(name)
+        assert a.signing.public_key == b.signing.public_key
+        assert a.encryption.public_bytes() == b.encryption.public_bytes()
+    assert len({demo_records.demo_keys(n).signing.public_key for n in names}) == len(names)
+    for patient in demo_records.PATIENTS:
+        bundle = demo_records.demo_bundle(patient)
+        assert bundle == demo_records.demo_bundle(patient)
+        assert {"lab", "condition", "encounter"} <= set(_parts(patient))
+    assert [m.role for m in demo_records.MEMBERS] == ["clinician", "emergency_clinician"]
+
+
+def test_no_records_demo_once_seeded_or_without_the_hospitals(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEDLEDGER_PASSPHRASE", PASSPHRASE)
+    c = Consortium.init(tmp_path / "c", "demo-chain", 1, demo=False, kdf_params=FAST_KDF,
+                        ports=[(free_port(), free_port())], engine=True)
+    assert demo_records.seed_records_demo(c) is False  # no st-mary, no northgate: nothing
+    assert not (c.root / demo_records.RECORDS_DEMO_MARKER).exists()
+    assert Home(c.nodes[0].home).known_keys() == ["admin"]
+    (c.root / demo_records.RECORDS_DEMO_MARKER).write_text("seeded\n")
+    assert demo_records.seed_records_demo(c) is True  # marked: nothing is sent
+
+
+def test_a_records_demo_failure_warns_and_stops_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MEDLEDGER_PASSPHRASE", PASSPHRASE)
+    c = Consortium.init(tmp_path / "c", "demo-chain", 1, kdf_params=FAST_KDF,
+                        ports=[(free_port(), free_port())], engine=True)  # never started
+    assert demo_records.seed_records_demo(c) is False
+    said = capsys.readouterr().out
+    assert "demo: warning: records demo data: " in said, said
+    assert "`net run` will try again next time" in said, said
+    assert not (c.root / demo_records.RECORDS_DEMO_MARKER).exists()
+
+
+def _parts(patient: demo_records.DemoPatient) -> list[str]:
+    return [p.category for p in record_parts(demo_records.demo_bundle(patient))]
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([sys.executable, "-m", "medledger", *args], check=False,
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def _check_records_demo(c: Consortium, env: dict[str, str], events: list[str]) -> None:
+    """What the records demo left on the ledger, seen through the command line and the API."""
+    node0 = str(c.nodes[0].home)
+    ana, ben = (pseudonym_of(demo_records.demo_keys(p.key).signing.public_key)
+                for p in demo_records.PATIENTS)
+    for patient, pseudonym in zip(demo_records.PATIENTS, (ana, ben), strict=True):
+        listed = _cli(env, "records", "list", "--patient", pseudonym, "--verify", "--json",
+                      "--home", node0)
+        rows = json.loads(listed.stdout)
+        assert "verified" in listed.stderr and "NOT VERIFIED" not in listed.stderr
+        assert sorted(r["category"] for r in rows) == sorted(_parts(patient))
+        assert {r["org"] for r in rows} == {"st-mary"}
+    timeline = json.loads(_cli(env, "records", "timeline", "--patient", ana, "--key",
+                               "patient-ana", "--json", "--home", node0).stdout)
+    assert timeline and {"lab", "condition"} <= {row["category"] for row in timeline}
+
+    log = _cli(env, "records", "access-log", "--patient", ben, "--verify", "--json",
+               "--home", node0)
+    [entry] = json.loads(log.stdout)
+    assert entry["basis"].startswith("emergency:") and entry["org"] == "northgate"
+    api = f"http://{c.nodes[0].api}/v1"
+    emergency = httpx.get(f"{api}/records/emergencies/{entry['tx']}").json()["value"]
+    assert emergency["reason"] == "ETREAT" and emergency["justification"] is None
+
+    now = httpx.get(f"{api}/status").json()["latest_block_time"]
+    grants = [httpx.get(f"{api}/records/grants/{item['value']}").json()["value"]
+              for item in httpx.get(f"{api}/records/patients/{ana}/grants").json()["items"]]
+    expired = [g for g in grants if g["expires"] <= now]
+    active = [g for g in grants if g["expires"] > now]
+    assert [g["grantee"] for g in active] == ["org:northgate"], grants
+    noor = demo_records.demo_keys("dr-noor").signing.public_key.hex()
+    assert [g["grantee"] for g in expired] == [noor], grants
+    assert all(g["revoked"] is None for g in grants)
+
+    listed = _cli(env, "events", "list", "--json", "--home", node0)
+    events.extend(e["type"] for e in json.loads(listed.stdout)["events"])
+
+
 @pytest.mark.processes
 def test_net_run_seeds_a_fresh_consortium_once(tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
@@ -133,23 +226,35 @@ def test_net_run_seeds_a_fresh_consortium_once(tmp_path: Path,
     ports = [(free_port(), free_port()) for _ in range(4)]
     c = Consortium.init(tmp_path / "c", "demo-chain", 4, kdf_params=FAST_KDF, ports=ports,
                         engine=True, block_interval_ms=200)
-    first = _net_run(c, tmp_path / "run1.log", r"demo: ledger\.anchor committed in block \d+",
-                     env)
+    first = _net_run(c, tmp_path / "run1.log", r"demo: records demo data added", env)
     assert first.count("demo: identity.member.register committed in block") == 2, first
+    assert "demo: ledger.anchor committed in block" in first, first
     assert "warning" not in first, first
     assert (c.root / net.DEMO_MARKER).exists()
+    assert (c.root / demo_records.RECORDS_DEMO_MARKER).exists()
+    assert first.count(": registered patient ") == 2, first
+    assert first.count("demo: dr-cara: added record ") == len(
+        [c for p in demo_records.PATIENTS for c in _parts(p)]), first
+    assert first.count("demo: patient-ana: granted ") == 2, first
+    assert "demo: dr-noor: emergency " in first, first
+    assert "to dr-noor has expired (block time)" in first, first
+    assert re.search(r"records timeline --patient [0-9a-f]{32} --key patient-ana --home "
+                     + re.escape(str(c.root / "node0")), first), first
+    keys = Home(c.nodes[0].home).known_keys()
+    assert {"patient-ana", "patient-ben", "dr-cara", "dr-noor"} <= set(keys)
+    assert Home(c.nodes[1].home).known_keys() == ["northgate"]  # still its default key
 
     events: list[str] = []
-
-    def list_events() -> None:
-        listed = subprocess.run(
-            [sys.executable, "-m", "medledger", "events", "list", "--json", "--home",
-             str(c.nodes[0].home)], capture_output=True, text=True, timeout=60, env=env)
-        assert listed.returncode == 0, listed.stdout + listed.stderr
-        events.extend(e["type"] for e in json.loads(listed.stdout)["events"])
-
-    second = _net_run(c, tmp_path / "run2.log", r"node0: height [1-9]", env, list_events)
+    second = _net_run(c, tmp_path / "run2.log", r"node0: height [1-9]", env,
+                      lambda: _check_records_demo(c, env, events))
     assert "demo:" not in second, second
     assert engines_under(c.root) == [], "a node's cometbft outlived `net run`"
-    assert events.count("identity.member_registered") == 2, events  # seeded once only
+    # seeded once only: the apps' demo (a clinician, an auditor, an anchor), then the
+    # records demo (two members, two patients, their records, two grants, one emergency)
+    assert events.count("identity.member_registered") == 4, events
     assert events.count("anchor.anchored") == 1, events
+    assert events.count("identity.patient_registered") == 2, events
+    records = sum(len(_parts(p)) for p in demo_records.PATIENTS)
+    assert events.count("records.added") == records, events
+    assert events.count("records.granted") == 2, events
+    assert events.count("records.emergency") == 1, events

@@ -29,8 +29,12 @@ from medledger.apps.records import (
     CODES,
     EMERGENCY_COVER_MS,
     JUSTIFY_MS,
+    break_glass_key,
+    emergency_reader,
     overdue_key,
+    reader_key,
     record_key,
+    release_key,
 )
 from medledger.client import verify_list_answer, verify_state_answer
 from medledger.codec import decode
@@ -439,7 +443,8 @@ def test_every_refusal_is_specific_and_leaves_state_unchanged(world: World, name
 
 def test_every_refusal_code_has_an_http_status() -> None:
     registry = default_registry()
-    codes = {case[3] for case in REFUSALS.values()} | {"emergency_over"}
+    codes = ({case[3] for case in [*REFUSALS.values(), *ESCROW_REFUSALS.values()]}
+             | {"emergency_over"})
     assert codes <= set(registry.codes)
     assert set(CODES) <= codes  # every code of the app is exercised
 
@@ -708,3 +713,178 @@ def test_every_change_is_an_event_naming_the_patient(world: World) -> None:
     assert emergency["patient"] == P and emergency["reason"] == "ETREAT"
     assert decode(world.events("records.accessed")[-1].attrs) == {"basis": f"grant:{world.ids['g_lab']}", "patient": P,
                               "reader": HEX["granted"], "record": world.ids["r1"]}
+
+
+# the emergency key ----------------------------------------------------------------------------
+HOSPITALS = ("st-mary", "northgate", "city-er")
+HOLDERS = {org: key(f"holder {org}") for org in HOSPITALS}
+EMERGENCY_READER = emergency_reader(ENC, DEFAULT_SUITE)
+ENC_2 = EncryptionKey.from_private_bytes(DEFAULT_SUITE, b"\x03" * 32).public_bytes().hex()
+
+
+def escrow_body(w: World, *, threshold: int = 2, orgs: tuple[str, ...] = HOSPITALS,
+                holders: dict[str, str] | None = None, enc_key: str = ENC,
+                records: tuple[str, ...] = ("r1",)) -> dict[str, Any]:
+    holder = {org: HOLDERS[org].public_key.hex() for org in HOSPITALS} | (holders or {})
+    return {"patient": P, "enc_key": enc_key, "enc_suite": DEFAULT_SUITE,
+            "threshold": threshold,
+            "shares": [{"org": org, "holder": holder[org], "wrapped": WRAPPED} for org in orgs],
+            "keys": [{"record": w.ids[r], "wrapped": WRAPPED} for r in records]}
+
+
+def release_body(w: World, emergency: str = "e1") -> dict[str, Any]:
+    return {"emergency": w.ids[emergency], "share": WRAPPED}
+
+
+@pytest.fixture
+def escrowed(world: World) -> World:
+    """The world, and then: an admin with an encryption key registered by each hospital
+    (the share holders); the patient's emergency key, 2 of the 3 hospitals, with ``r1``
+    re-wrapped for it; an emergency ``e_q`` on the other patient (who has no emergency
+    key); st-mary's share released for ``e1``."""
+    world.commit(*[(ADMINS[org], "identity.member.register",
+                    {"org": org, "key": HOLDERS[org].public_key.hex(), "role": "admin",
+                     "name": f"holder {org}", "enc_key": ENC, "enc_suite": DEFAULT_SUITE})
+                   for org in HOSPITALS])
+    world.commit((K["patient"], "records.emergency_key", escrow_body(world)))
+    world.ids["e_q"], = world.commit((K["emergency"], "records.emergency", {
+        "patient": Q, "reason": "BTG", "records": [world.ids["q1"]]}))
+    world.commit((HOLDERS["st-mary"], "records.release", release_body(world)))
+    return world
+
+
+def test_the_patient_s_emergency_key_is_on_the_ledger_with_a_share_per_hospital(
+        escrowed: World) -> None:
+    entry = escrowed.get(break_glass_key(P))
+    assert entry["reader"] == EMERGENCY_READER and entry["threshold"] == 2
+    assert entry["enc_key"] == ENC and entry["by"] == HEX["patient"]
+    assert entry["shares"] == {org: {"holder": HOLDERS[org].public_key.hex(),
+                                     "wrapped": WRAPPED} for org in HOSPITALS}
+    r1 = escrowed.ids["r1"]
+    assert escrowed.get(reader_key(r1, EMERGENCY_READER))["wrapped"] == WRAPPED
+    [event] = escrowed.events("records.emergency_key")
+    assert decode(event.attrs) == {"patient": P, "reader": EMERGENCY_READER, "threshold": "2",
+                                   "orgs": "city-er,northgate,st-mary"}
+    # the emergency key is a reader of content keys, never of blobs
+    assert not default_registry().may_read_blob(escrowed.chain.view(), bytes.fromhex(
+        digest("r1")), bytes.fromhex(EMERGENCY_READER), escrowed.time)
+
+
+def test_with_an_emergency_key_every_new_record_carries_it(escrowed: World) -> None:
+    a = K["author"]
+    assert escrowed.attempt(a, "records.add", add_body(P, "e1"))[0] == "missing_reader"
+    with_key = add_body(P, "e2")
+    with_key["keys"].append({"reader": EMERGENCY_READER, "wrapped": WRAPPED})
+    assert escrowed.attempt(a, "records.add", with_key)[0] == "ok"
+    assert escrowed.attempt(a, "records.add", add_body(Q, "e3"))[0] == "ok"  # Q has none
+    escrowed.commit((a, "records.add", with_key))
+    record = escrowed.get(record_key(escrowed.chain.store.get_block_txs(
+        escrowed.chain.height)[0].tx_id.hex()))
+    assert EMERGENCY_READER in record["readers"]
+
+
+def test_a_replaced_emergency_key_is_the_one_new_records_carry(escrowed: World) -> None:
+    escrowed.commit((K["patient"], "records.emergency_key",
+                     escrow_body(escrowed, enc_key=ENC_2, threshold=3)))
+    new_reader = emergency_reader(ENC_2, DEFAULT_SUITE)
+    assert escrowed.get(break_glass_key(P))["reader"] == new_reader
+    stale = add_body(P, "e4")
+    stale["keys"].append({"reader": EMERGENCY_READER, "wrapped": WRAPPED})
+    assert escrowed.attempt(K["author"], "records.add", stale)[0] == "missing_reader"
+
+
+def test_each_organisation_releases_once_and_only_while_the_emergency_is_open(
+        escrowed: World) -> None:
+    e1 = escrowed.get(f"records/emergency/{escrowed.ids['e1']}")
+    over = e1["time"] + EMERGENCY_COVER_MS
+    northgate = HOLDERS["northgate"]
+    assert escrowed.attempt(northgate, "records.release", release_body(escrowed),
+                            time=over - 1)[0] == "ok"
+    assert escrowed.attempt(northgate, "records.release", release_body(escrowed),
+                            time=over)[0] == "emergency_over"
+    # any admin of a share-holding organisation may send it (the holder alone can open it)
+    assert escrowed.attempt(ADMINS["northgate"], "records.release",
+                            release_body(escrowed))[0] == "ok"
+    escrowed.commit((northgate, "records.release", release_body(escrowed)))
+    released = escrowed.get(release_key(escrowed.ids["e1"], "northgate"))
+    assert released == {"by": northgate.public_key.hex(), "emergency": escrowed.ids["e1"],
+                        "height": escrowed.chain.height, "org": "northgate",
+                        "reader": EMERGENCY_READER, "share": WRAPPED, "time": escrowed.time,
+                        "to": HEX["emergency"]}
+    assert escrowed.attempt(ADMINS["northgate"], "records.release",
+                            release_body(escrowed))[0] == "already_released"
+    events = [decode(e.attrs) for e in escrowed.events("records.released")]
+    assert [(e["org"], e["patient"], e["to"]) for e in events] == [
+        ("st-mary", P, HEX["emergency"]), ("northgate", P, HEX["emergency"])]
+
+
+ESCROW_REFUSALS: dict[str, tuple[SigningKey, str, Body, str]] = {
+    # records.emergency_key
+    "a delegate sets the emergency key": (K["delegate"], "records.emergency_key",
+                                          escrow_body, "not_patient"),
+    "a clinician sets the emergency key": (K["author"], "records.emergency_key", escrow_body,
+                                           "not_patient"),
+    "a share for an organisation that does not exist": (
+        K["patient"], "records.emergency_key", lambda w: escrow_body(
+            w, orgs=("st-mary", "nowhere"), holders={"nowhere": HEX["granted"]}),
+        "unknown_org"),
+    "a share held by a pharmacy": (
+        K["patient"], "records.emergency_key", lambda w: escrow_body(
+            w, orgs=("st-mary", "carewell"), holders={"carewell": ADMINS["carewell"]
+                                                     .public_key.hex()}), "not_hospital"),
+    "a share held by a clinician": (
+        K["patient"], "records.emergency_key",
+        lambda w: escrow_body(w, holders={"st-mary": HEX["author"]}), "not_admin"),
+    "a share held by an admin without an encryption key": (
+        K["patient"], "records.emergency_key",
+        lambda w: escrow_body(w, holders={"st-mary": ADMINS["st-mary"].public_key.hex()}),
+        "not_admin"),
+    "a share held by another hospital's admin": (
+        K["patient"], "records.emergency_key",
+        lambda w: escrow_body(w, holders={"st-mary": HOLDERS["northgate"].public_key.hex(),
+                                          "northgate": HOLDERS["st-mary"].public_key.hex()}),
+        "not_admin"),
+    "one organisation able to open it alone": (
+        K["patient"], "records.emergency_key", lambda w: escrow_body(w, threshold=1),
+        "malformed"),
+    "a threshold above the shares": (K["patient"], "records.emergency_key",
+                                     lambda w: escrow_body(w, threshold=4), "malformed"),
+    "an organisation named twice": (
+        K["patient"], "records.emergency_key",
+        lambda w: escrow_body(w, orgs=("st-mary", "st-mary", "city-er")), "malformed"),
+    "a public key of the wrong size": (K["patient"], "records.emergency_key",
+                                       lambda w: escrow_body(w, enc_key="ab" * 32),
+                                       "malformed"),
+    "a re-wrapped key for another patient's record": (
+        K["patient"], "records.emergency_key", lambda w: escrow_body(w, records=("q1",)),
+        "wrong_patient"),
+    "a re-wrapped key for an erased record": (
+        K["patient"], "records.emergency_key", lambda w: escrow_body(w, records=("gone",)),
+        "erased"),
+    # records.release
+    "releasing for an emergency that does not exist": (
+        HOLDERS["city-er"], "records.release",
+        lambda w: {"emergency": "0" * 64, "share": WRAPPED}, "no_emergency"),
+    "the emergency clinician releases": (K["emergency"], "records.release", release_body,
+                                         "role_not_allowed"),
+    "the patient releases": (K["patient"], "records.release", release_body,
+                             "role_not_allowed"),
+    "an organisation without a share releases": (
+        ADMINS["carewell"], "records.release", release_body, "no_share"),
+    "releasing for a patient without an emergency key": (
+        HOLDERS["city-er"], "records.release", lambda w: release_body(w, "e_q"),
+        "no_emergency_key"),
+    "an organisation releases twice": (HOLDERS["st-mary"], "records.release", release_body,
+                                       "already_released"),
+    "an empty share": (HOLDERS["city-er"], "records.release",
+                       lambda w: {**release_body(w), "share": ""}, "malformed"),
+}
+
+
+@pytest.mark.parametrize("name", ESCROW_REFUSALS)
+def test_every_emergency_key_refusal_is_specific_and_leaves_state_unchanged(
+        escrowed: World, name: str) -> None:
+    signer, type_, body, expected = ESCROW_REFUSALS[name]
+    code, writes = escrowed.attempt(signer, type_, body(escrowed))
+    assert code == expected
+    assert sorted(writes) == sorted([HISTORY_KEY, nonce_key(signer.public_key)])

@@ -400,7 +400,8 @@ def test_invalid_fhir_is_refused_naming_the_path(runner: CliRunner, world: World
 def test_every_records_command_has_help(runner: CliRunner) -> None:
     for path in (["add"], ["import"], ["erase"], ["grant"], ["revoke"], ["emergency"],
                  ["justify"], ["read"], ["timeline"], ["export"], ["show"], ["list"],
-                 ["access-log"], ["guardians", "set"], ["guardians", "recover"]):
+                 ["access-log"], ["guardians", "set"], ["guardians", "recover"],
+                 ["emergency-key"], ["release"]):
         result = runner.invoke(cli.app, ["records", *path, "--help"])
         assert result.exit_code == 0 and "Usage" in result.output, path
 

@@ -22,8 +22,8 @@ from medledger.state import StateView
 if TYPE_CHECKING:
     from medledger.apps.lists import ProvableList
 
-__all__ = ["AppClient", "CommandHost", "QueryError", "QueryHost", "RecordSealing",
-           "SealedContent"]
+__all__ = ["AppClient", "CommandHost", "EmergencyKeys", "QueryError", "QueryHost",
+           "RecordSealing", "SealedContent"]
 
 
 class QueryError(Exception):
@@ -126,6 +126,30 @@ class RecordSealing(Protocol):
         """The secret from at least ``threshold`` opened shares."""
 
 
+class EmergencyKeys(Protocol):
+    """The client side of break-glass (:mod:`medledger.client.emergency`): a patient's
+    emergency key split among hospitals, a share released to a clinician, and a record
+    opened with released shares. Errors are ``ValueError`` s naming no key or share."""
+
+    def create_emergency_key(self, holders: Mapping[str, tuple[str, bytes, str]],
+                             threshold: int | None = None, *, suite: str = ...) -> Any:
+        """A new key pair, its private key split among ``holders`` (org -> (admin key hex,
+        encryption public key, suite)); ``.body(patient, keys)`` is the transaction body."""
+
+    def default_threshold(self, n: int) -> int:
+        """k for n share-holding organisations."""
+
+    def release_share(self, wrapped_share: str, holder_key: EncryptionKey, *,
+                      emergency_id: str, clinician_key: bytes, clinician_suite: str) -> str:
+        """An organisation's share opened by its holder and re-wrapped for the clinician."""
+
+    def emergency_open(self, ciphertext: bytes, wrapped: str, released: Sequence[str],
+                       clinician_key: EncryptionKey, *, emergency_id: str, enc_key: bytes,
+                       enc_suite: str, threshold: int, patient_pseudonym: str, category: str,
+                       digest: str | None = None) -> bytes:
+        """A record opened with the emergency key recovered from released shares."""
+
+
 class CommandHost(Protocol):
     """The command line as an app's commands use it.
 
@@ -182,6 +206,10 @@ class CommandHost(Protocol):
     @property
     def sealing(self) -> RecordSealing:
         """The client's record sealing (ADR 0011): encrypt, wrap, open, split keys."""
+
+    @property
+    def emergency(self) -> EmergencyKeys:
+        """The client's break-glass keys: split, release, recover and open."""
 
     def put_blob(self, home: Path | None, api: str | None, signer: SigningKey,
                  ciphertext: bytes) -> str:

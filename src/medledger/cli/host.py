@@ -33,6 +33,7 @@ from medledger.client import (
     verify_list_answer,
     verify_state_answer,
 )
+from medledger.client import emergency as emergency_keys
 from medledger.client import records as record_sealing
 from medledger.client.record_blobs import get_blob, put_blob
 from medledger.crypto import Keystore, SigningKey
@@ -41,7 +42,7 @@ from medledger.node import PASSPHRASE_ENV, ConfigError, Genesis, Home
 
 if TYPE_CHECKING:
     from medledger.apps import App
-    from medledger.apps.host import RecordSealing
+    from medledger.apps.host import EmergencyKeys, RecordSealing
     from medledger.apps.lists import ProvableList
 
 __all__ = ["CliHost", "add_app_commands", "api_url", "next_nonce", "passphrase",
@@ -260,6 +261,10 @@ class CliHost:
     @property
     def sealing(self) -> RecordSealing:
         return record_sealing  # type: ignore[return-value]  # the module is the protocol
+
+    @property
+    def emergency(self) -> EmergencyKeys:
+        return emergency_keys  # type: ignore[return-value]  # the module is the protocol
 
     def put_blob(self, home: Path | None, api: str | None, signer: SigningKey,
                  ciphertext: bytes) -> str:

@@ -30,6 +30,7 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from medledger.apps import DemoTx, default_registry
+from medledger.cli.demo_records import seed_records_demo
 from medledger.cli.errors import friendly, iso_time
 from medledger.cli.host import next_nonce
 from medledger.client import Client
@@ -329,7 +330,8 @@ def net_run(home: RootOpt, every: Annotated[float, typer.Option(
         demo_data: Annotated[bool, typer.Option(
             "--demo-data/--no-demo-data",
             help="On a consortium's first run, add the apps' demo data (a registered "
-                 "member, an anchored document) once the nodes answer.")] = True) -> None:
+                 "member, an anchored document, and demo patients with records, grants "
+                 "and an emergency access) once the nodes answer.")] = True) -> None:
     """Start the consortium, show its nodes until Ctrl-C (SIGINT) or SIGTERM, then stop it.
 
     In a terminal it shows a live table; otherwise (output to a file or a pipe) it prints a
@@ -338,8 +340,8 @@ def net_run(home: RootOpt, every: Annotated[float, typer.Option(
     try:
         net_up(home)
         consortium = Consortium.load(home)
-        if demo_data:
-            seed_demo(consortium)
+        if demo_data and seed_demo(consortium):
+            seed_records_demo(consortium)
         _watch(consortium.nodes, every)
     except Stop as stop:
         out.print(f"{stop}: stopping the consortium...")

@@ -28,6 +28,15 @@ Transactions (every sender an active registered key; ids are transaction ids, he
                        by a member with an EMERGENCY_ROLES role
     records.justify    {"emergency": <id>, "text": text <= 500}  by the emergency's org
     records.erase      {"record": <record id>}                  by the patient
+    records.emergency_key {"patient", "enc_key": <HPKE public key hex>, "enc_suite",
+                        "threshold": k, "shares": [{"org", "holder": <admin key hex>,
+                        "wrapped": <hex>}, ...] (1-16), "keys": [{"record", "wrapped"}, ...]}
+                       by the patient: k-of-n SLIP-39 shares of the emergency private key,
+                       each wrapped for an admin of a hospital (k >= 2 unless n = 1); keys
+                       re-wrap live records for the new key
+    records.release    {"emergency": <id>, "share": <hex, the share re-wrapped for the
+                        emergency clinician>}  by an admin of a share-holding organisation,
+                       while the emergency covers reads, once per organisation
 
 State keys (each made by one function in ``records.state``)::
 
@@ -38,7 +47,14 @@ State keys (each made by one function in ``records.state``)::
                                                     "time"}
     records/digest/<digest>           digest_key    the record id (the blob store's index)
     records/key/<record>/<reader>     reader_key    {"wrapped", "grant": null | grant id,
-                                                    "height"}
+                                                    "height"}; <reader> is a key, or the
+                                                    patient's emergency_reader
+    records/emergency_key/<pseudonym> break_glass_key {"patient", "enc_key", "enc_suite",
+                                                    "reader", "threshold", "shares": {org:
+                                                    {"holder", "wrapped"}}, "by", "height",
+                                                    "time"}
+    records/release/<emergency>/<org> release_key   {"emergency", "org", "by", "to",
+                                                    "reader", "share", "height", "time"}
     records/by_patient/<pseudonym>/.. BY_PATIENT    provable list of record ids
     records/grant/<id>                grant_key     {"id", "patient", "grantee",
                                                     "categories", "purpose", "expires",
@@ -73,7 +89,8 @@ Events: ``records.added {record, patient, author, org, category, digest, seq[, p
 {grant, patient, by}``, ``records.delegated {patient, delegate, role}``,
 ``records.undelegated {patient, delegate}``, ``records.accessed {patient, reader, record,
 basis}`` (one per record), ``records.emergency {emergency, patient, reader, org, reason,
-due}``, ``records.justified {emergency, patient, org, late}``, ``records.erased {record,
+due}``, ``records.emergency_key {patient, reader, threshold, orgs}``, ``records.released
+{emergency, patient, org, by, to}``, ``records.justified {emergency, patient, org, late}``, ``records.erased {record,
 patient, digest}``, ``records.unjustified_emergency {emergency, patient, org, due}``.
 """
 
@@ -95,6 +112,14 @@ from medledger.apps.records.access import (
     flag_overdue,
     justify_apply,
     justify_check,
+)
+from medledger.apps.records.break_glass import (
+    EmergencyKeyBody,
+    ReleaseBody,
+    emergency_key_apply,
+    emergency_key_check,
+    release_apply,
+    release_check,
 )
 from medledger.apps.records.consent import (
     DelegateBody,
@@ -131,15 +156,18 @@ from medledger.apps.records.state import (
     GRANTS,
     JUSTIFY_MS,
     PREFIX,
+    break_glass_key,
     delegate_key,
     digest_key,
     emergency_key,
+    emergency_reader,
     grant_key,
     may_read,
     overdue_key,
     reader_key,
     record_entry,
     record_key,
+    release_key,
     window_key,
 )
 from medledger.state import StateView
@@ -147,8 +175,9 @@ from medledger.state import StateView
 __all__ = [
     "ACCESS_LOG", "ACCESS_WINDOW_MS", "AUTHOR_ROLES", "BREAK_GLASS_REASONS", "BY_PATIENT",
     "CATEGORIES", "CODES", "EMERGENCIES", "EMERGENCY_COVER_MS", "EMERGENCY_ROLES", "GRANTS",
-    "JUSTIFY_MS", "PREFIX", "RecordsApp", "delegate_key", "digest_key", "emergency_key",
-    "grant_key", "overdue_key", "reader_key", "record_entry", "record_key", "window_key",
+    "JUSTIFY_MS", "PREFIX", "RecordsApp", "break_glass_key", "delegate_key", "digest_key",
+    "emergency_key", "emergency_reader", "grant_key", "overdue_key", "reader_key",
+    "record_entry", "record_key", "release_key", "window_key",
 ]
 
 CODES: dict[str, int] = {
@@ -159,6 +188,8 @@ CODES: dict[str, int] = {
     "category_not_granted": 403, "wrong_org": 403, "not_in_emergency": 403,
     "emergency_over": 403, "wrong_patient": 409, "already_amended": 409,
     "already_justified": 409, "missing_reader": 400, "bad_expiry": 400, "erased": 410,
+    "unknown_org": 404, "no_emergency_key": 404, "not_hospital": 403, "not_admin": 403,
+    "no_share": 403, "already_released": 409,
 }
 """Each refusal code of the records app, with its HTTP status."""
 
@@ -167,6 +198,7 @@ ADD, GRANT, REVOKE, DELEGATE, UNDELEGATE, ACCESS, EMERGENCY, JUSTIFY, ERASE = (
     "records.undelegate", "records.access", "records.emergency", "records.justify",
     "records.erase",
 )
+EMERGENCY_KEY, RELEASE = "records.emergency_key", "records.release"
 
 
 class RecordsApp(App):
@@ -198,6 +230,11 @@ class RecordsApp(App):
                    summary="The emergency's organisation justifies it"),
             TxType(ERASE, EraseBody, sender, erase_check, erase_apply,
                    summary="A patient erases a record's content"),
+            TxType(EMERGENCY_KEY, EmergencyKeyBody, sender, emergency_key_check,
+                   emergency_key_apply,
+                   summary="A patient splits an emergency key among hospitals (k of n)"),
+            TxType(RELEASE, ReleaseBody, sender, release_check, release_apply,
+                   summary="A hospital's admin releases its share to an emergency"),
         )
 
     def end_block(self, view: StateView, ctx: BlockContext) -> Iterable[Event]:

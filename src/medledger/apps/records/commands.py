@@ -8,6 +8,9 @@ ledger. The patient grants, revokes and erases with their own keystore (``--key 
 machine. A reader's ``read`` puts the read on the patient's access log before any node
 serves the ciphertext. ``timeline`` and ``export`` decrypt the patient's records on the
 patient's machine. ``guardians set|recover`` split the patient's keystore among guardians.
+``emergency-key`` splits a patient's emergency key among hospitals; ``release`` gives an
+emergency clinician a hospital's share; ``read --basis emergency:<id>`` opens a record with
+the released shares.
 
 Content is printed or written only where asked (stdout, ``--out``); errors name the FHIR
 path that fails and never a value. Built on the :class:`~medledger.apps.host.CommandHost`.
@@ -38,6 +41,7 @@ from medledger.apps.records.access import AccessBody, EmergencyBody, JustifyBody
 from medledger.apps.records.bundles import Part, join_records, timeline_rows
 from medledger.apps.records.consent import GrantBody, RevokeBody
 from medledger.apps.records.content import EraseBody
+from medledger.apps.records.emergency_commands import emergency_commands
 from medledger.apps.records.flows import Node
 from medledger.apps.records.guardian_commands import guardian_commands
 from medledger.apps.records.inputs import (
@@ -82,6 +86,7 @@ def commands(host: CommandHost) -> typer.Typer:
     _consent_commands(group, host)
     _read_commands(group, host)
     _list_commands(group, host)
+    emergency_commands(group, host)
     guardian_commands(guardians, host)
     return group
 
@@ -326,7 +331,10 @@ def _read_commands(group: typer.Typer, host: CommandHost) -> None:
         record: RecordArg,
         basis: Annotated[str | None, typer.Option(
             "--basis", help="grant:<id> or emergency:<id> (default: an active grant of the "
-                            "patient's that covers the record for you).")] = None,
+                            "patient's that covers the record for you). On an emergency, "
+                            "without a key of your own, the content key comes from the "
+                            "patient's emergency key, recovered from the shares the "
+                            "hospitals released to you.")] = None,
         out: OutOpt = None,
         key: KeyOpt = None,
         home: HomeOpt = NODE_HOME,
@@ -342,12 +350,20 @@ def _read_commands(group: typer.Typer, host: CommandHost) -> None:
             who = node.key_entry(client, reader)
         own = reader == meta["author"] or (who is not None and who["kind"] == "patient"
                                            and who.get("pseudonym") == meta["patient"])
+        material, emergency_id = None, ""
         if not own and meta["erased"] is None:
             chosen = basis or _basis(host, node, meta, reader, who)
             body = node.checked(AccessBody, {"records": [meta["id"]], "basis": chosen})
+            if chosen.startswith("emergency:"):  # no key of our own: the released shares
+                with host.client(home, api) as client:
+                    if node.wrapped_key(client, meta["id"], reader) is None:
+                        emergency_id = chosen.removeprefix("emergency:")
+                        material = node.emergency_material(client, meta, reader, emergency_id)
             done = host.submit(home, api, keys.signing, "records.access", body)
             host.progress(f"read logged on {chosen} in block {done['height']}")
-        _emit(host, node.open(keys, meta), out, f"record {meta['id']}")
+        content = (node.open(keys, meta) if material is None else
+                   node.open_emergency(keys, meta, emergency_id, material))
+        _emit(host, content, out, f"record {meta['id']}")
 
     @group.command("timeline")
     def timeline(patient: PatientOpt, key: KeyOpt = None, home: HomeOpt = NODE_HOME,

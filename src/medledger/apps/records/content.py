@@ -14,6 +14,7 @@ from medledger.apps.records.state import (
     BY_PATIENT,
     CATEGORIES,
     active_grant,
+    break_glass_entry,
     delegate_entry,
     digest_key,
     grantee_index_key,
@@ -100,10 +101,17 @@ def _reader_allowed(view: StateView, b: AddBody, reader: str, time: int) -> bool
 def _check_readers(view: StateView, tx: Transaction, b: AddBody, patient: dict[str, Any],
                    ctx: BlockContext) -> None:
     readers = [k.reader for k in b.keys]
-    for needed, who in ((patient["key"], "the patient's"), (tx.sender.hex(), "the author's")):
+    escrow = break_glass_entry(view, b.patient)
+    emergency = None if escrow is None else escrow["reader"]
+    needs = [(patient["key"], "the patient's"), (tx.sender.hex(), "the author's")]
+    if emergency is not None:
+        needs.append((emergency, "the patient's emergency"))
+    for needed, who in needs:
         if needed not in readers:
             raise Rejected("missing_reader", f"keys must include {who} key")
     for reader in readers:
+        if reader == emergency:
+            continue  # the patient's emergency key: no registered key, never a blob reader
         entry = identity.key_entry(view, reader)
         if entry is None or entry["status"] != "active":
             raise Rejected("unknown_reader", f"reader {reader} is not an active registered key")

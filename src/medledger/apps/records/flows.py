@@ -17,11 +17,12 @@ from typing import Any
 from medledger.apps.base import Rejected
 from medledger.apps.body import decode_body
 from medledger.apps.host import AppClient, CommandHost, SealedContent
+from medledger.apps.records.break_glass import SHARE_ORG_ROLE
 from medledger.apps.records.bundles import Part
 from medledger.apps.records.content import AddBody
 from medledger.crypto import Keystore
 
-__all__ = ["MAX_READERS", "Node", "Reader"]
+__all__ = ["MAX_READERS", "Holder", "Node", "Reader"]
 
 MAX_READERS = 32  # what records.add takes (AddBody.keys)
 PAGE = 100
@@ -29,6 +30,8 @@ ROUTES = "/v1/records"
 
 #: A reader as sealing wants it: key hex -> (encryption public key, suite).
 Reader = dict[str, tuple[bytes, str]]
+#: An organisation's share holder: (admin key hex, encryption public key, suite).
+Holder = tuple[str, bytes, str]
 
 
 def _value(client: AppClient, path: str) -> Any:
@@ -119,6 +122,65 @@ class Node:
         return [k for k in dict.fromkeys(named)
                 if client.state(f"records/delegate/{pseudonym}/{k}")["value"] is not None]
 
+    def escrow(self, client: AppClient, pseudonym: str) -> dict[str, Any] | None:
+        """The patient's emergency key (``reader``, ``enc_key``, ``threshold``, ``shares``),
+        or None when they have set none."""
+        entry = _value(client, f"{ROUTES}/patients/{pseudonym}/emergency-key")
+        return None if entry is None else dict(entry)
+
+    def orgs(self, client: AppClient) -> Iterator[dict[str, Any]]:
+        """Every organisation, in id order."""
+        after: str | None = None
+        while True:
+            page = client.get("/v1/identity/orgs", {"limit": PAGE,
+                                                    **({"after": after} if after else {})})
+            yield from page["orgs"]
+            after = page.get("next")
+            if not after or not page["orgs"]:
+                return
+
+    def share_holders(self, client: AppClient) -> dict[str, Holder]:
+        """Each active hospital's share holder: its first active admin, in the order the
+        organisation registered its keys, with an encryption key on the ledger (a genesis
+        admin key has none, so it is the first admin the organisation registered as a
+        member). A hospital without one holds no share."""
+        holders: dict[str, Holder] = {}
+        for org in self.orgs(client):
+            if org["role"] != SHARE_ORG_ROLE or org["status"] != "active":
+                continue
+            for key in _pages(client, f"/v1/identity/orgs/{org['id']}/members"):
+                entry = self.key_entry(client, key)
+                if (entry and entry["role"] == "admin" and entry["status"] == "active"
+                        and entry.get("enc_key")):
+                    holders[org["id"]] = (key, bytes.fromhex(entry["enc_key"]),
+                                          entry["enc_suite"])
+                    break
+        return holders
+
+    def emergency_material(self, client: AppClient, meta: dict[str, Any], reader: str,
+                           emergency_id: str) -> tuple[dict[str, Any], str, list[str]]:
+        """What opening ``meta`` on an emergency takes: the patient's emergency key, the
+        record's content key wrapped for it, and the shares released to ``reader`` for
+        this emergency (at least the threshold of them; refused in one line otherwise)."""
+        escrow = self.escrow(client, meta["patient"])
+        if escrow is None:
+            self.host.fail(f"record {meta['id']} has no content key for key {reader}, and "
+                           f"patient {meta['patient']} has no emergency key to recover one")
+        wrapped = self.wrapped_key(client, meta["id"], escrow["reader"])
+        if wrapped is None:
+            self.host.fail(f"record {meta['id']} has no content key for the patient's "
+                           "current emergency key (it was added before the key was set)")
+        released = [r for org in sorted(escrow["shares"]) if (r := _value(
+            client, f"{ROUTES}/emergencies/{emergency_id}/releases/{org}")) is not None
+            and r["to"] == reader and r["reader"] == escrow["reader"]]
+        if len(released) < escrow["threshold"]:
+            have = ", ".join(r["org"] for r in released) or "none"
+            self.host.fail(f"{escrow['threshold']} of the {len(escrow['shares'])} hospitals "
+                           f"holding the emergency key must release their shares "
+                           f"(`medledger records release {emergency_id} --org ORG`); "
+                           f"released so far: {have}")
+        return escrow, wrapped, [r["share"] for r in released]
+
     # readers ----------------------------------------------------------------------------------
     def encryption_of(self, client: AppClient, key: str, what: str) -> Reader:
         """``{key: (encryption key, suite)}`` for an active registered key with one."""
@@ -147,8 +209,8 @@ class Node:
     def readers_for(self, client: AppClient, patient: dict[str, Any], pseudonym: str,
                     category: str, author: str, now: int) -> Reader:
         """Who a new ``category`` record of the patient is sealed for: the patient, the
-        author, the grantees of the patient's active grants of the category, and the
-        patient's delegates."""
+        author, the grantees of the patient's active grants of the category, the
+        patient's delegates, and the patient's emergency key when they have one."""
         readers: Reader = {patient["key"]: (bytes.fromhex(patient["enc_key"]),
                                             patient["enc_suite"])}
         readers.update(self.encryption_of(client, author, "author"))
@@ -157,6 +219,9 @@ class Node:
                 readers.update(self.grantee_readers(client, grant["grantee"]))
         for delegate in self.delegates(client, pseudonym):
             readers.update(self.encryption_of(client, delegate, "delegate"))
+        escrow = self.escrow(client, pseudonym)
+        if escrow is not None:  # the ledger wants it: break-glass opens what it wraps
+            readers[escrow["reader"]] = (bytes.fromhex(escrow["enc_key"]), escrow["enc_suite"])
         if len(readers) > MAX_READERS:
             self.host.fail(f"a {category} record of {pseudonym} would have {len(readers)} "
                            f"readers; a record takes at most {MAX_READERS} (grant fewer "
@@ -221,6 +286,21 @@ class Node:
         try:
             return self.host.sealing.open_record(
                 ciphertext, wrapped, keys.encryption, patient_pseudonym=meta["patient"],
+                category=meta["category"], digest=meta["digest"])
+        except ValueError as e:
+            self.host.fail(str(e))
+
+    def open_emergency(self, keys: Keystore, meta: dict[str, Any], emergency_id: str,
+                       material: tuple[dict[str, Any], str, list[str]]) -> bytes:
+        """Fetch a record's ciphertext (its read window open on the emergency), recover the
+        patient's emergency key from the released shares with ``keys`` and decrypt."""
+        escrow, wrapped, released = material
+        ciphertext = self.host.get_blob(self.home, self.api, keys.signing, meta["digest"])
+        try:
+            return self.host.emergency.emergency_open(
+                ciphertext, wrapped, released, keys.encryption, emergency_id=emergency_id,
+                enc_key=bytes.fromhex(escrow["enc_key"]), enc_suite=escrow["enc_suite"],
+                threshold=escrow["threshold"], patient_pseudonym=meta["patient"],
                 category=meta["category"], digest=meta["digest"])
         except ValueError as e:
             self.host.fail(str(e))

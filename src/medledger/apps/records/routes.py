@@ -9,6 +9,8 @@
 ``GET /patients/{pseudonym}/access``               the patient's access log (provable list)
 ``GET /grants/{grant_id}``                         a grant
 ``GET /emergencies/{emergency_id}``                an emergency access
+``GET /emergencies/{emergency_id}/releases/{org}`` an organisation's share released for it
+``GET /patients/{pseudonym}/emergency-key``        the patient's emergency key and shares
 ``GET /overdue?after=&limit=``                     emergencies flagged for want of a
                                                    justification and still unjustified
 =================================================  ==========================================
@@ -50,17 +52,20 @@ from medledger.apps.records.state import (
     CATEGORIES,
     GRANTS,
     PREFIX,
+    break_glass_key,
     digest_key,
     emergency_key,
     grant_key,
     overdue_key,
     reader_key,
     record_key,
+    release_key,
 )
 
 __all__ = ["router"]
 
 PSEUDONYM_PATTERN = "^[0-9a-f]{32}$"
+ORG_PATTERN = "^[a-z0-9][a-z0-9-]{1,62}$"
 INT = {"type": "integer", "minimum": 0}
 AT = obj(height=INT, time=INT)
 RECORD = obj(id=HEX32, patient=STR, category={"enum": list(CATEGORIES)}, digest=HEX32,
@@ -74,6 +79,11 @@ EMERGENCY = obj(id=HEX32, patient=STR, reader=HEX32, org=STR, reason=STR,
                 records={"type": "array", "items": HEX32}, time=INT, height=INT, due=INT,
                 justification=maybe(obj(by=HEX32, text=STR, height=INT, time=INT)),
                 flagged=maybe(AT))
+ESCROW = obj(patient=STR, enc_key=STR, enc_suite=STR, reader=HEX32, threshold=INT,
+             shares={"type": "object", "additionalProperties": obj(holder=HEX32, wrapped=STR)},
+             by=HEX32, height=INT, time=INT)
+RELEASE = obj(emergency=HEX32, org=STR, by=HEX32, to=HEX32, reader=HEX32, share=STR,
+              height=INT, time=INT)
 OVERDUE = obj(id=HEX32, patient=STR, org=STR, reader=HEX32, due=INT, flagged=AT)
 
 Id = Annotated[str, Path(pattern=HEX32_PATTERN, description="64 hex")]
@@ -141,6 +151,26 @@ def _entries(api: APIRouter, host: QueryHost) -> None:
         """Who broke the glass, why (a v3 ActReason code), on which records, when the
         justification falls due, the justification, and whether it was flagged."""
         return entry(host, emergency_key(emergency_id), prove, f"no emergency {emergency_id}")
+
+    @api.get("/emergencies/{emergency_id}/releases/{org}",
+             summary="A share released for an emergency",
+             responses={200: answer_response(RELEASE, "the release (null: none, proven)"),
+                        **NOT_FOUND})
+    async def release(emergency_id: Id, org: Annotated[str, Path(pattern=ORG_PATTERN)],
+                      prove: Prove = False) -> Any:
+        """``org``'s share of the patient's emergency key, re-wrapped for the emergency
+        clinician (``to``), who recovers the key from ``threshold`` of them."""
+        return entry(host, release_key(emergency_id, org), prove,
+                     f"{org} has released no share for emergency {emergency_id}")
+
+    @api.get("/patients/{pseudonym}/emergency-key", summary="A patient's emergency key",
+             responses={200: answer_response(ESCROW, "the emergency key (null: none, "
+                                                     "proven)"), **NOT_FOUND})
+    async def emergency_key_of(pseudonym: Pseudonym, prove: Prove = False) -> Any:
+        """The public key every new record is also sealed for (as reader ``reader``), the
+        threshold, and each hospital's share wrapped for its holding admin."""
+        return entry(host, break_glass_key(pseudonym), prove,
+                     f"patient {pseudonym} has no emergency key")
 
 
 def _lists(api: APIRouter, host: QueryHost) -> None:

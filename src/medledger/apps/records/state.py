@@ -7,6 +7,7 @@ Everything here is pure: reads and writes go through the view handed in.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
@@ -18,10 +19,11 @@ from medledger.state import StateView
 __all__ = [
     "ACCESS_LOG", "ACCESS_WINDOW_MS", "AUTHOR_ROLES", "BREAK_GLASS_REASONS", "BY_PATIENT",
     "CATEGORIES", "CURSOR_KEY", "EMERGENCIES", "EMERGENCY_COVER_MS", "EMERGENCY_ROLES",
-    "GRANTS", "JUSTIFY_MS", "PREFIX", "basis_covers", "delegate_entry", "delegate_key",
-    "digest_key", "emergency_entry", "emergency_key", "grant_entry", "grant_key",
-    "grantee_index_key", "may_read", "overdue_key", "patient_of", "reader_key", "record_entry",
-    "record_key", "window_key",
+    "GRANTS", "JUSTIFY_MS", "PREFIX", "basis_covers", "break_glass_entry", "break_glass_key",
+    "delegate_entry", "delegate_key", "digest_key", "emergency_entry", "emergency_key",
+    "emergency_reader", "grant_entry", "grant_key", "grantee_index_key", "may_read",
+    "overdue_key", "patient_of", "reader_key", "record_entry", "record_key", "release_entry",
+    "release_key", "window_key",
 ]
 
 PREFIX = "records/"
@@ -63,6 +65,8 @@ EMERGENCIES = ProvableList("records", "emergencies")
 EMERGENCY_QUEUE = "all"
 CURSOR_KEY = f"{PREFIX}flag_cursor"
 """The position in :data:`EMERGENCIES` of the first emergency not yet due."""
+
+_READER_DOMAIN = b"medledger:emergency-reader\x00"
 
 _BASIS = re.compile(r"(grant|emergency):([0-9a-f]{64})")
 
@@ -113,6 +117,25 @@ def overdue_key(emergency_id: str) -> str:
     return f"{PREFIX}overdue/{emergency_id}"
 
 
+def break_glass_key(pseudonym: str) -> str:
+    """A patient's emergency key: its public half, threshold and the organisations'
+    wrapped shares of its private half."""
+    return f"{PREFIX}emergency_key/{pseudonym}"
+
+
+def release_key(emergency_id: str, org: str) -> str:
+    """An organisation's share of the emergency key, released for one emergency."""
+    return f"{PREFIX}release/{emergency_id}/{org}"
+
+
+def emergency_reader(enc_key: str, enc_suite: str) -> str:
+    """The reader name (64 hex) of a patient's emergency key in ``records/key/<record>/..``:
+    SHA-256 of a domain, the suite and the public key. It is no registered key, so it never
+    signs, never holds a read window, and :func:`may_read` never serves it a blob."""
+    material = _READER_DOMAIN + enc_suite.encode("ascii") + b"\x00" + bytes.fromhex(enc_key)
+    return hashlib.sha256(material).hexdigest()
+
+
 # reads ----------------------------------------------------------------------------------------
 def record_entry(view: StateView, record_id: str) -> dict[str, Any] | None:
     """A record's metadata, or None."""
@@ -127,6 +150,16 @@ def grant_entry(view: StateView, grant_id: str) -> dict[str, Any] | None:
 def emergency_entry(view: StateView, emergency_id: str) -> dict[str, Any] | None:
     """An emergency access, or None."""
     return view.get(emergency_key(emergency_id))  # type: ignore[no-any-return]
+
+
+def break_glass_entry(view: StateView, pseudonym: str) -> dict[str, Any] | None:
+    """The patient's emergency key, or None when the patient has set none."""
+    return view.get(break_glass_key(pseudonym))  # type: ignore[no-any-return]
+
+
+def release_entry(view: StateView, emergency_id: str, org: str) -> dict[str, Any] | None:
+    """``org``'s share released for an emergency, or None."""
+    return view.get(release_key(emergency_id, org))  # type: ignore[no-any-return]
 
 
 def delegate_entry(view: StateView, pseudonym: str, delegate: str) -> dict[str, Any] | None:
