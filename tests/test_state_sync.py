@@ -31,6 +31,7 @@ pytestmark = pytest.mark.processes
 
 CHAIN = "sync-chain"
 INTERVAL = 4  # a snapshot every 4 heights
+KEEP = 25  # snapshots each node keeps: 100 heights
 HTTP = 10.0
 
 
@@ -105,7 +106,10 @@ def consortium(tmp_path: Path) -> Iterator[list[NodeProcess]]:
     nodes = []
     for member in made.nodes:
         home = Home(member.home)
-        replace(home.config(), snapshot_interval=INTERVAL, snapshot_keep=3).save(home.path)
+        # kept long enough to outlive the joiner's discovery (15 s) and fetch under load: a
+        # snapshot pruned meanwhile answers its chunks empty, and CometBFT then retries it
+        # for minutes before it tries another
+        replace(home.config(), snapshot_interval=INTERVAL, snapshot_keep=KEEP).save(home.path)
         nodes.append(NodeProcess(home))
     try:
         for node in nodes:
