@@ -9,6 +9,7 @@ wait (bounded) until no engine of the node is left running.
 
 from __future__ import annotations
 
+import abc
 import base64
 import json
 import os
@@ -183,7 +184,7 @@ def _answers(url: str) -> bool:
         return False
 
 
-class EngineChildren:
+class EngineChildren(abc.ABC):
     """What a wrapper of one ``medledger up`` process knows of the ``cometbft`` it runs.
     A subclass sets ``engine_log`` and ``engines`` (every cometbft seen, for cleanup) and
     gives :meth:`_popen`."""
@@ -191,8 +192,9 @@ class EngineChildren:
     engine_log: Path
     engines: list[Pid]
 
+    @abc.abstractmethod
     def _popen(self) -> subprocess.Popen[bytes] | None:
-        raise NotImplementedError
+        """The ``medledger up`` process, or None before it starts."""
 
     def _engine_tail(self) -> str:
         try:
