@@ -12,12 +12,13 @@ NATIVE := native/pyproject.toml native/Cargo.toml native/Cargo.lock $(wildcard n
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml scripts/build-engine.sh $(NATIVE)
+$(STAMP): pyproject.toml scripts/build-engine.sh scripts/fetch-fhir-examples.sh $(NATIVE)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	$(BIN)/pip install --quiet ./native
 	scripts/build-engine.sh $(VENV)
+	scripts/fetch-fhir-examples.sh
 	touch $(STAMP)
 
 run: $(STAMP)
