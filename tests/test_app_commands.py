@@ -43,7 +43,7 @@ def root_command() -> typer.Typer:
         """medledger (the apps' groups only)."""
 
     assert add_app_commands(root, default_registry().apps, CliHost()) == [
-        "identity", "anchor", "governance", "records"]
+        "identity", "patient", "anchor", "governance", "records", "guardians"]
     return root
 
 

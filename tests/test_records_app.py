@@ -430,6 +430,16 @@ REFUSALS: dict[str, tuple[str, str, Body, str]] = {  # name: (signer, type, body
                                              lambda w: {"record": "0" * 64}, "unknown_record"),
     "erasing twice": ("patient", "records.erase", lambda w: {"record": w.ids["gone"]},
                       "erased"),
+    # records.rewrap
+    "a delegate re-wraps": ("delegate", "records.rewrap", lambda w: _rewrap(w, "r1"),
+                            "not_patient"),
+    "re-wrapping another patient's record": ("patient", "records.rewrap",
+                                             lambda w: _rewrap(w, "q1"), "wrong_patient"),
+    "re-wrapping an erased record": ("patient", "records.rewrap", lambda w: _rewrap(w, "gone"),
+                                     "erased"),
+    "re-wrapping a record twice": ("patient", "records.rewrap",
+                                   lambda w: _rewrap(w, "r1", "r1"), "malformed"),
+    "re-wrapping nothing": ("patient", "records.rewrap", lambda w: _rewrap(w), "malformed"),
 }
 
 
@@ -450,6 +460,11 @@ def test_every_refusal_code_has_an_http_status() -> None:
 
 
 # who may send what ----------------------------------------------------------------------------
+def _rewrap(w: World, *labels: str) -> dict[str, Any]:
+    return {"patient": P, "keys": [{"record": w.ids[label], "wrapped": WRAPPED}
+                                   for label in labels]}
+
+
 TX_BODIES: dict[str, Callable[[World, str], dict[str, Any]]] = {
     "records.add": lambda w, who: add_body(P, "authz", who if who in HEX else "author"),
     "records.grant": lambda w, who: grant_body(HEX["elsewhere"], ["lab"], START + 99 * HOUR),
@@ -463,6 +478,7 @@ TX_BODIES: dict[str, Callable[[World, str], dict[str, Any]]] = {
                                          "records": [w.ids["r1"]]},
     "records.justify": lambda w, who: {"emergency": w.ids["e1"], "text": "case ref 9"},
     "records.erase": lambda w, who: {"record": w.ids["r1"]},
+    "records.rewrap": lambda w, who: _rewrap(w, "r1"),
 }
 _CLINICIANS = {"author", "granted", "elsewhere", "emergency"}
 _OTHER_MEMBERS = {"pharmacist", "claims", "auditor", "regulator"}
@@ -485,6 +501,7 @@ def _expected(type_: str, role: str) -> str:
         "records.justify": ("ok" if role == "emergency" else
                             "wrong_org" if member else "role_not_allowed"),
         "records.erase": "ok" if role == "patient" else "not_patient",
+        "records.rewrap": "ok" if role == "patient" else "not_patient",
     }
     return table[type_]
 
@@ -512,6 +529,33 @@ def test_authorisation_table_of_roles_against_blob_reads(world: World) -> None:
     assert after == {**before, "granted": own_only}
     assert world.may_read("img", "granted") is False  # not a category g_lab covers
     assert world.may_read("q1", "other_patient") is True
+
+
+def test_a_rotated_patient_signs_and_reads_with_the_new_keys_only(world: World) -> None:
+    new = key("patient, new keys")
+    rotate = {"new_key": new.public_key.hex(), "enc_key": ENC, "enc_suite": DEFAULT_SUITE}
+    assert world.attempt(K["author"], "identity.patient.rotate", rotate)[0] == "unauthorized"
+    taken = {**rotate, "new_key": HEX["other_patient"]}
+    assert world.attempt(K["patient"], "identity.patient.rotate", taken)[0] == "exists"
+    world.commit((K["patient"], "identity.patient.rotate", rotate))
+    K["rotated"] = new  # may_read looks readers up by name
+    try:
+        assert world.get(f"identity/patient/{P}")["key"] == new.public_key.hex()
+        assert world.get(f"identity/key/{HEX['patient']}")["replaced_by"] == new.public_key.hex()
+        assert not world.may_read("r1", "patient") and world.may_read("r1", "rotated")
+        assert not world.may_read("q1", "rotated")
+        assert world.attempt(K["patient"], "records.rewrap", _rewrap(world, "r1"))[0] == (
+            "key_rotated")
+        world.commit((new, "records.rewrap", _rewrap(world, "r1", "img")))
+        entry = world.get(f"records/key/{world.ids['r1']}/{new.public_key.hex()}")
+        assert entry["wrapped"] == WRAPPED and entry["grant"] is None
+        # the new key speaks for the patient: grants, and records sealed for it
+        world.commit((new, "records.grant", grant_body(HEX["elsewhere"], ["lab"],
+                                                       world.time + HOUR)))
+        code, _ = world.attempt(K["author"], "records.add", add_body(P, "after"))
+        assert code == "missing_reader"  # sealed for the old key, not the patient's new one
+    finally:
+        del K["rotated"]
 
 
 # time -----------------------------------------------------------------------------------------

@@ -361,6 +361,48 @@ def test_guardians_three_of_five_recover(runner: CliRunner, world: World,
     assert not (tmp_path / "two.key").exists()
 
 
+def test_recover_then_rotate_moves_every_record_to_the_new_keys(
+        runner: CliRunner, world: World, tmp_path: Path) -> None:
+    pseudonym = world.pseudonym("other")
+    [lab] = add(runner, world, write(tmp_path / "lab.json", observation(5.4)), "other")
+    [gone] = add(runner, world, write(tmp_path / "cond.json", condition()), "other")
+    ok(records(runner, world, "erase", gone, who="other"))
+    guardians = [f"guardian{i}" for i in range(3)]
+    ok(records(runner, world, "guardians", "set", "--threshold", "2", "--out",
+               tmp_path / "shares", *[a for g in guardians for a in ("--guardian",
+                                                                     world.key_hex(g))],
+               who="other"))
+    recovered = tmp_path / "recovered.key"
+    ok(runner.invoke(cli.app, ["records", "guardians", "recover",
+                               *map(str, sorted((tmp_path / "shares").iterdir())[:2]),
+                               *[a for g in guardians
+                                 for a in ("--guardian-key", str(world.keys[g]))],
+                               "--out", str(recovered)]))
+    new_file = tmp_path / "new.key"
+    new = Keystore.generate(SUITE)
+    new.save(new_file, PASSPHRASE, kdf_params=FAST_KDF)
+
+    listed = read_json(records(runner, world, "list", "--patient", pseudonym, "--json"))
+    live = sum(r["erased"] is None for r in listed)
+    assert 0 < live < len(listed)
+    rotated = ok(records(runner, world, "rotate", "--key", recovered, "--new-key", new_file))
+    assert f" {live} records re-wrapped" in rotated.stdout  # not the erased one
+    patient = world.node.chain.view().get(f"identity/patient/{pseudonym}")
+    assert patient["key"] == new.signing.public_key.hex()
+    assert patient["rotated"]["from"] == world.key_hex("other")
+    content = read_json(records(runner, world, "read", lab, "--key", new_file))
+    assert content["valueQuantity"]["value"] == 5.4
+    refused(records(runner, world, "read", lab, who="other"), "403")
+    [later] = add(runner, world, write(tmp_path / "later.json", observation(5.1)), "other")
+    assert read_json(records(runner, world, "read", later, "--key", new_file)
+                     )["valueQuantity"]["value"] == 5.1
+
+    again = ok(records(runner, world, "rotate", "--key", recovered, "--new-key", new_file))
+    assert "0 records re-wrapped" in again.stdout and "already rotated" in again.stderr
+    refused(records(runner, world, "rotate", "--key", new_file, "--new-key", new_file),
+            "--new-key is already registered")
+
+
 BAD_INPUT: dict[str, tuple[list[str], str]] = {
     "a pseudonym that is not hex": (["list", "--patient", "not-a-pseudonym"],
                                     "--patient must be 32 hex characters"),
@@ -401,9 +443,22 @@ def test_every_records_command_has_help(runner: CliRunner) -> None:
     for path in (["add"], ["import"], ["erase"], ["grant"], ["revoke"], ["emergency"],
                  ["justify"], ["read"], ["timeline"], ["export"], ["show"], ["list"],
                  ["access-log"], ["guardians", "set"], ["guardians", "recover"],
-                 ["emergency-key"], ["release"]):
+                 ["emergency-key"], ["release"], ["rotate"]):
         result = runner.invoke(cli.app, ["records", *path, "--help"])
         assert result.exit_code == 0 and "Usage" in result.output, path
+
+
+@pytest.mark.parametrize("short, long", [(["patient", "register"],
+                                          ["identity", "patient", "register"]),
+                                         (["guardians", "recover"],
+                                          ["records", "guardians", "recover"])])
+def test_a_shortcut_is_the_same_command(runner: CliRunner, short: list[str],
+                                        long: list[str]) -> None:
+    def body(words: list[str]) -> str:
+        result = runner.invoke(cli.app, [*words, "--help"])
+        assert result.exit_code == 0, result.output
+        return result.output.split("Usage:", 1)[1].split("\n", 1)[1]  # past the usage line
+    assert body(short) == body(long)
 
 
 def test_erase_then_nobody_reads(runner: CliRunner, world: World, tmp_path: Path) -> None:

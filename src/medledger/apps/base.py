@@ -207,6 +207,10 @@ class App:
     prefixes: ClassVar[tuple[str, ...]]
     codes: ClassVar[Mapping[str, int]] = {}
     summary: ClassVar[str] = ""
+    shortcuts: ClassVar[Mapping[str, str]] = {}
+    """Top-level command names for subgroups of :meth:`commands` that users reach for
+    directly (``{"patient": "patient"}`` adds ``medledger patient`` beside
+    ``medledger identity patient``)."""
 
     def transactions(self) -> Sequence[TxType[Any]]:
         return ()

@@ -303,7 +303,8 @@ def _friendly_commands(group: typer.Typer) -> None:
 def add_app_commands(root: typer.Typer, apps: Iterable[App], host: CliHost | None = None
                      ) -> list[str]:
     """Add each app's command group to ``root`` as ``<app name>``, its help the app's
-    summary, every command made friendly to errors; return the names added."""
+    summary, and its :attr:`~medledger.apps.App.shortcuts`, every command made friendly to
+    errors; return the names added."""
     host = host or CliHost()
     added = []
     for app in apps:
@@ -313,4 +314,11 @@ def add_app_commands(root: typer.Typer, apps: Iterable[App], host: CliHost | Non
         _friendly_commands(group)
         root.add_typer(group, name=app.name, help=app.summary or None)
         added.append(app.name)
+        subgroups = {info.name: info for info in group.registered_groups}
+        for name, sub in app.shortcuts.items():
+            sub_group = subgroups[sub].typer_instance
+            assert sub_group is not None
+            root.add_typer(sub_group, name=name, help=f"{sub_group.info.help} (the same as "
+                                                      f"`medledger {app.name} {sub}`)")
+            added.append(name)
     return added

@@ -7,14 +7,16 @@ State keys (each made by one function here, used everywhere)::
                                                   "role", "status": "active"|"suspended"
                                                   |"rotated", "name", "enc_key", "enc_suite",
                                                   "replaced_by", "pseudonym"}
-    identity/patient/<pseudonym>     patient_key  {"key", "enc_key", "enc_suite", "height"}
+    identity/patient/<pseudonym>     patient_key  {"key", "enc_key", "enc_suite", "height",
+                                                  "rotated": null | {"from", "height"}}
     identity/members/<org id>/...    MEMBERS      a provable list of the keys an organisation
                                                   registered (its admins first), key hex each
 
 Organisations and their first admin keys come from genesis, or from governance's
 ``org_admit`` through :func:`admit_organisation`. An organisation's admins (genesis admins
 and members with role ``admin``) register, suspend and rotate members. Patients register
-themselves; their pseudonym is derived from their key.
+themselves; their pseudonym is derived from their first key, and stays theirs when they
+rotate to new keys (after recovering a lost keystore with their guardians, say).
 
 Who may send what: every identity transaction but a patient's own registration must be
 signed by an active key (:func:`active_sender`, which other apps declare for their own
@@ -22,7 +24,8 @@ types too); a suspended or rotated key can no longer sign anything.
 
 Events: ``identity.member_registered {org, member, role}``, ``identity.member_suspended
 {org, member}``, ``identity.member_rotated {org, member, new_key}``,
-``identity.patient_registered {pseudonym, key}``, ``identity.org_admitted {org, role}``.
+``identity.patient_registered {pseudonym, key}``, ``identity.patient_rotated {pseudonym,
+key, new_key}``, ``identity.org_admitted {org, role}``.
 """
 
 from __future__ import annotations
@@ -51,7 +54,8 @@ from medledger.ledger import Transaction
 from medledger.state import StateView
 
 __all__ = [
-    "MEMBERS", "MEMBER_ROLES", "NODES", "NODE_ADD", "ORG_ROLES", "IdentityApp", "NodeBody", "active_sender",
+    "MEMBERS", "MEMBER_ROLES", "NODES", "NODE_ADD", "ORG_ROLES", "PATIENT_ROTATE",
+    "IdentityApp", "PatientRotateBody", "NodeBody", "active_sender",
     "admit_organisation", "anyone", "check_organisation", "check_sender", "key_entry",
     "key_key", "node_key", "node_member", "org_entry", "org_key", "organisation_writes",
     "patient_entry", "patient_key", "pseudonym_of",
@@ -63,9 +67,9 @@ MEMBER_ROLES = ("clinician", "emergency_clinician", "pharmacist", "claims_office
 _ORG_ID = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")
 _NODE_ID = re.compile(r"[0-9a-f]{40}")
 MAX_NODES = 16
-REGISTER, SUSPEND, ROTATE, PATIENT, NODE_ADD = (
+REGISTER, SUSPEND, ROTATE, PATIENT, PATIENT_ROTATE, NODE_ADD = (
     "identity.member.register", "identity.member.suspend", "identity.member.rotate",
-    "identity.patient.register", "identity.node.add",
+    "identity.patient.register", "identity.patient.rotate", "identity.node.add",
 )
 PREFIX = "identity/"
 MEMBERS = ProvableList("identity", "members")
@@ -326,10 +330,51 @@ def _patient_apply(view: StateView, tx: Transaction, b: PatientBody,
     })
     view.put(patient_key(pseudonym), {
         "enc_key": b.enc_key, "enc_suite": b.enc_suite,
-        "height": ctx.height, "key": tx.sender.hex(),
+        "height": ctx.height, "key": tx.sender.hex(), "rotated": None,
     })
     return (Event("identity.patient_registered",
                   (("pseudonym", pseudonym), ("key", tx.sender.hex()))),)
+
+
+# identity.patient.rotate ------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class PatientRotateBody:
+    """A patient's new signing and encryption keys; the pseudonym stays."""
+
+    new_key: _Key
+    enc_key: _EncKey
+    enc_suite: _Suite
+
+    def validate(self) -> None:
+        _check_enc_key(self.enc_key, self.enc_suite)
+
+
+def _patient_rotate_check(view: StateView, tx: Transaction, b: PatientRotateBody,
+                          ctx: BlockContext) -> None:
+    entry = key_entry(view, tx.sender)
+    if entry is None or entry["kind"] != "patient":
+        raise Rejected("unauthorized", "only a patient's own key rotates it")
+    if view.get_raw(key_key(b.new_key)) is not None:
+        raise Rejected("exists", "the new key is already registered")
+
+
+def _patient_rotate_apply(view: StateView, tx: Transaction, b: PatientRotateBody,
+                          ctx: BlockContext) -> tuple[Event, ...]:
+    """The old key can no longer sign; the new one speaks for the same pseudonym."""
+    old = key_entry(view, tx.sender)
+    assert old is not None
+    pseudonym = old["pseudonym"]
+    view.put(key_key(tx.sender), {**old, "status": "rotated", "replaced_by": b.new_key})
+    view.put(key_key(b.new_key),
+             {**old, "enc_key": b.enc_key, "enc_suite": b.enc_suite, "replaced_by": None})
+    patient = patient_entry(view, pseudonym)
+    assert patient is not None
+    view.put(patient_key(pseudonym), {
+        **patient, "enc_key": b.enc_key, "enc_suite": b.enc_suite, "key": b.new_key,
+        "rotated": {"from": tx.sender.hex(), "height": ctx.height}})
+    return (Event("identity.patient_rotated", (("pseudonym", pseudonym),
+                                               ("key", tx.sender.hex()),
+                                               ("new_key", b.new_key))),)
 
 
 # organisations ----------------------------------------------------------------------------
@@ -427,6 +472,7 @@ class IdentityApp(App):
     codes: ClassVar[dict[str, int]] = {"key_suspended": 403, "key_rotated": 403,
                                        "too_many_nodes": 409}
     summary: ClassVar[str] = "Organisations, their members, and patients."
+    shortcuts: ClassVar[dict[str, str]] = {"patient": "patient"}
 
     def transactions(self) -> Sequence[TxType[Any]]:
         return (
@@ -438,6 +484,9 @@ class IdentityApp(App):
                    summary="A member (or an admin) replaces the member's key"),
             TxType(PATIENT, PatientBody, anyone, _patient_check, _patient_apply,
                    summary="A patient registers under the pseudonym of their key"),
+            TxType(PATIENT_ROTATE, PatientRotateBody, active_sender, _patient_rotate_check,
+                   _patient_rotate_apply,
+                   summary="A patient replaces their keys; the pseudonym stays"),
             TxType(NODE_ADD, NodeBody, active_sender, _node_check, _node_apply,
                    summary="An organisation admin adds a node the organisation runs (its "
                            "CometBFT node ID): the members' nodes then accept it as a peer"),

@@ -333,6 +333,9 @@ def commands(host: CommandHost) -> typer.Typer:
                                          "enc_suite": keys.encryption.suite})
         done = host.submit(home, api, keys.signing, PATIENT, body)
         committed(f"registered patient {pseudonym_of(keys.signing.public_key)}", done)
+        host.progress("next: `medledger records emergency-key`, so that hospitals can open "
+                      "the records in an emergency, and `medledger guardians set`, so that "
+                      "a lost keystore can be recovered")
 
     @patients.command("show")
     def patient_show(

@@ -37,6 +37,9 @@ Transactions (every sender an active registered key; ids are transaction ids, he
     records.release    {"emergency": <id>, "share": <hex, the share re-wrapped for the
                         emergency clinician>}  by an admin of a share-holding organisation,
                        while the emergency covers reads, once per organisation
+    records.rewrap     {"patient", "keys": [{"record", "wrapped"}, ...] (1-64)}
+                       by the patient's current key, after ``identity.patient.rotate``:
+                       the patient's live records re-wrapped for the new keys
 
 State keys (each made by one function in ``records.state``)::
 
@@ -90,8 +93,9 @@ Events: ``records.added {record, patient, author, org, category, digest, seq[, p
 ``records.undelegated {patient, delegate}``, ``records.accessed {patient, reader, record,
 basis}`` (one per record), ``records.emergency {emergency, patient, reader, org, reason,
 due}``, ``records.emergency_key {patient, reader, threshold, orgs}``, ``records.released
-{emergency, patient, org, by, to}``, ``records.justified {emergency, patient, org, late}``, ``records.erased {record,
-patient, digest}``, ``records.unjustified_emergency {emergency, patient, org, due}``.
+{emergency, patient, org, by, to}``, ``records.justified {emergency, patient, org, late}``,
+``records.erased {record, patient, digest}``, ``records.rewrapped {patient, reader,
+records}``, ``records.unjustified_emergency {emergency, patient, org, due}``.
 """
 
 from __future__ import annotations
@@ -143,6 +147,7 @@ from medledger.apps.records.content import (
     erase_apply,
     erase_check,
 )
+from medledger.apps.records.rotation import RewrapBody, rewrap_apply, rewrap_check
 from medledger.apps.records.state import (
     ACCESS_LOG,
     ACCESS_WINDOW_MS,
@@ -198,7 +203,7 @@ ADD, GRANT, REVOKE, DELEGATE, UNDELEGATE, ACCESS, EMERGENCY, JUSTIFY, ERASE = (
     "records.undelegate", "records.access", "records.emergency", "records.justify",
     "records.erase",
 )
-EMERGENCY_KEY, RELEASE = "records.emergency_key", "records.release"
+EMERGENCY_KEY, RELEASE, REWRAP = "records.emergency_key", "records.release", "records.rewrap"
 
 
 class RecordsApp(App):
@@ -208,6 +213,7 @@ class RecordsApp(App):
     prefixes: ClassVar[tuple[str, ...]] = (PREFIX,)
     codes: ClassVar[dict[str, int]] = CODES
     summary: ClassVar[str] = "Patient-controlled medical records: metadata, consent, reads."
+    shortcuts: ClassVar[dict[str, str]] = {"guardians": "guardians"}
 
     def transactions(self) -> Sequence[TxType[Any]]:
         sender = identity.active_sender
@@ -235,6 +241,8 @@ class RecordsApp(App):
                    summary="A patient splits an emergency key among hospitals (k of n)"),
             TxType(RELEASE, ReleaseBody, sender, release_check, release_apply,
                    summary="A hospital's admin releases its share to an emergency"),
+            TxType(REWRAP, RewrapBody, sender, rewrap_check, rewrap_apply,
+                   summary="A patient re-wraps their records for their new keys"),
         )
 
     def end_block(self, view: StateView, ctx: BlockContext) -> Iterable[Event]:

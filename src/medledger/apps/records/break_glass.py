@@ -17,7 +17,14 @@ from medledger.apps import identity
 from medledger.apps.base import BlockContext, Event, Rejected
 from medledger.apps.body import Hex, Items, OneOf, Range, Text
 from medledger.apps.records.consent import require_patient
-from medledger.apps.records.content import Id, Key, Pseudonym, Wrapped, check_wrapped
+from medledger.apps.records.content import (
+    Id,
+    Key,
+    Pseudonym,
+    RecordKey,
+    Wrapped,
+    check_wrapped,
+)
 from medledger.apps.records.state import (
     EMERGENCY_COVER_MS,
     break_glass_entry,
@@ -37,7 +44,6 @@ __all__ = [
     "MAX_SHARES",
     "SHARE_ORG_ROLE",
     "EmergencyKeyBody",
-    "EscrowKey",
     "EscrowShare",
     "ReleaseBody",
 ]
@@ -60,15 +66,6 @@ class EscrowShare:
 
 
 @dataclass(frozen=True, slots=True)
-class EscrowKey:
-    """A live record's content key wrapped for the new emergency key (records added before
-    it, which the patient's client re-wraps)."""
-
-    record: Id
-    wrapped: Wrapped
-
-
-@dataclass(frozen=True, slots=True)
 class EmergencyKeyBody:
     """``records.emergency_key``: the patient's emergency public key, the threshold, one
     wrapped share per hospital, and content keys of existing records for the new key."""
@@ -78,7 +75,7 @@ class EmergencyKeyBody:
     enc_suite: Annotated[str, OneOf(tuple(SUITES))]
     threshold: Annotated[int, Range(1, MAX_SHARES)]
     shares: Annotated[list[EscrowShare], Items(1, MAX_SHARES)]
-    keys: Annotated[list[EscrowKey], Items(0, 64)]
+    keys: Annotated[list[RecordKey], Items(0, 64)]  # records added before it
 
     def validate(self) -> None:
         if len(self.enc_key) != 2 * public_key_size(self.enc_suite):

@@ -43,7 +43,7 @@ from medledger.apps.records.consent import GrantBody, RevokeBody
 from medledger.apps.records.content import EraseBody
 from medledger.apps.records.emergency_commands import emergency_commands
 from medledger.apps.records.flows import Node
-from medledger.apps.records.guardian_commands import guardian_commands
+from medledger.apps.records.guardian_commands import guardian_commands, rotate_command
 from medledger.apps.records.inputs import (
     HomeOpt,
     KeyOpt,
@@ -88,6 +88,7 @@ def commands(host: CommandHost) -> typer.Typer:
     _list_commands(group, host)
     emergency_commands(group, host)
     guardian_commands(guardians, host)
+    rotate_command(group, host)
     return group
 
 

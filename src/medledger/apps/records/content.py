@@ -28,7 +28,7 @@ from medledger.apps.records.state import (
 from medledger.ledger import Transaction
 from medledger.state import StateView
 
-__all__ = ["AddBody", "EraseBody", "ReaderKey"]
+__all__ = ["AddBody", "EraseBody", "ReaderKey", "RecordKey"]
 
 Id = Annotated[str, Hex(32)]
 Key = Annotated[str, Hex(32)]
@@ -48,6 +48,15 @@ class ReaderKey:
     """The content key wrapped (HPKE) for one reader's key."""
 
     reader: Key
+    wrapped: Wrapped
+
+
+@dataclass(frozen=True, slots=True)
+class RecordKey:
+    """A live record's content key wrapped (HPKE) for a key the sender names elsewhere in
+    the body (the patient's emergency key, or the patient's own new key)."""
+
+    record: Id
     wrapped: Wrapped
 
 

@@ -4,16 +4,16 @@ hospital's share released to the emergency clinician of an open emergency."""
 
 # No `from __future__ import annotations`: Typer reads the commands' annotations as objects.
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from medledger.apps.host import CommandHost
-from medledger.apps.identity import pseudonym_of
 from medledger.apps.options import NODE_HOME, ApiOpt, hex_text
 from medledger.apps.records.break_glass import EmergencyKeyBody, ReleaseBody
 from medledger.apps.records.flows import Holder, Node
 from medledger.apps.records.inputs import HomeOpt, KeyOpt, PatientOpt, pseudonym_text, say
+from medledger.crypto import Keystore
 
 __all__ = ["emergency_commands"]
 
@@ -40,30 +40,17 @@ def _chosen(host: CommandHost, holders: dict[str, Holder], orgs: list[str] | Non
     return {o: holders[o] for o in orgs}
 
 
-def _rewrapped(host: CommandHost, node: Node, keys: Any, pseudonym: str,
+def _rewrapped(host: CommandHost, node: Node, keys: Keystore, pseudonym: str,
                public: bytes, suite: str) -> list[dict[str, str]]:
     """The patient's current records' content keys, unwrapped with the patient's key and
     wrapped for the new emergency key (the most recent 64)."""
-    signer = keys.signing.public_key.hex()
     with host.client(node.home, node.api) as client:
         metas = node.current_records(client, pseudonym)
-        wrapped = {m["id"]: node.wrapped_key(client, m["id"], signer) for m in metas}
     if len(metas) > MAX_KEYS:
         host.progress(f"{len(metas) - MAX_KEYS} older records are not re-wrapped: one "
                       f"transaction carries at most {MAX_KEYS}")
         metas = metas[-MAX_KEYS:]
-    out = []
-    for meta in metas:
-        if wrapped[meta["id"]] is None:
-            continue
-        try:
-            content_key = host.sealing.unwrap(wrapped[meta["id"]], meta["digest"],
-                                              keys.encryption)
-            out.append({"record": meta["id"], "wrapped": host.sealing.wrap_for(
-                content_key, meta["digest"], public, suite)})
-        except ValueError as e:
-            host.fail(str(e))
-    return out
+    return node.rewrapped(keys, metas, public, suite)
 
 
 def emergency_commands(group: typer.Typer, host: CommandHost) -> None:
@@ -87,11 +74,9 @@ def emergency_commands(group: typer.Typer, host: CommandHost) -> None:
         records are re-wrapped for it, and every record added later is sealed for it."""
         pseudonym = pseudonym_text(host, patient)
         node, keys = Node(host, home, api), host.keys(home, key)
-        if pseudonym_of(keys.signing.public_key) != pseudonym:
-            host.fail(f"--key is not patient {pseudonym}'s keystore: only the patient sets "
-                      "their emergency key")
         with host.client(home, api) as client:
             node.patient(client, pseudonym)
+            node.patient_keystore(client, keys, pseudonym, "sets their emergency key")
             holders = _chosen(host, node.share_holders(client), org)
         try:
             made = host.emergency.create_emergency_key(holders, threshold,

@@ -71,6 +71,40 @@ class Node:
         """A registered key's identity entry, or None."""
         return _value(client, f"/v1/identity/keys/{key}")  # type: ignore[no-any-return]
 
+    def patient_keystore(self, client: AppClient, keys: Keystore, pseudonym: str | None,
+                         what: str) -> str:
+        """The pseudonym of the patient whose current key ``keys`` holds (checked against
+        ``pseudonym`` when given): a rotated patient's key no longer derives it."""
+        entry = self.key_entry(client, keys.signing.public_key.hex())
+        if entry is not None and entry["status"] == "rotated":
+            self.host.fail("--key was rotated: sign with the patient's new keystore")
+        if (entry is None or entry["kind"] != "patient"
+                or pseudonym not in (None, entry["pseudonym"])):
+            whose = f"patient {pseudonym}'s" if pseudonym else "a registered patient's"
+            self.host.fail(f"--key is not {whose} keystore: only the patient {what}")
+        return str(entry["pseudonym"])
+
+    def rewrapped(self, keys: Keystore, metas: list[dict[str, Any]], public: bytes,
+                  suite: str) -> list[dict[str, str]]:
+        """``{"record", "wrapped"}`` for each record in ``metas`` whose content key ``keys``
+        can unwrap, wrapped again for ``public`` (a record without a key for ``keys`` is
+        left out)."""
+        signer = keys.signing.public_key.hex()
+        with self.host.client(self.home, self.api) as client:
+            wrapped = {m["id"]: self.wrapped_key(client, m["id"], signer) for m in metas}
+        out = []
+        for meta in metas:
+            if wrapped[meta["id"]] is None:
+                continue
+            try:
+                content_key = self.host.sealing.unwrap(wrapped[meta["id"]], meta["digest"],
+                                                       keys.encryption)
+                out.append({"record": meta["id"], "wrapped": self.host.sealing.wrap_for(
+                    content_key, meta["digest"], public, suite)})
+            except ValueError as e:
+                self.host.fail(str(e))
+        return out
+
     def record(self, client: AppClient, record_id: str) -> dict[str, Any]:
         """A record's metadata (no content)."""
         meta = _value(client, f"{ROUTES}/records/{record_id}")
