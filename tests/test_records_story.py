@@ -7,8 +7,13 @@ RFC 9421 signed blob requests, the client-side sealing of :mod:`medledger.client
 The people: a patient (keys in a keystore file with a passphrase); a clinician of st-mary
 (hospital A, node 0) who writes; a cardiologist of northgate (hospital B, node 1) whom the
 patient grants; an emergency clinician of riverside (hospital C, admitted by governance
-during the story) who breaks the glass. Every FHIR resource carries a canary token; at the
-end no file under any node's home may hold one, in any form.
+during the story) who breaks the glass and, once two hospitals' admins release their
+shares of the patient's emergency key, opens the record; the patient's timeline of
+appointments and care plan; five guardians, three of whom recover the patient's lost
+keystore, after which the patient rotates to new keys (these last through the
+``medledger`` command line, each command a process of its own). Every FHIR resource
+carries a canary token; at the end no file under any node's home may hold one, in any
+form.
 
 One consortium for the module; the steps are the tests below, in order, sharing
 :class:`Story`.
@@ -18,6 +23,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
+import os
+import subprocess
+import sys
 import secrets
 import sqlite3
 import struct
@@ -38,6 +47,7 @@ from medledger.apps.records.state import (
     JUSTIFY_MS,
 )
 from medledger.client import ApiRefused, Client, verify_list_answer
+from medledger.client.emergency import create_emergency_key, emergency_open, release_share
 from medledger.client.records import (
     SealedRecord,
     open_record,
@@ -70,7 +80,8 @@ def _canary(what: str) -> str:
 
 ENCOUNTER_CANARY = _canary("encounter")
 LAB_CANARY = _canary("troponin")
-CANARIES = (ENCOUNTER_CANARY, LAB_CANARY)
+PLAN_CANARY = _canary("careplan")
+CANARIES = (ENCOUNTER_CANARY, LAB_CANARY, PLAN_CANARY)
 
 
 def encounter() -> dict[str, Any]:
@@ -133,6 +144,7 @@ class Story:
     records: dict[str, Written] = field(default_factory=dict)
     grant: str = ""
     emergency: str = ""
+    admins: dict[str, SigningKey] = field(default_factory=dict)
 
     @property
     def pseudonym(self) -> str:
@@ -273,6 +285,8 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Story]:
                             {"org": org, "key": who.hex, "role": role, "name": role,
                              **who.enc()})
 
+        story.admins = {org: admin(org) for org in ("st-mary", "northgate")}
+        story.admins["riverside"] = riverside_admin
         story.commit(0, [
             story.tx(story.patient.signing, "identity.patient.register", story.patient.enc()),
             register("st-mary", admin("st-mary"), story.author, "clinician"),
@@ -615,6 +629,154 @@ def test_9b_an_erased_ciphertext_cannot_be_uploaded_again(story: Story) -> None:
     finally:  # the canary scan after this one runs on the erased state either way
         for node in range(4):
             blob_file(story.net, node, written.sealed.digest).unlink(missing_ok=True)
+
+
+# 9c. the emergency key ---------------------------------------------------------------------------
+def _register_holders(story: Story) -> dict[str, Person]:
+    """An admin with an encryption key at each hospital, to hold its share."""
+    holders = {org: Person(Keystore.generate()) for org in story.admins}
+    story.commit(0, [story.tx(story.admins[org], "identity.member.register",
+                              {"org": org, "key": who.hex, "role": "admin",
+                               "name": "share holder", **who.enc()})
+                     for org, who in holders.items()])
+    return holders
+
+
+def _release(story: Story, node: int, holder: Person, org: str) -> None:
+    escrow = story.get(node, f"{RECORDS}/patients/{story.pseudonym}/emergency-key")["value"]
+    share = release_share(escrow["shares"][org]["wrapped"], holder.keys.encryption,
+                          emergency_id=story.emergency,
+                          clinician_key=story.medic.keys.encryption.public_bytes(),
+                          clinician_suite=story.medic.keys.encryption.suite)
+    answer = story.send(node, holder.signing, "records.release",
+                        {"emergency": story.emergency, "share": share})
+    story.wait_all(answer["height"])  # node 2, where the clinician reads, has it too
+
+
+def test_9c_the_emergency_clinician_opens_the_record_once_two_hospitals_release(
+        story: Story) -> None:
+    """The patient's emergency key, split 2 of 3 among the hospitals, opens the lab record
+    for the emergency clinician of step 7 once two hospitals' nodes release their shares,
+    and not after one."""
+    holders = _register_holders(story)
+    made = create_emergency_key({org: (who.hex, who.keys.encryption.public_bytes(),
+                                       who.keys.encryption.suite)
+                                 for org, who in holders.items()}, 2)
+    lab_record = story.records["lab"]
+    content_key = unwrap(story.wrapped(0, lab_record.id, story.patient.hex),
+                         lab_record.sealed.digest, story.patient.keys.encryption)
+    rewrapped = {"record": lab_record.id, "wrapped": wrap_for(
+        content_key, lab_record.sealed.digest, made.enc_key, made.enc_suite)}
+    answer = story.send(0, story.patient.signing, "records.emergency_key",
+                        made.body(story.pseudonym, [rewrapped]))
+    story.wait_all(answer["height"])
+    escrow = story.get(2, f"{RECORDS}/patients/{story.pseudonym}/emergency-key")["value"]
+    assert sorted(escrow["shares"]) == ["northgate", "riverside", "st-mary"]
+
+    def open_now() -> bytes:
+        story.send(2, story.medic.signing, "records.access",
+                   {"records": [lab_record.id], "basis": f"emergency:{story.emergency}"})
+        released = []
+        for org in holders:
+            with contextlib.suppress(ApiRefused):  # 404: not released (yet)
+                released.append(story.get(
+                    2, f"{RECORDS}/emergencies/{story.emergency}/releases/{org}"
+                )["value"]["share"])
+        return emergency_open(
+            fetch(story.api(2), story.medic.signing, lab_record.sealed.digest).content,
+            story.wrapped(2, lab_record.id, escrow["reader"]), released,
+            story.medic.keys.encryption,
+            emergency_id=story.emergency, enc_key=made.enc_key, enc_suite=made.enc_suite,
+            threshold=2, patient_pseudonym=story.pseudonym, category="lab",
+            digest=lab_record.sealed.digest)
+
+    _release(story, 0, holders["st-mary"], "st-mary")  # each from its own hospital's node
+    with pytest.raises(ValueError, match="2 released shares are needed, 1 open"):
+        open_now()
+    _release(story, 1, holders["northgate"], "northgate")
+    assert open_now() == lab_record.plaintext
+    with story.client(3) as client:  # the patient is told of each release
+        told = client.events(type="records.released", attrs={"patient": story.pseudonym})
+    assert sorted(e["attrs"]["org"] for e in told["events"]) == ["northgate", "st-mary"]
+
+
+# 9d, 9e. the command line on the consortium ------------------------------------------------------
+def _cli(story: Story, *words: str | Path, node: int | None = 0) -> str:
+    """``medledger WORDS... [--api <node>]`` in its own process; its stdout (exit 0
+    asserted)."""
+    api = [] if node is None else ["--api", story.api(node)]
+    done = subprocess.run(
+        [sys.executable, "-m", "medledger", *map(str, words), *api],
+        capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "MEDLEDGER_PASSPHRASE": PASSPHRASE})
+    assert done.returncode == 0, (words, done.stdout[-2000:], done.stderr[-2000:])
+    return done.stdout
+
+
+def _saved(story: Story, who: Person, name: str) -> Path:
+    path = story.root / "people" / f"{name}.key"
+    if not path.exists():
+        who.keys.save(path, PASSPHRASE, kdf_params=FAST_KDF)
+    return path
+
+
+def test_9d_the_patient_follows_appointments_and_the_care_plan_on_a_timeline(
+        story: Story) -> None:
+    author = _saved(story, story.author, "author")
+    plan = {"resourceType": "CarePlan", "status": "active", "intent": "plan",
+            "subject": {"reference": "Patient/p"}, "period": {"start": "2026-02-01"},
+            "activity": [{"detail": {"status": "completed",
+                                     "description": f"walk daily {PLAN_CANARY}"}},
+                         {"detail": {"status": "in-progress"}},
+                         {"detail": {"status": "not-started"}}]}
+    visit = {"resourceType": "Appointment", "status": "booked",
+             "start": "2026-12-01T10:00:00Z", "end": "2026-12-01T10:30:00Z",
+             "participant": [{"status": "accepted", "actor": {"display": "cardiology"}}]}
+    for name, resource in (("plan", plan), ("visit", visit)):
+        path = story.root / f"{name}.json"
+        path.write_text(json.dumps(resource))
+        assert "added record" in _cli(story, "records", "add", path, "--patient",
+                                      story.pseudonym, "--key", author)
+        path.unlink()
+    rows = json.loads(_cli(story, "records", "timeline", "--patient", story.pseudonym,
+                           "--key", story.patient_file, "--json", node=3))
+    by_kind = {r["category"]: r for r in rows}
+    assert by_kind["care-plan"]["status"] == "active, 1/3 activities completed"
+    assert by_kind["appointment"]["status"] == "booked"
+    assert [r["date"] for r in rows] == sorted(r["date"] for r in rows)
+    assert by_kind["lab"]["date"].startswith("2026-01-03")
+
+
+def test_9e_three_of_five_guardians_recover_a_lost_keystore_then_the_patient_rotates(
+        story: Story) -> None:
+    guardians = [Person(Keystore.generate()) for _ in range(5)]
+    story.commit(0, [story.tx(g.signing, "identity.patient.register", g.enc())
+                     for g in guardians])
+    shares = story.root / "shares"
+    _cli(story, "guardians", "set", *[w for g in guardians for w in ("--guardian", g.hex)],
+         "--threshold", "3", "--out", shares, "--key", story.patient_file)
+    # the keystore is lost; three guardians bring their files and open them
+    chosen = sorted(shares.iterdir())[1:4]
+    opening = [w for i, g in enumerate(guardians)
+               for w in ("--guardian-key", _saved(story, g, f"guardian{i}"))]
+    recovered = story.root / "people" / "recovered.key"
+    _cli(story, "guardians", "recover", *chosen, *opening, "--out", recovered, node=None)
+    new = story.root / "people" / "patient-new.key"
+    Keystore.generate().save(new, PASSPHRASE, kdf_params=FAST_KDF)
+    said = _cli(story, "records", "rotate", "--key", recovered, "--new-key", new, node=1)
+    with story.client(1) as client:
+        story.wait_all(client.status()["height"])
+    live = [w for w in story.records.values()
+            if story.get(1, f"{RECORDS}/records/{w.id}")["value"]["erased"] is None]
+    assert f" {len(live) + 2} records re-wrapped" in said  # with the plan and the visit
+    new_keys = Keystore.load(new, PASSPHRASE)
+    assert story.get(2, f"/v1/identity/patients/{story.pseudonym}")["value"]["key"] == (
+        new_keys.signing.public_key.hex())
+    lab_record = story.records["lab"]
+    read = _cli(story, "records", "read", lab_record.id, "--key", new, node=2)
+    assert json.loads(read) == json.loads(lab_record.plaintext)
+    answer = fetch(story.api(3), story.patient.signing, lab_record.sealed.digest)
+    assert refusal(answer) == (403, "not_allowed")  # the lost key reads nothing now
 
 
 # 10. the canary scan ----------------------------------------------------------------------------
