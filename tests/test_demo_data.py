@@ -131,7 +131,8 @@ def _net_run(c: Consortium, log: Path, pattern: str, env: dict[str, str],
 
 def test_records_demo_is_deterministic() -> None:
     names = [p.key for p in demo_records.PATIENTS] + [m.key for m in demo_records.MEMBERS]
-    assert names == ["patient-ana", "patient-ben", "dr-cara", "dr-noor"]
+    assert names == ["patient-ana", "patient-ben", "dr-cara", "dr-noor", "holder-st-mary",
+                     "holder-northgate"]
     for name in names:  # fixed seeds: the same keys on every machine
         a, b = demo_records.demo_keys(name), demo_records.demo_keys(name)
         assert a.signing.public_key == b.signing.public_key
@@ -141,7 +142,8 @@ def test_records_demo_is_deterministic() -> None:
         bundle = demo_records.demo_bundle(patient)
         assert bundle == demo_records.demo_bundle(patient)
         assert {"lab", "condition", "encounter"} <= set(_parts(patient))
-    assert [m.role for m in demo_records.MEMBERS] == ["clinician", "emergency_clinician"]
+    assert [m.role for m in demo_records.MEMBERS] == ["clinician", "emergency_clinician",
+                                                     "admin", "admin"]
 
 
 def test_no_records_demo_once_seeded_or_without_the_hospitals(
@@ -203,6 +205,18 @@ def _check_records_demo(c: Consortium, env: dict[str, str], events: list[str]) -
     api = f"http://{c.nodes[0].api}/v1"
     emergency = httpx.get(f"{api}/records/emergencies/{entry['tx']}").json()["value"]
     assert emergency["reason"] == "ETREAT" and emergency["justification"] is None
+    escrow = httpx.get(f"{api}/records/patients/{ben}/emergency-key").json()["value"]
+    assert (sorted(escrow["shares"]), escrow["threshold"]) == (["northgate", "st-mary"], 2)
+    released = [httpx.get(f"{api}/records/emergencies/{entry['tx']}/releases/{org}")
+                for org in ("st-mary", "northgate")]
+    assert [r.status_code for r in released] == [200, 404]  # the second is the newcomer's
+    # what the hint says to try: the second release, then Dr Noor reads under break-glass
+    _cli(env, "records", "release", entry["tx"], "--org", "northgate", "--key",
+         "holder-northgate", "--home", node0)
+    record = emergency["records"][0]
+    read = _cli(env, "records", "read", record, "--basis", f"emergency:{entry['tx']}",
+                "--key", "dr-noor", "--home", node0)
+    assert json.loads(read.stdout)["resourceType"]
 
     now = httpx.get(f"{api}/status").json()["latest_block_time"]
     grants = [httpx.get(f"{api}/records/grants/{item['value']}").json()["value"]
@@ -250,11 +264,15 @@ def test_net_run_seeds_a_fresh_consortium_once(tmp_path: Path,
     assert "demo:" not in second, second
     assert engines_under(c.root) == [], "a node's cometbft outlived `net run`"
     # seeded once only: the apps' demo (a clinician, an auditor, an anchor), then the
-    # records demo (two members, two patients, their records, two grants, one emergency)
-    assert events.count("identity.member_registered") == 4, events
+    # records demo (four members, two patients, their records, two grants, an emergency
+    # key, one emergency and one release; the second release is the check's, as the hint
+    # says)
+    assert events.count("identity.member_registered") == 6, events
     assert events.count("anchor.anchored") == 1, events
     assert events.count("identity.patient_registered") == 2, events
     records = sum(len(_parts(p)) for p in demo_records.PATIENTS)
     assert events.count("records.added") == records, events
     assert events.count("records.granted") == 2, events
     assert events.count("records.emergency") == 1, events
+    assert events.count("records.emergency_key") == 1, events
+    assert events.count("records.released") == 2, events

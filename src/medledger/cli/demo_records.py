@@ -11,12 +11,18 @@ records at work.
 - Ana grants Dr Noor her visit (``encounter``) for a few seconds of block time, a grant that
   has expired when the seeding ends, and grants ``org:northgate`` her labs and conditions
   for 30 days; her client re-wraps the covered records' content keys for the grantees.
+- Each hospital's admin registers a share holder (``holder-st-mary``, ``holder-northgate``:
+  admins with an encryption key), and Ben splits an emergency key between the two
+  hospitals, both needed (``records emergency-key``).
 - Dr Noor breaks the glass on Ben's records (reason ``ETREAT``) and leaves it unjustified:
   it is on Ben's access log at once, and the regulator's ``GET /v1/records/overdue`` lists
-  it once 72 hours of block time pass without a justification.
+  it once 72 hours of block time pass without a justification. St Mary's holder releases
+  its share to Dr Noor (``records release``); the hint shows the newcomer how Northgate's
+  holder releases the second, after which Dr Noor reads Ben's records.
 
 Each step is the command a person would type (``identity patient register``, ``identity
-member register``, ``records import``, ``records grant``, ``records emergency``), run here
+member register``, ``records import``, ``records grant``, ``records emergency-key``,
+``records emergency``, ``records release``), run here
 through the apps' command groups as the registry gives them (the command line reaches an
 app through the registry, never by importing it), with a host that answers from the
 homes' passphrases instead of a prompt. The expiring grant alone is made here, as ``records
@@ -101,8 +107,10 @@ PATIENTS = (DemoPatient("patient-ana", "type2_diabetes", 11, "F"),
             DemoPatient("patient-ben", "hypertension", 12, "M"))
 ANA, BEN = PATIENTS
 MEMBERS = (DemoMember("dr-cara", "Dr Cara Demo", "st-mary", "clinician"),
-           DemoMember("dr-noor", "Dr Noor Demo", "northgate", "emergency_clinician"))
-CARA, NOOR = MEMBERS
+           DemoMember("dr-noor", "Dr Noor Demo", "northgate", "emergency_clinician"),
+           DemoMember("holder-st-mary", "St Mary share holder", "st-mary", "admin"),
+           DemoMember("holder-northgate", "Northgate share holder", "northgate", "admin"))
+CARA, NOOR, *HOLDERS = MEMBERS
 ACTIVE_GRANT = ("org:northgate", "lab,condition", 30)  # grantee, categories, days
 EXPIRING_GRANT = "encounter"  # its categories; the grantee is Dr Noor's key
 
@@ -237,6 +245,8 @@ class _Seeder:
         self.pseudonyms: dict[str, str] = {}
         self.expiring: dict[str, Any] | None = None  # the expiring grant, when made now
         self.ana_lab = "RECORD"  # the id of Ana's lab record, for the hint
+        self.ben_emergency = "EMERGENCY"  # the id of Dr Noor's emergency, for the hint
+        self.ben_record = "RECORD"  # one record it covers, for the hint
 
     def run(self) -> None:
         self.save_keystores()
@@ -248,7 +258,9 @@ class _Seeder:
         self.expiring_grant(ANA)
         self.import_records(BEN)
         self.active_grant(ANA)
+        self.emergency_key(BEN)
         self.emergency(BEN)
+        self.release(BEN, HOLDERS[0])
         self.check_expired()
         self.ana_lab = next((m["id"] for m in self.records(self.pseudonyms[ANA.key])
                              if m["category"] == "lab"), self.ana_lab)
@@ -380,6 +392,30 @@ class _Seeder:
              f"{EXPIRING_GRANT_MS // 1000} s later in block time) in block {done['height']}")
         self.expiring = {"id": done["tx_id"], "expires": expires}
 
+    def emergency_key(self, patient: DemoPatient) -> None:
+        pseudonym = self.pseudonyms[patient.key]
+        if self.value(f"/v1/records/patients/{pseudonym}/emergency-key") is not None:
+            return
+        orgs = [w for holder in HOLDERS for w in ("--org", holder.org)]
+        self.command(patient.key, "records", "emergency-key", "--patient", pseudonym, *orgs,
+                     "--threshold", str(len(HOLDERS)), "--key", patient.key,
+                     "--home", str(self.node0.home), shown="emergency key")
+
+    def release(self, patient: DemoPatient, holder: DemoMember) -> None:
+        """``holder``'s hospital releases its share for the patient's emergency."""
+        pseudonym = self.pseudonyms[patient.key]
+        emergency = next((str(e["basis"]).removeprefix("emergency:") for e in self.listed(
+            f"/v1/records/patients/{pseudonym}/access")
+            if str(e["basis"]).startswith("emergency:")), None)
+        if emergency is None:
+            raise DemoFailed(f"no emergency on {patient.key}'s records to release a share for")
+        self.ben_emergency = emergency
+        self.ben_record = self.value(f"/v1/records/emergencies/{emergency}")["records"][0]
+        if self.value(f"/v1/records/emergencies/{emergency}/releases/{holder.org}"):
+            return
+        self.command(holder.key, "records", "release", emergency, "--org", holder.org,
+                     "--key", holder.key, "--home", str(self.node0.home), shown=holder.org)
+
     def emergency(self, patient: DemoPatient) -> None:
         """Dr Noor breaks the glass on the patient's current records, once the clocks are
         past the expiring grant, so that block time has passed it by the end."""
@@ -418,9 +454,15 @@ class _Seeder:
              f"({ben}); their keys, {CARA.key}'s and {NOOR.key}'s are in {home}/keys. Try:")
         read = (f"medledger records read {self.ana_lab} --key {NOOR.key} --home {home}  "
                 f"(Ana's lab record, read on her grant to org:northgate: logged first)")
+        second = HOLDERS[1]
         for line in (
                 f"medledger records list --patient {ana} --verify --home {home}",
                 f"medledger records timeline --patient {ana} --key {ANA.key} --home {home}",
                 f"medledger records access-log --patient {ben} --verify --home {home}",
-                f"curl http://{self.node0.api}/v1/records/patients/{ana}/grants", read):
+                f"curl http://{self.node0.api}/v1/records/patients/{ana}/grants", read,
+                f"medledger records release {self.ben_emergency} --org {second.org} --key "
+                f"{second.key} --home {home}  (the second share of Ben's emergency key)",
+                f"medledger records read {self.ben_record} --basis emergency:"
+                f"{self.ben_emergency} --key {NOOR.key} --home {home}  (then Dr Noor opens "
+                f"one of Ben's records with the two released shares)"):
             _say(f"  {line}")
