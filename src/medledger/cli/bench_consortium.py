@@ -32,6 +32,8 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -86,11 +88,13 @@ _ROLES = ("cometbft", "app", "app_workers")
 
 
 def _sign_client_batches(keys: list[SigningKey], count: int, batch: int, first: int,
-                         tag: int) -> list[list[Transaction]]:
-    """One client's ``count`` anchors in batches; batch ``i`` is for node
-    ``(first + i) mod N`` and signed by ``keys[that node]``, so each sender's transactions
-    reach one node, in nonce order (a sender's later batch reaching a node before an earlier
-    one would make the earlier one's nonces stale)."""
+                         tag: int, make: Callable[[SigningKey, int, int], Transaction] = sample_tx
+                         ) -> list[list[Transaction]]:
+    """One client's ``count`` transactions (``make(key, nonce, index)``: anchors unless
+    told) in batches; batch ``i`` is for node ``(first + i) mod N`` and signed by
+    ``keys[that node]``, so each sender's transactions reach one node, in nonce order (a
+    sender's later batch reaching a node before an earlier one would make the earlier one's
+    nonces stale)."""
     nonces = [0] * len(keys)
     out = []
     for i, start in enumerate(range(0, count, batch)):
@@ -99,13 +103,13 @@ def _sign_client_batches(keys: list[SigningKey], count: int, batch: int, first: 
         for _ in range(min(batch, count - start)):
             nonces[j] += 1
             n = nonces[j]
-            txs.append(sample_tx(keys[j], n, (tag << 56) | (j << 40) | n))
+            txs.append(make(keys[j], n, (tag << 56) | (j << 40) | n))
         out.append(txs)
     return out
 
 
-def _submit_paced(index: int, urls: list[str], first: int, batches: list[list[bytes]], interval: float,
-                  offset: float, queue: Any, go: Any) -> None:
+def _submit_paced(index: int, urls: list[str], first: int, batches: list[list[bytes]],
+                  interval: float, offset: float, queue: Any, go: Any) -> None:
     """A client process: connect to every node, say it is ready, wait for the start; then post
     batch ``i`` to node ``(first + i) mod N``, at ``offset + i * interval`` seconds after the
     start when ``interval`` > 0 (as fast as answered otherwise). A refusal for a full mempool
@@ -286,7 +290,10 @@ def _stop_on_sigterm() -> Any:
 
 
 def _prepare_consortium(root: Path, validators: int, senders: list[SigningKey],
-                        block_interval_ms: int, max_block_txs: int) -> list[Home]:
+                        block_interval_ms: int, max_block_txs: int,
+                        extra_orgs: Sequence[dict[str, Any]] = ()) -> list[Home]:
+    """The homes of a consortium whose genesis makes every sender an admin of the first
+    organisation and adds ``extra_orgs``."""
     ports = [(free_port(), free_port()) for _ in range(validators)]
     consortium = Consortium.init(root, "bench", validators, demo=False, kdf_params=FAST_KDF,
                                  ports=ports, engine=True,
@@ -295,6 +302,7 @@ def _prepare_consortium(root: Path, validators: int, senders: list[SigningKey],
     genesis = homes[0].genesis()
     orgs = [dict(o) for o in genesis.organisations]
     orgs[0]["admins"] = [*orgs[0]["admins"], *(k.public_key.hex() for k in senders)]
+    orgs += [dict(o) for o in extra_orgs]
     shared = Genesis(genesis.chain_id, genesis.genesis_time, genesis.validators, tuple(orgs))
     for home in homes:  # the same bytes in every home
         shared.save(home.genesis_path)
@@ -307,6 +315,47 @@ def _prepare_consortium(root: Path, validators: int, senders: list[SigningKey],
         doc["app_state"] = shared.to_dict()
         path.write_text(json.dumps(doc, indent=2) + "\n")
     return homes
+
+
+@contextmanager
+def _running(homes: list[Home], started: list[int] | None, console: Console
+             ) -> Iterator[tuple[_Nodes, _Watcher]]:
+    """The consortium's nodes started and connected, with node 0's watcher; on every way
+    out (SIGTERM included) the watcher halts and the nodes are stopped by pid."""
+    nodes = _Nodes(homes, started)
+    watcher: _Watcher | None = None
+    previous = _stop_on_sigterm()
+    try:
+        console.print(f"starting {len(homes)} validator processes on CometBFT "
+                      f"(node0: {nodes.urls[0]}, home {homes[0].path})...")
+        nodes.start()
+        nodes.wait_connected(60 + 5 * len(homes))
+        watcher = _Watcher(nodes.urls[0], nodes)
+        watcher.start()
+        deadline = time.monotonic() + 60
+        while watcher.total_txs < 0 and time.monotonic() < deadline:
+            nodes.check_alive()
+            time.sleep(0.01)
+        yield nodes, watcher
+    finally:
+        if watcher is not None:
+            watcher.halt.set()
+            watcher.join(5)
+        nodes.stop()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _results(home: Home) -> tuple[int, dict[bytes, tuple[int, str]]]:
+    """Once the nodes are stopped: node ``home``'s last height, and where each committed
+    transaction is, as tx id -> (height, result code)."""
+    store = SQLiteStore(home.store_path)
+    try:
+        final_height = store.latest_height()
+        return final_height, {t.tx_id: (h, t.code) for h in range(1, final_height + 1)
+                              for t in store.get_block_txs(h)}
+    finally:
+        store.close()
 
 
 def _cpu_split(before: list[dict[int, tuple[str, int]]], after: list[dict[int, tuple[str, int]]],
@@ -336,12 +385,14 @@ def _cpu_split(before: list[dict[int, tuple[str, int]]], after: list[dict[int, t
 
 
 def _run_phase(nodes: _Nodes, watcher: _Watcher, work: list[list[list[Transaction]]],
-               interval: float, base_total: int, timeout: float
+               interval: float, base_total: int, timeout: float,
+               clock_started: threading.Event | None = None
                ) -> tuple[float, list[tuple[float, list[bytes]]], int, Counter[str], Any]:
     """Submit ``work`` (per client, its batches) from client processes; wait until the
     node-0 count of committed transactions reaches ``base_total`` plus those accepted.
-    Returns (seconds, [(send time, tx ids)] per batch, accepted, refusal codes, the nodes'
-    CPU samples at the start and the end)."""
+    ``clock_started`` (when given) is set as the clients are told to start. Returns
+    (seconds, [(send time, tx ids)] per batch, accepted, refusal codes, the nodes' CPU
+    samples at the start and the end)."""
     spawn = multiprocessing.get_context("spawn")
     queue: Any = spawn.Queue()
     go = spawn.Event()
@@ -359,6 +410,8 @@ def _run_phase(nodes: _Nodes, watcher: _Watcher, work: list[list[list[Transactio
         cpu_before = nodes.cpu()
         start = time.perf_counter()
         go.set()
+        if clock_started is not None:
+            clock_started.set()
         reports = []
         for _ in procs:
             reports.append(queue.get(timeout=timeout))
@@ -465,20 +518,7 @@ def run_consortium_bench(*, validators: int, n_txs: int, clients: int, batch: in
     with tempfile.TemporaryDirectory(prefix="medledger-bench-") as tmp:
         homes = _prepare_consortium(Path(tmp) / "consortium", validators, senders,
                                     block_interval_ms, max_block_txs)
-        nodes = _Nodes(homes, started)
-        watcher: _Watcher | None = None
-        previous = _stop_on_sigterm()
-        engine_rounds: dict[int, int | None] = {}
-        try:
-            console.print(f"starting {validators} validator processes on CometBFT "
-                          f"(node0: {nodes.urls[0]}, home {homes[0].path})...")
-            nodes.start()
-            nodes.wait_connected(60 + 5 * validators)
-            watcher = _Watcher(nodes.urls[0], nodes)
-            watcher.start()
-            while watcher.total_txs < 0:
-                nodes.check_alive()
-                time.sleep(0.01)
+        with _running(homes, started, console) as (nodes, watcher):
             console.print(f"phase 1: {per_client * clients} txs from {clients} client "
                           f"process(es) in batches of {batch}, round-robin over "
                           f"{validators} nodes, as fast as they are taken...")
@@ -495,22 +535,10 @@ def run_consortium_bench(*, validators: int, n_txs: int, clients: int, batch: in
                 nodes, watcher, work2, interval, base2, 900)
             time.sleep(0.1)
             seen = dict(watcher.seen)
-            engine_rounds = _engine_rounds(homes[0], watcher.height)
-        finally:
-            if watcher is not None:
-                watcher.halt.set()
-                watcher.join(5)
-            nodes.stop()
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
+            rounds = _engine_rounds(homes[0], watcher.height)
         console.print("measuring the verify rate again...")
         rate_after = verify_rate(1.0)
-        store = SQLiteStore(homes[0].store_path)
-        final_height = store.latest_height()
-        where = {t.tx_id: (h, t.code) for h in range(1, final_height + 1)
-                 for t in store.get_block_txs(h)}
-        rounds = engine_rounds
-        store.close()
+        final_height, where = _results(homes[0])
     lat1, codes1, heights1 = _latencies(sends1, where, seen)
     lat2, codes2, heights2 = _latencies(sends2, where, seen)
     ok1, ok2 = codes1.pop("ok", 0), codes2.pop("ok", 0)

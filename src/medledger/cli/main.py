@@ -7,6 +7,7 @@ import json
 import os
 import re
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -439,11 +440,31 @@ def state_show(
               f"(BFT time {iso_time(checked.header.time)})", highlight=False)
 
 
+class BenchApp(str, Enum):
+    """What ``medledger bench`` loads the chain with."""
+
+    anchor = "anchor"
+    records = "records"
+
+
 @app.command()
 @friendly
 def bench(
     validators: Annotated[int, typer.Option(help="Validators in the measured chain.")] = 1,
-    txs: Annotated[int, typer.Option(help="Pre-signed anchor transactions to commit.")] = 50_000,
+    app_: Annotated[BenchApp, typer.Option(
+        "--app", help="anchor: ledger.anchor at full and half load. records: records.add "
+                      "committed per second beside the anchor rate of the same run, client "
+                      "sealing per core, and grant-to-first-decrypted-read p50/p99 at half "
+                      "load.")] = BenchApp.anchor,
+    txs: Annotated[int | None, typer.Option(
+        help="Pre-signed anchor transactions to commit (default 50,000; with --app records "
+             "20,000).")] = None,
+    records: Annotated[int, typer.Option(
+        help="--app records: records sealed, uploaded and committed at full load.")] = 3_000,
+    samples: Annotated[int, typer.Option(
+        help="--app records: grant-to-read samples at half load (at most).")] = 100,
+    patients: Annotated[int, typer.Option(
+        help="--app records: patients the records belong to.")] = 100,
     clients: Annotated[int, typer.Option(help="Client processes submitting.")] = 2,
     batch: Annotated[int, typer.Option(help="Transactions per request.")] = 500,
     block_interval_ms: Annotated[int, typer.Option(
@@ -451,20 +472,31 @@ def bench(
     max_block_txs: Annotated[int, typer.Option(
         help="Most transactions in one block.")] = 2000,
     half_load_txs: Annotated[int, typer.Option(
-        help="Transactions of the half-load latency pass (0: 20% of --txs, at least "
-             "5,000).")] = 0,
+        help="--app anchor: transactions of the half-load latency pass (0: 20% of --txs, "
+             "at least 5,000).")] = 0,
 ) -> None:
     """Measure verify rate and committed tx/s in one run; print JSON.
 
-    A local chain of N validator processes on CometBFT, on 127.0.0.1: committed tx/s at full load, commit latency p50/p99 there and at
-    half that load, the CPU time of the cometbft and app processes, and the ratio to the
-    verification limit (verify rate x cores / validators)."""
-    from medledger.cli.bench_consortium import run_bench
+    A local chain of N validator processes on CometBFT, on 127.0.0.1: committed tx/s at
+    full load, commit latency p50/p99 there and at half that load, the CPU time of the
+    cometbft and app processes, and the ratio to the verification limit (verify rate x
+    cores / validators). With --app records, records.add instead (see --app)."""
+    result: dict[str, Any]
+    if app_ is BenchApp.records:
+        from medledger.cli.bench_records import run_records_bench
 
-    result: dict[str, Any] = run_bench(validators=validators, n_txs=txs, clients=clients,
-                                       batch=batch, console=err,
-                                       block_interval_ms=block_interval_ms,
-                                       max_block_txs=max_block_txs, half_load_txs=half_load_txs)
+        result = run_records_bench(
+            validators=validators, anchor_txs=20_000 if txs is None else txs,
+            records=records, samples=samples, patients=patients, clients=clients,
+            batch=batch, console=err, block_interval_ms=block_interval_ms,
+            max_block_txs=max_block_txs)
+    else:
+        from medledger.cli.bench_consortium import run_bench
+
+        result = run_bench(validators=validators, n_txs=50_000 if txs is None else txs,
+                           clients=clients, batch=batch, console=err,
+                           block_interval_ms=block_interval_ms,
+                           max_block_txs=max_block_txs, half_load_txs=half_load_txs)
     print(json.dumps(result, indent=2))
 
 

@@ -11,10 +11,10 @@ from medledger.codec.canonical import (
     utf8_ok,
     validate,
 )
-from medledger.codec.hashing import Tag, tagged_hash
+from medledger.codec.hashing import Tag, pseudonym, tagged_hash
 
 __all__ = [
     "MAX_SAFE_INT", "CodecError", "Tag", "decode", "decode_canonical_list",
-    "decode_trusted", "encode", "is_canonical",
+    "decode_trusted", "encode", "is_canonical", "pseudonym",
     "tagged_hash", "utf8_ok", "validate",
 ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from enum import Enum
 
-__all__ = ["Tag", "tagged_hash"]
+__all__ = ["Tag", "pseudonym", "tagged_hash"]
 
 
 class Tag(str, Enum):
@@ -43,3 +43,9 @@ _PREFIX = {tag: tag.prefix for tag in Tag}
 def tagged_hash(tag: Tag, data: bytes) -> bytes:
     """Return the 32-byte SHA-256 of ``data`` in the domain ``tag``."""
     return hashlib.sha256(_PREFIX[tag] + data).digest()
+
+
+def pseudonym(public_key: bytes) -> str:
+    """A patient's pseudonym: 16 bytes of the tagged hash of their first signing key, in
+    hex (the identity app registers patients under it; clients derive it alike)."""
+    return tagged_hash(Tag.PSEUDONYM, public_key)[:16].hex()

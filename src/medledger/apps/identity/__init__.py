@@ -48,7 +48,7 @@ from medledger.apps.base import (
 )
 from medledger.apps.body import Hex, OneOf, Text
 from medledger.apps.lists import ProvableList
-from medledger.codec import Tag, decode_trusted, tagged_hash
+from medledger.codec import decode_trusted, pseudonym
 from medledger.crypto import DEFAULT_SUITE, SUITES, EncryptionKey, SigningKey, public_key_size
 from medledger.ledger import Transaction
 from medledger.state import StateView
@@ -113,7 +113,7 @@ def patient_key(pseudonym: str) -> str:
 
 def pseudonym_of(public_key: bytes) -> str:
     """A patient's pseudonym: 16 bytes of a tagged hash of their signing key, in hex."""
-    return tagged_hash(Tag.PSEUDONYM, public_key)[:16].hex()
+    return pseudonym(public_key)
 
 
 def org_entry(view: StateView, org_id: str) -> dict[str, Any] | None:
