@@ -43,7 +43,7 @@ def root_command() -> typer.Typer:
         """medledger (the apps' groups only)."""
 
     assert add_app_commands(root, default_registry().apps, CliHost()) == [
-        "identity", "patient", "anchor", "governance", "records", "guardians"]
+        "identity", "patient", "anchor", "governance", "records", "guardians", "trace", "drugs"]
     return root
 
 

@@ -24,6 +24,7 @@ from medledger.apps.host import AppClient, CommandHost, QueryError, QueryHost
 from medledger.apps.identity import IdentityApp
 from medledger.apps.lists import ProvableList
 from medledger.apps.records import RecordsApp
+from medledger.apps.trace import TraceApp
 from medledger.apps.registry import BASE_CODES, AppRegistry
 
 __all__ = [
@@ -35,4 +36,4 @@ __all__ = [
 
 def default_registry() -> AppRegistry:
     """A registry with every app this build knows."""
-    return AppRegistry([IdentityApp(), AnchorApp(), GovernanceApp(), RecordsApp()])
+    return AppRegistry([IdentityApp(), AnchorApp(), GovernanceApp(), RecordsApp(), TraceApp()])

@@ -210,7 +210,7 @@ class App:
     shortcuts: ClassVar[Mapping[str, str]] = {}
     """Top-level command names for subgroups of :meth:`commands` that users reach for
     directly (``{"patient": "patient"}`` adds ``medledger patient`` beside
-    ``medledger identity patient``)."""
+    ``medledger identity patient``; ``""`` names the whole group)."""
 
     def transactions(self) -> Sequence[TxType[Any]]:
         return ()

@@ -316,9 +316,10 @@ def add_app_commands(root: typer.Typer, apps: Iterable[App], host: CliHost | Non
         added.append(app.name)
         subgroups = {info.name: info for info in group.registered_groups}
         for name, sub in app.shortcuts.items():
-            sub_group = subgroups[sub].typer_instance
+            sub_group = subgroups[sub].typer_instance if sub else group
             assert sub_group is not None
-            root.add_typer(sub_group, name=name, help=f"{sub_group.info.help} (the same as "
-                                                      f"`medledger {app.name} {sub}`)")
+            same = f"medledger {app.name} {sub}".rstrip()
+            root.add_typer(sub_group, name=name,
+                           help=f"{sub_group.info.help or app.summary} (the same as `{same}`)")
             added.append(name)
     return added
