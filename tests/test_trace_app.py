@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from medledger.apps import default_registry
-from medledger.apps.trace import CODES
+from medledger.apps.trace import CODES, privacy
+from medledger.apps.trace.events import deref
 from medledger.apps.trace.state import HISTORY, LOT_PACKS, RESPOND_MS
 from medledger.apps.trace.verify import verdict
 from medledger.crypto import DEFAULT_SUITE, EncryptionKey, SigningKey
@@ -425,6 +426,31 @@ def test_a_recall_stops_shipping_and_dispensing_and_reaches_only_the_patients(
                                                    "reason": "again"})[0] == "recalled"
 
 
+def test_each_patient_finds_their_own_recalled_pack_and_only_theirs(shipped: World) -> None:
+    w = shipped
+    ana, ben = (privacy.patient_secret(bytes([n]) * 32) for n in (1, 2))
+    ana_p, ben_p = "a1" * 16, "b2" * 16
+    w.capture("corner", end("dispensing", [PACKS[0]], "OBSERVE"),
+              commitment=privacy.commitment(ana, ana_p, PACKS[0]))
+    w.capture("corner", end("dispensing", [PACKS[1]], "OBSERVE"),
+              commitment=privacy.commitment(ben, ben_p, PACKS[1]))
+    w.commit(("authority", "trace.recall", {"gtin": DRUG, "lot": LOT.lot,
+                                            "reason": "mislabelled strength"}))
+    notices = {e["commitment"] for e in w.events("trace.recall_notice")}
+    packs = [deref(r) for r in LOT_PACKS.items(w.chain.view(), LOT.key)]
+
+    def mine(secret: bytes, pseudonym: str) -> list[SGTIN]:
+        return [p for p in packs if privacy.commitment(secret, pseudonym, p) in notices]
+
+    assert mine(ana, ana_p) == [PACKS[0]] and mine(ben, ben_p) == [PACKS[1]]
+    assert mine(privacy.patient_secret(b"\x03" * 32), "c3" * 16) == []
+    # the patient (or the claims app, with consent) opens a commitment; nothing else does
+    stored = w.pack(PACKS[0])["dispensed"]["commitment"]
+    assert privacy.opens(stored, privacy.salt(ana, PACKS[0]), ana_p, PACKS[0])
+    assert not privacy.opens(stored, privacy.salt(ana, PACKS[0]), ben_p, PACKS[0])
+    assert not privacy.opens(stored, privacy.salt(ben, PACKS[0]), ana_p, PACKS[0])
+
+
 def test_a_suspect_report_unanswered_for_24_hours_is_flagged(shipped: World) -> None:
     w = shipped
     [result] = w.commit(("corner", "trace.report", {"gtin": DRUG, "serial": "S0001",
@@ -478,3 +504,46 @@ def test_codes_in_every_form_name_the_same_pack(shipped: World) -> None:
                  f"https://id.gs1.org/01/{DRUG}/10/{LOT.lot}/21/S0001?17=270630"):
         read = parse_code(text)
         assert SGTIN(read.gtin, read.serial) == PACKS[0], text
+
+
+# the demo supply chain ------------------------------------------------------------------------
+def test_the_demo_supply_chain_commits_and_shows_each_verdict(tmp_path: Path) -> None:
+    from medledger.apps.trace import demo
+    from medledger.cli.demo_records import demo_keys
+
+    orgs = {"acme-pharma": "manufacturer", "st-mary": "hospital", "northgate": "hospital"}
+    admins = {org: SigningKey.from_seed(org.encode().ljust(32, b"-")) for org in orgs}
+    genesis = Genesis(CHAIN, START + 300 * DAY,
+                      ValidatorSet.of([Validator(VALIDATOR.public_key, 10, "v")]),
+                      tuple({"id": o, "name": o, "role": r,
+                             "admins": [admins[o].public_key.hex()]} for o, r in orgs.items()))
+    chain = Chain(SQLiteStore(tmp_path / "demo.db"), genesis, default_registry())
+    txs = default_registry().demo(list(orgs))
+    assert [t.type for t in txs].count("trace.capture") == 5
+    nonces: dict[str, int] = {}
+    for n, demo_tx in enumerate(txs, 1):
+        nonces[demo_tx.signer] = nonces.get(demo_tx.signer, 0) + 1
+        tx = Transaction.create(admins[demo_tx.signer], CHAIN, demo_tx.type,
+                                nonces[demo_tx.signer], demo_tx.body)
+        block, record = decide(chain, [tx], time=START + 300 * DAY + n * 1000)
+        chain.commit_decided(block, record)
+        assert block.results[0].code == "ok", (demo_tx.type, block.results[0].message)
+    view, now = chain.view(), START + 300 * DAY + 60_000
+    verdicts = {}
+    for what, code in demo.TRY.items():
+        scan = parse_code(code)
+        entry = view.get(f"trace/pack/{SGTIN(scan.gtin, scan.serial).key}")
+        lot = view.get(f"trace/lot/{LGTIN(scan.gtin, entry['lot']).key}") if entry else None
+        verdicts[what] = verdict(scan.lot, scan.expiry, entry, lot, "st-mary", now).reasons
+    assert verdicts == {"genuine at St Mary's": (), "dispensed already": ("dispensed",),
+                        "diverted (Northgate's pack scanned at St Mary's)": ("not_in_custody",),
+                        "never issued": ("never_issued",),
+                        "relabelled lot": ("label_lot_mismatch",)}
+    # the commitment on the dispensing is the records demo's patient Ana's
+    ana = demo_keys("patient-ana")
+    secret = privacy.patient_secret(ana.signing.seed)
+    stored = view.get(f"trace/pack/{demo.PACKS[0].key}")["dispensed"]["commitment"]
+    from medledger.codec import pseudonym
+    assert stored == privacy.commitment(secret, pseudonym(ana.signing.public_key),
+                                        demo.PACKS[0])
+    chain.store.close()

@@ -57,7 +57,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
 from medledger.apps import identity
-from medledger.apps.base import App, BlockContext, Event, TxType
+from medledger.apps.base import App, BlockContext, DemoTx, Event, TxType
 from medledger.apps.trace.capture import CaptureBody, capture_apply, capture_check
 from medledger.apps.trace.master import (
     PartyBody,
@@ -131,3 +131,9 @@ class TraceApp(App):
 
     def end_block(self, view: StateView, ctx: BlockContext) -> Iterable[Event]:
         return flag_overdue(view, ctx)
+
+    def demo(self, orgs: Sequence[str]) -> Sequence[DemoTx]:
+        """A small supply chain from Acme Pharma to two hospitals (:mod:`.demo`)."""
+        from medledger.apps.trace.demo import demo_transactions  # only when seeding
+
+        return demo_transactions(orgs)

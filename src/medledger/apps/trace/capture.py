@@ -422,13 +422,15 @@ def _plan(view: StateView, tx: Transaction, b: CaptureBody, ctx: BlockContext) -
     for index, event in enumerate(b.events):
         facts = _facts(index, event)
         try:
-            plan.run(facts, _rule(view, facts, b.commitment))
+            plan.run(facts, _rule(view, facts))
         except Rejected as e:
             raise Rejected(e.code, f"events[{index}]: {e.message}") from None
+    if b.commitment is not None and all(f.step != "dispensing" for f, _ in plan.done):
+        raise Rejected("malformed", "only a dispensing carries a commitment")
     return plan
 
 
-def _rule(view: StateView, facts: Facts, commitment: str | None) -> Callable[[Plan], None]:
+def _rule(view: StateView, facts: Facts) -> Callable[[Plan], None]:
     if view.get_raw(event_key(facts.hash_hex)) is not None:
         raise Rejected("duplicate_event", f"event {facts.hash} was captured before")
     rule = RULES.get((facts.kind, facts.action, facts.step))
@@ -436,8 +438,6 @@ def _rule(view: StateView, facts: Facts, commitment: str | None) -> Callable[[Pl
         action = f" {facts.action}" if facts.action else ""
         raise Rejected("unsupported_event", f"the ledger takes no {facts.kind}{action} "
                                             f"with business step {facts.step or '(none)'}")
-    if commitment is not None and facts.step != "dispensing":
-        raise Rejected("malformed", "only a dispensing carries a commitment")
     return rule
 
 

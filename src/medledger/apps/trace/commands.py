@@ -29,7 +29,9 @@ from medledger.apps.options import (
     committed,
     write_home_option,
 )
+from medledger.apps.trace import privacy
 from medledger.apps.trace.capture import MAX_EVENTS, CaptureBody
+from medledger.apps.trace.events import deref
 from medledger.apps.trace.master import PartyBody, PrefixBody, ProductBody
 from medledger.apps.trace.state import lot_key, pack_key
 from medledger.apps.trace.supervision import REPORT_REASONS, AnswerBody, RecallBody, ReportBody
@@ -61,6 +63,7 @@ def commands(host: CommandHost) -> typer.Typer:
     _capture_commands(group, host)
     _read_commands(group, host)
     _supervision_commands(group, host)
+    _patient_commands(group, host)
     return group
 
 
@@ -310,3 +313,71 @@ def _supervision_commands(group: typer.Typer, host: CommandHost) -> None:
                                            "note": note})
         committed(f"answered report {report_id}", host.submit(
             home, api, _signer(host, home, key, as_), "trace.answer", body))
+
+
+def _patient_commands(group: typer.Typer, host: CommandHost) -> None:
+    @group.command("commitment")
+    def commitment(code: CodeArg, key: Annotated[str, typer.Option(
+                       "--key", help="The patient's keystore file.")],
+                   home: ReadHomeOpt = None, api: ApiOpt = None) -> None:
+        """On the patient's device: the commitment to give the pharmacy that dispenses
+        this pack (its `drugs capture --commitment`). Only this keystore can later
+        recognise it in a recall notice; it tells no one else who you are."""
+        scan = _scan(host, code)
+        if scan.serial is None:
+            host.fail("the code names no serialised pack (no AI (21))")
+        keys = host.keystore(Path(key))
+        with host.client(home, api) as client:
+            pseudonym = _pseudonym(host, client, keys)
+        secret = privacy.patient_secret(keys.signing.seed)
+        print(privacy.commitment(secret, pseudonym, SGTIN(scan.gtin, scan.serial)))
+
+    @group.command("notices")
+    def notices(key: Annotated[str, typer.Option(
+                    "--key", help="The patient's keystore file.")],
+                home: ReadHomeOpt = None, api: ApiOpt = None,
+                as_json: JsonOpt = False) -> None:
+        """On the patient's device: the recalls that concern you. Every recall notice
+        carries the commitment a pharmacy recorded when it dispensed a pack of the lot;
+        this recomputes, here, your commitment for every pack of each recalled lot and
+        lists the packs that were yours."""
+        keys = host.keystore(Path(key))
+        secret = privacy.patient_secret(keys.signing.seed)
+        found = []
+        with host.client(home, api) as client:
+            pseudonym = _pseudonym(host, client, keys)
+            by_lot: dict[tuple[str, str], set[str]] = {}
+            for attrs in _events(client, "trace.recall_notice"):
+                by_lot.setdefault((attrs["gtin"], attrs["lot"]), set()).add(
+                    attrs["commitment"])
+            for (gtin, lot), commitments in sorted(by_lot.items()):
+                packs = _all_items(client, "/v1/trace/lot/packs", {"gtin": gtin, "lot": lot})
+                recall = client.get("/v1/trace/lot", {"gtin": gtin, "lot": lot})["value"]
+                for ref_ in packs:
+                    pack = deref(ref_)
+                    if privacy.commitment(secret, pseudonym, pack) in commitments:
+                        found.append({"gtin": gtin, "serial": pack.serial, "lot": lot,
+                                      "reason": recall["recalled"]["reason"],
+                                      "time": recall["recalled"]["time"]})
+        host.show(found, as_json=as_json, title="recalled packs you received")
+        if not found and not as_json:
+            host.progress("no recall concerns the packs dispensed to you")
+
+
+def _pseudonym(host: CommandHost, client: Any, keys: Any) -> str:
+    entry = client.get(f"/v1/identity/keys/{keys.signing.public_key.hex()}",
+                       {"prove": True})["value"]
+    if entry is None or entry.get("pseudonym") is None:
+        host.fail("--key is not a registered patient's keystore")
+    return str(entry["pseudonym"])
+
+
+def _events(client: Any, type_: str) -> list[dict[str, str]]:
+    out, after = [], 0
+    for _page in range(10_000):  # bounded: 100 events a page
+        page = client.get("/v1/events", {"type": type_, "after": after, "limit": 100})
+        out += [e["attrs"] for e in page["events"]]
+        if not page.get("next"):
+            break
+        after = page["next"]
+    return out
