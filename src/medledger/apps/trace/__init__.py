@@ -46,7 +46,7 @@ A ref is ``sgtin:<key>``, ``sscc:<key>`` or ``lgtin:<key>``; a history owner
 Events: ``trace.prefix_registered``, ``trace.party_registered``,
 ``trace.product_registered``, ``trace.captured {event, org, step, objects}``,
 ``trace.recalled {gtin, lot, by}``, ``trace.recall_notice {commitment, gtin, lot}`` (one
-per dispensed pack of the lot), ``trace.reported {report, gtin, reason, by, maker}``,
+per dispensed pack of the lot, from the end-block hook), ``trace.reported {report, gtin, reason, by, maker}``,
 ``trace.answered {report, finding, by, late}``, ``trace.report_overdue {report, maker,
 due}``.
 """
@@ -82,6 +82,7 @@ from medledger.apps.trace.supervision import (
     recall_check,
     report_apply,
     report_check,
+    send_notices,
 )
 from medledger.state import StateView
 
@@ -130,7 +131,7 @@ class TraceApp(App):
         )
 
     def end_block(self, view: StateView, ctx: BlockContext) -> Iterable[Event]:
-        return flag_overdue(view, ctx)
+        return (*flag_overdue(view, ctx), *send_notices(view, ctx))
 
     def demo(self, orgs: Sequence[str]) -> Sequence[DemoTx]:
         """A small supply chain from Acme Pharma to two hospitals (:mod:`.demo`)."""

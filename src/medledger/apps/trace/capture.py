@@ -61,6 +61,7 @@ from medledger.apps.trace.state import (
     product_key,
 )
 from medledger.ledger import Transaction
+from medledger.ledger.block import MAX_EVENTS as MAX_RESULT_EVENTS
 from medledger.standards.gs1 import LGTIN, SGTIN, SSCC
 from medledger.state import StateView
 
@@ -72,8 +73,10 @@ DISPENSER_ROLES = ("pharmacy", "hospital")
 Ident = SGTIN | SSCC | LGTIN
 
 
-MAX_EVENTS = 200
-"""Events in one ``trace.capture``: applied in order, all or none."""
+MAX_EVENTS = MAX_RESULT_EVENTS
+"""Events in one ``trace.capture``: applied in order, all or none. Each makes one
+``trace.captured`` event, and a transaction's result holds at most
+:data:`medledger.ledger.block.MAX_EVENTS` (64): one with more could not be read back."""
 
 
 @dataclass(frozen=True, slots=True)

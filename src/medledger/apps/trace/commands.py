@@ -134,7 +134,7 @@ def _capture_commands(group: typer.Typer, host: CommandHost) -> None:
                 api: ApiOpt = None) -> None:
         """Capture the document's events, in order. Every event is checked first, and an
         invalid one refuses the whole document, naming it, before anything is sent; up to
-        200 events go in one transaction, all or none."""
+        64 events go in one transaction, all or none."""
         data = sys.stdin.buffer.read() if str(file) == "-" else _read(host, file)
         try:
             events = epcis.parse_document(data)
@@ -222,10 +222,14 @@ def _read_commands(group: typer.Typer, host: CommandHost) -> None:
             answer = client.get("/v1/trace/verify", {"code": code, "scanner": scanner}
                                 if scanner else {"code": code})
             pack_value = host.verify(answer["pack"], home, genesis, client, key=pack_key(pack))
-            lot_value, lot_no = None, (pack_value or {}).get("lot") or scan.lot
-            if answer["lot"] is not None and lot_no is not None:
+            lot_value = None
+            if pack_value is not None:
+                _same_height(host, answer)
                 lot_value = host.verify(answer["lot"], home, genesis, client,
-                                        key=lot_key(LGTIN(pack.gtin, lot_no)))
+                                        key=lot_key(LGTIN(pack.gtin, pack_value["lot"])))
+            elif answer["lot"] is not None and scan.lot is not None:  # the label's lot
+                lot_value = host.verify(answer["lot"], home, genesis, client,
+                                        key=lot_key(LGTIN(pack.gtin, scan.lot)))
         time = int(answer["pack"]["header"]["time"])
         mine = verdict(scan.lot, scan.expiry, pack_value, lot_value, scanner, time)
         if (mine.verdict, list(mine.reasons)) != (answer["verdict"], answer["reasons"]):
@@ -266,6 +270,18 @@ def _read_commands(group: typer.Typer, host: CommandHost) -> None:
         host.show([{"gtin": p["gtin"], "serial": p["serial"], "lot": p["lot"],
                     "status": p["status"], "custodian": p["custodian"]}
                    for p in found["packs"]], as_json=False, title="packs")
+
+
+def _same_height(host: CommandHost, answer: dict[str, Any]) -> None:
+    """The lot's proof must come with the pack's, of the same height: a node that left it
+    out, or sent one from before a recall, would hide the recall (exit 2)."""
+    lot = answer.get("lot")
+    if lot is None or lot.get("height") != answer["pack"].get("height"):
+        why = "left out the proof of the pack's lot" if lot is None else (
+            f"proved the lot at height {lot.get('height')} and the pack at "
+            f"{answer['pack'].get('height')}")
+        host.progress(f"NOT VERIFIED: the node {why}: a recall could be hidden")
+        raise typer.Exit(2)
 
 
 def _supervision_commands(group: typer.Typer, host: CommandHost) -> None:

@@ -3,7 +3,8 @@ the drug maker's answer (``trace.answer``), with the end-block hook that flags a
 left unanswered past its DSCSA clock.
 
 A recall is lot state that every later scan, shipment and dispensing sees. It reaches each
-patient who received a pack of the lot as a ``trace.recall_notice`` event carrying the
+patient who received a pack of the lot as a ``trace.recall_notice`` event (from the
+end-block hook :func:`send_notices`, in the recall's block or the next few) carrying the
 commitment made at dispensing: the patient's client recognises its own commitments, and no
 one else can tell whose they are (docs/medicines.md).
 """
@@ -36,12 +37,17 @@ from medledger.ledger import Transaction
 from medledger.standards.gs1 import LGTIN, SGTIN, GS1Error, gtin14
 from medledger.state import StateView
 
-__all__ = ["REPORT_REASONS", "AnswerBody", "RecallBody", "ReportBody", "flag_overdue"]
+__all__ = ["REPORT_REASONS", "AnswerBody", "RecallBody", "ReportBody", "flag_overdue",
+           "send_notices"]
 
 REPORT_REASONS = ("suspect_counterfeit", "suspect_diverted", "suspect_tampered",
                   "unverified", "other")
 FINDINGS = ("legitimate", "illegitimate")
 MAX_FLAGS_PER_BLOCK = 100
+MAX_NOTICE_SCAN = 1000
+"""Packs of recalled lots the notice hook looks at in one block."""
+NOTICE_CURSOR = "trace/notice_cursor"
+"""Where the notice hook goes on: ``{"recall": seq in RECALLS, "pack": seq in LOT_PACKS}``."""
 
 
 def _lot(gtin: str, lot: str) -> LGTIN:
@@ -87,15 +93,34 @@ def recall_apply(view: StateView, tx: Transaction, b: RecallBody,
         "by": org, "reason": b.reason, "height": ctx.height, "time": ctx.time,
         "tx": tx.tx_id.hex()}})
     RECALLS.append(view, ALL, lot.key)
-    events = [Event("trace.recalled", (("gtin", lot.gtin), ("lot", lot.lot), ("by", org)))]
-    for seq in LOT_PACKS.page(LOT_PACKS.count(view, lot.key), 1, None):
-        pack = deref(LOT_PACKS.get(view, lot.key, seq))
-        dispensed = (object_entry(view, pack) or {}).get("dispensed")
-        if dispensed is not None:
-            events.append(Event("trace.recall_notice", (
-                ("commitment", dispensed["commitment"]), ("gtin", lot.gtin),
-                ("lot", lot.lot))))
-    return tuple(events)
+    return (Event("trace.recalled", (("gtin", lot.gtin), ("lot", lot.lot), ("by", org))),)
+
+
+def send_notices(view: StateView, ctx: BlockContext) -> list[Event]:
+    """The end-block hook that tells patients: for each recalled lot in recall order, a
+    ``trace.recall_notice`` for each pack of it that was dispensed, carrying the
+    commitment recorded then. It walks at most :data:`MAX_NOTICE_SCAN` packs a block, so
+    a large lot's notices go out over a few blocks."""
+    cursor = view.get(NOTICE_CURSOR) or {"recall": 1, "pack": 1}
+    start, events, scanned = dict(cursor), [], 0
+    total = RECALLS.count(view, ALL)
+    while cursor["recall"] <= total and scanned < MAX_NOTICE_SCAN:
+        lot = LGTIN.from_key(RECALLS.get(view, ALL, cursor["recall"]))
+        count = LOT_PACKS.count(view, lot.key)
+        while cursor["pack"] <= count and scanned < MAX_NOTICE_SCAN:
+            pack = deref(LOT_PACKS.get(view, lot.key, cursor["pack"]))
+            dispensed = (object_entry(view, pack) or {}).get("dispensed")
+            if dispensed is not None:
+                events.append(Event("trace.recall_notice", (
+                    ("commitment", dispensed["commitment"]), ("gtin", lot.gtin),
+                    ("lot", lot.lot))))
+            cursor["pack"] += 1
+            scanned += 1
+        if cursor["pack"] > count:
+            cursor = {"recall": cursor["recall"] + 1, "pack": 1}
+    if cursor != start:
+        view.put(NOTICE_CURSOR, cursor)
+    return events
 
 
 # trace.report, trace.answer -------------------------------------------------------------------
