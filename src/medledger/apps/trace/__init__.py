@@ -6,8 +6,9 @@ Transactions (every sender an active member key)::
     trace.prefix   {"prefix": 6-12 digits}          by an admin of a drug maker
     trace.party    {"gln": 13 digits}               by an admin: the organisation's party GLN
     trace.product  {"gtin", "name", "ndc"?}         by a member of the prefix's owner
-    trace.capture  {"event": <EPCIS 2.0 event>, "commitment"?: <64 hex>}
-                   by a member; the rules of :mod:`medledger.apps.trace.capture`
+    trace.capture  {"events": [<EPCIS 2.0 event>, ...] (1-64), "commitment"?: <64 hex>}
+                   by a member; applied in order, all or none; the rules of
+                   :mod:`medledger.apps.trace.capture`
     trace.recall   {"gtin", "lot", "reason"}        by the lot's maker or a regulator
     trace.report   {"gtin", "serial", "reason", "note"?}  by any member: a suspect product
     trace.answer   {"report", "finding", "note"}    by the product's maker or a regulator

@@ -1,5 +1,5 @@
-"""``trace.capture``: one EPCIS 2.0 event, checked against the custody, aggregation and
-transformation rules and applied.
+"""``trace.capture``: EPCIS 2.0 events (up to 64), each checked against the custody,
+aggregation and transformation rules after those before it, and applied all or none.
 
 Each rule works on a :class:`Plan`: it reads the state (and what it has planned so far),
 refuses with a stable code what the rules forbid, and plans its writes. The stateful check
