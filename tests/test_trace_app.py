@@ -332,6 +332,15 @@ REFUSALS: dict[str, tuple[str, Any, str]] = {
                                      "not_in_container"),
     "packing a container into itself": ("medisupply", lambda w: _cap(pack(CASE_2, [CASE_2])),
                                         "cycle"),
+    "packing a lot into a case": ("medisupply", lambda w: _cap({**pack(sscc(5), [PACKS[3]]),
+                                                               "childEPCs": [urn(LOT)]}),
+                                  "malformed"),
+    "receiving raw materials without a lot": ("acme", lambda w: _cap({
+        **receive_raw([RAW_A]), "quantityList": []}), "malformed"),
+    "an expiry that is no day": ("acme", lambda w: _cap(commission([SGTIN(DRUG, "X7")],
+                                                                  lot="L-NEW",
+                                                                  expiry="2027-02-30")),
+                                 "malformed"),
     # custody
     "shipping what another holds": ("other", lambda w: _cap(ship([PACKS[0]], "corner")),
                                     "not_custodian"),

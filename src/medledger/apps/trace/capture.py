@@ -149,7 +149,11 @@ class Plan:
         return found  # type: ignore[no-any-return]
 
     def held(self, ident: Ident) -> dict[str, Any]:
-        """An object this organisation holds, active and not in transit."""
+        """An object (a pack or a container) this organisation holds, active and not in
+        transit."""
+        if isinstance(ident, LGTIN):
+            raise Rejected("malformed", f"{_label(ident)} is a lot: only packs and "
+                                        "containers are held, packed and moved")
         entry = self.entry(ident)
         if entry["status"] != "active":
             raise Rejected("not_active", f"{_label(ident)} is {entry['status']}")
@@ -246,6 +250,9 @@ def _lot_entry(p: Plan, lot: LGTIN, kind: str, expiry: str | None,
 def _receive_lots(p: Plan) -> None:
     if p.role not in MAKER_ROLES:
         raise Rejected("not_owner", f"a {p.role} does not receive raw materials")
+    if not p.facts.classes or p.facts.epcs:
+        raise Rejected("malformed", "receiving raw materials (ADD) names their lots in "
+                                    "quantityList and nothing in epcList")
     for lot in p.facts.classes:
         if p.get(lot_key(lot)) is not None:
             raise Rejected("lot_exists", f"{_label(lot)} is on the ledger already")

@@ -140,6 +140,8 @@ def _capture_commands(group: typer.Typer, host: CommandHost) -> None:
             events = epcis.parse_document(data)
         except ValueError as e:
             host.fail(f"{file}: {e} (nothing was captured)")
+        if not events:
+            host.fail(f"{file} holds no events (nothing was captured)")
         signer = _signer(host, home, key, as_)
         chunks = [events[i:i + MAX_EVENTS] for i in range(0, len(events), MAX_EVENTS)]
         for n, chunk in enumerate(chunks, 1):
@@ -276,12 +278,18 @@ def _same_height(host: CommandHost, answer: dict[str, Any]) -> None:
     """The lot's proof must come with the pack's, of the same height: a node that left it
     out, or sent one from before a recall, would hide the recall (exit 2)."""
     lot = answer.get("lot")
-    if lot is None or lot.get("height") != answer["pack"].get("height"):
+    pack_at, lot_at = _header_height(answer["pack"]), _header_height(lot)
+    if lot is None or lot_at != pack_at:
         why = "left out the proof of the pack's lot" if lot is None else (
-            f"proved the lot at height {lot.get('height')} and the pack at "
-            f"{answer['pack'].get('height')}")
+            f"proved the lot at height {lot_at} and the pack at {pack_at}")
         host.progress(f"NOT VERIFIED: the node {why}: a recall could be hidden")
         raise typer.Exit(2)
+
+
+def _header_height(answer: dict[str, Any] | None) -> Any:
+    """The height of the header an answer is proven under (what the proof check binds),
+    not the answer's own ``height`` field, which nothing checks."""
+    return ((answer or {}).get("header") or {}).get("height")
 
 
 def _supervision_commands(group: typer.Typer, host: CommandHost) -> None:

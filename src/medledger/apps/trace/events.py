@@ -9,6 +9,7 @@ computes its CBV 2.0 event hash, the event's key on the ledger.
 
 from __future__ import annotations
 
+import datetime
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -96,7 +97,7 @@ def _read(event: dict[str, Any], hashed: str) -> Facts:
     ilmd = event.get("ilmd") or {}
     lot = _first(ilmd, _LOT_FIELDS)
     expiry = _first(ilmd, _EXPIRY_FIELDS)
-    if expiry is not None and not (isinstance(expiry, str) and _DATE.fullmatch(expiry[:10])):
+    if expiry is not None and not _is_date(expiry):
         raise Rejected("malformed", "ilmd item expiration date must be a date, YYYY-MM-DD")
     parent = event.get("parentID")
     parent_ident = _ident(parent, "parentID") if parent is not None else None
@@ -113,6 +114,16 @@ def _read(event: dict[str, Any], hashed: str) -> Facts:
         outputs=_classes(event.get("outputQuantityList"), "outputQuantityList"),
         lot=None if lot is None else str(lot), expiry=None if expiry is None else expiry[:10],
         destination=_destination(event.get("destinationList")), event=event)
+
+
+def _is_date(value: Any) -> bool:
+    if not (isinstance(value, str) and _DATE.fullmatch(value[:10])):
+        return False
+    try:
+        datetime.date.fromisoformat(value[:10])
+    except ValueError:
+        return False
+    return True
 
 
 def _first(mapping: dict[str, Any], names: tuple[str, ...]) -> Any:

@@ -202,6 +202,12 @@ class LedgerApplication:
             self.chain.check(tx, 0, stateless_done=True)
         except Rejected as e:
             return types.ResponseCheckTx(code=1, codespace=e.code, log=e.message)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+            # a flaw in an app's check must refuse the transaction, not stop the node
+            log.exception("CheckTx: an app's check failed on tx %s", tx.tx_id.hex())
+            return types.ResponseCheckTx(code=1, codespace="internal",
+                                         log=f"the node could not check this transaction "
+                                             f"({type(e).__name__}); it was not admitted")
         self._pending.setdefault(tx.sender, set()).add(tx.nonce)
         self._waiting.add(tx.tx_id)
         seen = self._seen
