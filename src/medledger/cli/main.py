@@ -445,6 +445,7 @@ class BenchApp(str, Enum):
 
     anchor = "anchor"
     records = "records"
+    trace = "trace"
 
 
 @app.command()
@@ -455,14 +456,24 @@ def bench(
         "--app", help="anchor: ledger.anchor at full and half load. records: records.add "
                       "committed per second beside the anchor rate of the same run, client "
                       "sealing per core, and grant-to-first-decrypted-read p50/p99 at half "
-                      "load.")] = BenchApp.anchor,
+                      "load. trace: pack verification p50/p99 with proofs on one node "
+                      "holding --packs commissioned packs, and EPCIS capture events committed "
+                      "per second beside the anchor rate of the same run.")] = BenchApp.anchor,
     txs: Annotated[int | None, typer.Option(
         help="Pre-signed anchor transactions to commit (default 50,000; with --app records "
-             "20,000).")] = None,
+             "or trace 20,000 a pass).")] = None,
     records: Annotated[int, typer.Option(
         help="--app records: records sealed, uploaded and committed at full load.")] = 3_000,
-    samples: Annotated[int, typer.Option(
-        help="--app records: grant-to-read samples at half load (at most).")] = 100,
+    samples: Annotated[int | None, typer.Option(
+        help="--app records: grant-to-read samples at half load (at most; default 100). "
+             "--app trace: verifications of genuine packs, and as many of never-issued "
+             "ones (default 2,000).")] = None,
+    packs: Annotated[int, typer.Option(
+        help="--app trace: commissioned packs generated in the verification node's "
+             "state.")] = 1_000_000,
+    events: Annotated[int, typer.Option(
+        help="--app trace: trace.capture transactions (one commissioning event of 10 "
+             "packs each) committed at full load.")] = 3_000,
     patients: Annotated[int, typer.Option(
         help="--app records: patients the records belong to.")] = 100,
     clients: Annotated[int, typer.Option(help="Client processes submitting.")] = 2,
@@ -480,14 +491,23 @@ def bench(
     A local chain of N validator processes on CometBFT, on 127.0.0.1: committed tx/s at
     full load, commit latency p50/p99 there and at half that load, the CPU time of the
     cometbft and app processes, and the ratio to the verification limit (verify rate x
-    cores / validators). With --app records, records.add instead (see --app)."""
+    cores / validators). With --app records or trace, those apps instead (see --app)."""
     result: dict[str, Any]
     if app_ is BenchApp.records:
         from medledger.cli.bench_records import run_records_bench
 
         result = run_records_bench(
             validators=validators, anchor_txs=20_000 if txs is None else txs,
-            records=records, samples=samples, patients=patients, clients=clients,
+            records=records, samples=100 if samples is None else samples,
+            patients=patients, clients=clients,
+            batch=batch, console=err, block_interval_ms=block_interval_ms,
+            max_block_txs=max_block_txs)
+    elif app_ is BenchApp.trace:
+        from medledger.cli.bench_trace import run_trace_bench
+
+        result = run_trace_bench(
+            validators=validators, anchor_txs=20_000 if txs is None else txs, packs=packs,
+            events=events, samples=2_000 if samples is None else samples, clients=clients,
             batch=batch, console=err, block_interval_ms=block_interval_ms,
             max_block_txs=max_block_txs)
     else:
