@@ -698,6 +698,13 @@ def test_report_then_answer_and_their_refusals(runner: CliRunner, world: World) 
     assert world.get(f"trace/report/{report_id}")["answer"]["finding"] == "illegitimate"
     refused(drugs(runner, world, *answer, "--as", "authority"),
             f"answered: report {report_id} is answered already")
+    # the regulator's view: the recall of the story, this report and its answer
+    view = json.loads(ok(drugs(runner, world, "supervise", "--json")).stdout)
+    assert {(r["gtin"], r["lot"], r["by"]) for r in view["recalls"]} >= {
+        (DRUG, RECALLED.lot, "acme")}
+    [mine] = [r for r in view["reports"] if r["id"] == report_id]
+    assert (mine["answer"], mine["maker"], mine["flagged"]) == ("illegitimate", "acme", False)
+    assert view["overdue"] == []
 
 
 def test_a_recall_reaches_every_patient_of_a_large_lot(runner: CliRunner, tmp_path: Path,
@@ -793,7 +800,7 @@ def test_api_history_is_a_provable_list(world: World) -> None:
 
 # 8. help --------------------------------------------------------------------------------------
 COMMANDS = ("prefix", "party", "product", "capture", "export", "verify", "back", "forward",
-            "recall", "report", "answer")
+            "recall", "report", "answer", "supervise", "commitment", "notices")
 
 
 def _trace_commands() -> list[str]:

@@ -64,6 +64,7 @@ def commands(host: CommandHost) -> typer.Typer:
     _read_commands(group, host)
     _supervision_commands(group, host)
     _patient_commands(group, host)
+    _regulator_commands(group, host)
     return group
 
 
@@ -405,3 +406,38 @@ def _events(client: Any, type_: str) -> list[dict[str, str]]:
             break
         after = page["next"]
     return out
+
+
+def _regulator_commands(group: typer.Typer, host: CommandHost) -> None:
+    @group.command("supervise")
+    def supervise(home: ReadHomeOpt = None, api: ApiOpt = None,
+                  as_json: JsonOpt = False) -> None:
+        """The regulator's view: every recall, every suspect-product report with its
+        answer (or none yet), and the reports flagged unanswered past their 24 hours."""
+        with host.client(home, api) as client:
+            recalls = [client.get("/v1/trace/lot", dict(zip(
+                ("gtin", "lot"), _lot_of_key(key), strict=True)))["value"]
+                for key in _all_items(client, "/v1/trace/recalls", {})]
+            reports = [client.get(f"/v1/trace/reports/{rid}")["value"]
+                       for rid in _all_items(client, "/v1/trace/reports", {})]
+            overdue = client.get("/v1/trace/overdue", {"limit": 100})["overdue"]
+        view = {
+            "recalls": [{"gtin": r["gtin"], "lot": r["lot"], "by": r["recalled"]["by"],
+                         "reason": r["recalled"]["reason"], "time": r["recalled"]["time"]}
+                        for r in recalls],
+            "reports": [{"id": r["id"], "gtin": r["gtin"], "serial": r["serial"],
+                         "reason": r["reason"], "by": r["by"], "maker": r["maker"],
+                         "due": r["due"], "answer": (r["answer"] or {}).get("finding"),
+                         "flagged": r["flagged"] is not None} for r in reports],
+            "overdue": [{"id": o["id"], "gtin": o["gtin"], "maker": o["maker"],
+                         "due": o["due"]} for o in overdue]}
+        if as_json:
+            host.show(view, as_json=True)
+            return
+        for name, rows in view.items():
+            host.show(rows, as_json=False, title=name)
+
+
+def _lot_of_key(key: str) -> tuple[str, str]:
+    lot = LGTIN.from_key(key)
+    return lot.gtin, lot.lot
