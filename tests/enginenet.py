@@ -42,6 +42,7 @@ CHAIN = "engine-faults"
 HTTP_TIMEOUT = 5.0
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
+MESH_TIMEOUT = 30.0  # see EngineNet._wait_mesh
 PROOF_WAIT = 15.0  # a node answers a transaction of its tip block within 10 s (503 then)
 
 
@@ -203,10 +204,28 @@ class EngineNet:
                 node.start((env or {}).get(index))
             for node in self.nodes:
                 node.wait_up()
-            self.wait_peers(range(len(self.nodes)), len(self.nodes) - 1)
+            self._wait_mesh(env or {})
         except BaseException:
             self.stop()
             raise
+
+    def _wait_mesh(self, env: dict[int, dict[str, str]]) -> None:
+        """Until every node has every other as a peer. Two CometBFTs that dial each other
+        at the same moment can end with one side holding a connection the other dropped,
+        until its ping times out (up to about 105 s); a node short of peers after
+        :data:`MESH_TIMEOUT` is restarted once, which closes every connection it had."""
+        everyone = range(len(self.nodes))
+        try:
+            self.wait_peers(everyone, len(self.nodes) - 1, MESH_TIMEOUT)
+            return
+        except AssertionError:
+            short = [i for i in everyone if self.peers(i) < len(self.nodes) - 1]
+        for index in short:
+            self.nodes[index].stop()
+            self.nodes[index].start(env.get(index))
+        for index in short:
+            self.nodes[index].wait_up()
+        self.wait_peers(everyone, len(self.nodes) - 1)
 
     def stop(self) -> None:
         for node in self.nodes:
