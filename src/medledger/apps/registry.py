@@ -132,8 +132,9 @@ class AppRegistry:
         return [digest for app in self.apps for digest in app.erased_blobs(events)]
 
     def check_stateless(self, tx: Transaction) -> Any:
-        """Decode ``tx``'s body (Rejected when malformed); return the typed body."""
-        return decode_body(self._entry(tx.type)[1].body, tx.body)
+        """Decode ``tx``'s body (Rejected when malformed); return the typed body, kept for
+        the checks and the block that follow (see :meth:`_kept_body`)."""
+        return self._kept_body(tx, self._entry(tx.type)[1])
 
     def reads(self, tx: Transaction) -> tuple[str, ...]:
         """The keys ``tx``'s type declares its check reads (may be none)."""

@@ -116,7 +116,7 @@ class EngineNode(Node):
         finally:
             await self._end_engine()
             if self.blob_peers is not None:
-                self.blob_peers.close()
+                await self.blob_peers.aclose()
             await self._rpc.aclose()
             await server.close()
             self.state_sync.close()

@@ -404,15 +404,19 @@ class LedgerApplication:
         senders' nonces over; without rechecks a transaction leaves the mempool only in a
         block, so what is remembered stays right."""
         pending, seen, waiting_ids = self._pending, self._seen, self._waiting
+        highest: dict[bytes, int] = {}
         for tx in block.txs:
             seen.pop(tx.raw, None)
             waiting_ids.discard(tx.tx_id)
-            waiting = pending.get(tx.sender)
+            if tx.nonce > highest.get(tx.sender, -1):
+                highest[tx.sender] = tx.nonce
+        for sender, nonce in highest.items():  # once a sender, not once a transaction
+            waiting = pending.get(sender)
             if waiting is None:
                 continue
-            waiting.difference_update([n for n in waiting if n <= tx.nonce])
+            waiting.difference_update([n for n in waiting if n <= nonce])
             if not waiting:
-                del pending[tx.sender]
+                del pending[sender]
         if len(pending) >= READY_LIMIT:
             pending.clear()
         if len(waiting_ids) >= READY_LIMIT:
