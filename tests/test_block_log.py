@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from medledger.apps import default_registry
-from medledger.client import Client, VerificationFailed, verify_block_answer
+from medledger.client import ApiRefused, Client, VerificationFailed, verify_block_answer
 from medledger.codec import decode
 from medledger.crypto import SigningKey
 from medledger.ledger import Transaction
@@ -230,3 +230,42 @@ def test_after_a_wait_the_next_proven_read_sees_the_transaction(
         proven = client.state(f"nonce/{admin.public_key.hex()}")
         assert proven["value"] == nonce and proven["height"] >= answer["height"]
         assert client.next_nonce(admin.public_key) == nonce + 1
+
+
+@pytest.mark.processes
+def test_a_wait_without_proof_answers_before_the_next_header(
+        node: tuple[Home, str, list[int]]) -> None:
+    """``proven=false`` answers once the block is committed, before the signed header of
+    the next: a proven read made at once is still at an earlier height (or busy) in at
+    least one of three tries, and the unproven state already has the transaction."""
+    home, url, _heights = node
+    admin = home.member_keys("admin").signing
+    earlier = 0
+    with Client(url, timeout=30) as client:
+        for _ in range(3):
+            nonce = client.next_nonce(admin.public_key)
+            answer = client.submit(_anchor(admin, nonce), wait=True, proven=False)
+            assert answer["status"] == "committed" and answer["code"] == "ok"
+            try:
+                proven = client.state(f"nonce/{admin.public_key.hex()}")
+                earlier += proven["height"] < answer["height"]
+            except ApiRefused as e:
+                assert e.code == "busy"
+                earlier += 1
+            unproven = client.state(f"nonce/{admin.public_key.hex()}", prove=False)
+            assert unproven["value"] == nonce
+            _wait_proven_nonce(client, admin, answer["height"])
+    assert earlier >= 1
+
+
+def _wait_proven_nonce(client: Client, key: SigningKey, height: int) -> None:
+    """Until a proven read of ``key``'s nonce is at ``height`` or later (bounded)."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            if client.state(f"nonce/{key.public_key.hex()}")["height"] >= height:
+                return
+        except ApiRefused as e:
+            assert e.code == "busy"
+        time.sleep(0.05)
+    raise AssertionError(f"no proven read at height {height} within 15 s")

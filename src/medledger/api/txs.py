@@ -134,11 +134,14 @@ def txs_router(node: Node) -> APIRouter:
         request: Request,
         wait: Annotated[bool, Query(description="answer once committed")] = False,
         timeout: Annotated[float, Query(description="seconds `wait` waits (0 to 120)")] = 30.0,
+        proven: Annotated[bool, Query(description="with `wait=true`: also wait for the "
+                                                  "signed header that proves the state "
+                                                  "after the block")] = True,
     ) -> Any:
         """Admit a transaction to the mempool and return its id. With ``wait=true``, answer
-        once it is committed (its height and result) and a signed header proves the state
-        after its block (so that a proven read made next sees it), or 202 if ``timeout``
-        passes before it is committed.
+        once it is committed (its height and result) and, unless ``proven=false``, a signed
+        header proves the state after its block (so that a proven read made next sees it),
+        or 202 if ``timeout`` passes before it is committed.
         A refusal carries one of the codes in ``x-refusal-codes``, with its status."""
         result = await node.submit_async(await _read_json(request, MAX_TX_BYTES), checked=True)
         if not result.accepted or result.tx_id is None:
@@ -148,7 +151,8 @@ def txs_router(node: Node) -> APIRouter:
             deadline = asyncio.get_running_loop().time() + seconds
             stored = await node.wait_committed(result.tx_id, seconds)
             if stored is not None:
-                await _wait_proven(node, stored.height, deadline)
+                if proven:
+                    await _wait_proven(node, stored.height, deadline)
                 return JSONResponse({**stored_tx_dict(stored), "status": "committed"})
         return JSONResponse({"tx_id": result.tx_id.hex(), "status": "pending"},
                             status_code=202)

@@ -130,8 +130,13 @@ class Client:
     def genesis(self) -> dict[str, Any]:
         return self._call("GET", "/v1/genesis")  # type: ignore[no-any-return]
 
-    def submit(self, tx: Transaction, *, wait: bool = False, timeout: float = 30.0) -> dict[str, Any]:
+    def submit(self, tx: Transaction, *, wait: bool = False, timeout: float = 30.0,
+               proven: bool = True) -> dict[str, Any]:
+        """POST /v1/txs; with ``wait``, the answer once committed and (unless ``proven`` is
+        False) proven by the next signed header."""
         params = {"wait": "true", "timeout": str(timeout)} if wait else {}
+        if wait and not proven:
+            params["proven"] = "false"
         return self._call("POST", "/v1/txs", content=tx.raw,  # type: ignore[no-any-return]
                           params=params, headers={"content-type": "application/json"})
 
