@@ -21,7 +21,7 @@ from medledger.apps import (
     TxType,
     default_registry,
 )
-from medledger.apps.body import Hex, Items, OneOf, Range, Text, decode_body
+from medledger.apps.body import B64, Hex, Items, OneOf, Range, Text, decode_body
 from medledger.crypto import SigningKey
 from medledger.ledger import MalformedError, Transaction, TxResult, Validator, ValidatorSet
 from medledger.node import Chain, Genesis
@@ -180,6 +180,7 @@ class Sample:
     tags: Annotated[list[Annotated[str, Text(3)]], Items(0, 2)]
     inner: Inner
     note: Annotated[str, Text(10)] | None = None
+    sealed: Annotated[str, B64(8)] | None = None
 
 
 GOOD = {"digest": "00ff00ff", "label": "hello", "count": 3, "flag": True, "tags": ["a"],
@@ -201,6 +202,14 @@ BODY_CASES = {
     "an unknown nested field": ({**GOOD, "inner": {"n": 1, "m": 2}},
                                 "inner.body has unknown fields m"),
     "null for an optional field": ({**GOOD, "note": None}, "note must be 1-10 printable"),
+    "base64 with padding": ({**GOOD, "sealed": "AAA="}, "sealed must be unpadded base64url"),
+    "base64 with + and /": ({**GOOD, "sealed": "+/8"}, "sealed must be unpadded base64url"),
+    "base64 with unused bits set": ({**GOOD, "sealed": "AB"}, "sealed must be unpadded base64url"),
+    "base64 of an impossible length": ({**GOOD, "sealed": "AAAAA"},
+                                       "sealed must be unpadded base64url"),
+    "base64 of no bytes": ({**GOOD, "sealed": ""}, "sealed must be 1-8 bytes"),
+    "base64 of too many bytes": ({**GOOD, "sealed": "A" * 12}, "sealed must be 1-8 bytes"),
+    "base64 as hex bytes": ({**GOOD, "sealed": 5}, "sealed must be unpadded base64url"),
     "a list for an object": ([GOOD], "body must be an object"),
 }
 
@@ -218,6 +227,7 @@ def test_a_good_body_decodes_to_its_frozen_type() -> None:
     decoded = decode_body(Sample, GOOD)
     assert decoded == Sample("00ff00ff", "hello", 3, True, ("a",), Inner(2), None)
     assert decode_body(Sample, {**GOOD, "note": "hi"}).note == "hi"
+    assert decode_body(Sample, {**GOOD, "sealed": "_-8"}).sealed == "_-8"  # bytes ff ef
     with pytest.raises(AttributeError):
         decoded.label = "x"  # type: ignore[misc]
 

@@ -19,6 +19,7 @@ from medledger.codec import (
     is_canonical,
     tagged_hash,
 )
+from medledger.codec.b64 import b64url, from_b64url, is_b64url
 
 # RFC 8785 section 3.2.2 / appendix examples, restricted to our value types.
 CANONICAL = {
@@ -152,3 +153,25 @@ def test_tagged_hashes_are_domain_separated() -> None:
     assert len(digests) == len(Tag)
     assert hashlib.sha256(data).digest() not in digests
     assert tagged_hash(Tag.TX, data) == hashlib.sha256(b"medledger:tx\x00" + data).digest()
+
+
+# base64url, the text form of wrapped keys ----------------------------------------------------
+@given(st.binary(max_size=200))
+def test_b64url_round_trips_and_is_the_one_form(data: bytes) -> None:
+    text = b64url(data)
+    assert from_b64url(text) == data
+    assert "=" not in text and "+" not in text and "/" not in text
+    assert is_b64url(text)
+
+
+B64_REFUSED = {
+    "padding": "AAA=", "standard alphabet": "+/8", "unused bits set": "AB",
+    "a length of 4k+1": "AAAAA", "a space": "AA A", "not a string": b"AAAA",
+}
+
+
+@pytest.mark.parametrize("case", sorted(B64_REFUSED))
+def test_b64url_refuses_every_other_form(case: str) -> None:
+    with pytest.raises(ValueError):
+        from_b64url(B64_REFUSED[case])  # type: ignore[arg-type]
+    assert not is_b64url(B64_REFUSED[case])

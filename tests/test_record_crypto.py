@@ -40,6 +40,7 @@ from medledger.client.records import (
     wrap_for,
 )
 from medledger.codec import encode
+from medledger.codec.b64 import b64url, from_b64url
 from medledger.crypto import SUITES, EncryptionKey, InvalidKey, UnknownSuite
 from medledger.standards import CATEGORIES, canonical_bytes, validate
 
@@ -171,13 +172,17 @@ REFUSED: dict[str, tuple[Callable[[str], Any], type[RecordError]]] = {
     "another patient": (lambda s: _open(s, patient=OTHER_PATIENT), ContentDecryptionError),
     "another category": (lambda s: _open(s, category="condition"), ContentDecryptionError),
     "a flipped byte in the wrapped key": (
-        lambda s: _open(s, wrapped=_flip(bytes.fromhex(wrapped_for(_fixture(s), "alice")),
-                                          5).hex()), KeyUnwrapError),
+        lambda s: _open(s, wrapped=b64url(_flip(from_b64url(wrapped_for(_fixture(s), "alice")),
+                                                 5))), KeyUnwrapError),
     "a wrapped key replayed from another record": (
         lambda s: _open(s, wrapped=wrapped_for(seal(suite=s), "alice")), KeyUnwrapError),
     "a ciphertext swapped for another record's": (
         lambda s: _open(s, ciphertext=seal(suite=s).ciphertext), KeyUnwrapError),
-    "a wrapped key that is not hex": (lambda s: _open(s, wrapped="zz"), RecordError),
+    "a wrapped key that is not base64url": (lambda s: _open(s, wrapped="z+z"), RecordError),
+    "a wrapped key in hex": (lambda s: _open(s, wrapped=from_b64url(
+        wrapped_for(_fixture(s), "alice")).hex() + "x"), RecordError),
+    "a wrapped key with padding": (lambda s: _open(s, wrapped=wrapped_for(_fixture(s), "alice")
+                                                   + "=="), RecordError),
     "an unknown category": (lambda s: _open(s, category="genome"), RecordError),
 }
 
@@ -247,9 +252,9 @@ def test_records_add_body_is_exactly_the_ledger_body() -> None:
 
 def _leaves_the_client(sealed: SealedRecord) -> list[bytes]:
     body = records_add_body(sealed, patient=PATIENT, category=CATEGORY)
-    wrapped = [bytes.fromhex(k.wrapped) for k in sealed.keys]
+    wrapped = [from_b64url(k.wrapped) for k in sealed.keys]
     return [sealed.ciphertext, encode(body), json.dumps(body).encode(), repr(sealed).encode(),
-            *wrapped, *(w.hex().encode() for w in wrapped)]
+            *wrapped, *(b64url(w).encode() for w in wrapped)]
 
 
 @pytest.mark.parametrize("suite", SUITES)
@@ -373,10 +378,10 @@ def test_a_guardian_opens_only_its_own_share() -> None:
     split = split_keys(SECRET, _guardians("x25519"), 3)
     with pytest.raises(RecoveryError, match="does not open"):
         unwrap_share(split[0]["wrapped_share"], reader_key("mallory", "x25519"))
-    with pytest.raises(RecoveryError, match="hex"):
-        unwrap_share("zz", reader_key("mallory", "x25519"))
+    with pytest.raises(RecoveryError, match="base64url"):
+        unwrap_share("z+z", reader_key("mallory", "x25519"))
     for item in split:  # a wrapped share shows nothing of the secret or its words
-        raw = bytes.fromhex(item["wrapped_share"])
+        raw = from_b64url(item["wrapped_share"])
         assert SECRET not in raw and b"academic" not in raw
 
 

@@ -52,7 +52,7 @@ START = 1_700_000_000_000
 HOUR = 3_600_000
 VALIDATOR = SigningKey.from_seed(b"\x01" * 32)
 ENC = EncryptionKey.from_private_bytes(DEFAULT_SUITE, b"\x02" * 32).public_bytes().hex()
-WRAPPED = "ab" * 48  # stands for an HPKE-wrapped content key
+WRAPPED = "q" * 64  # stands for an HPKE-wrapped content key (48 bytes, base64url)
 
 
 def key(name: str) -> SigningKey:
@@ -297,7 +297,7 @@ REFUSALS: dict[str, tuple[str, str, Body, str]] = {  # name: (signer, type, body
                        "malformed"),
     "a wrapped key over 4096 bytes": ("author", "records.add", lambda w: {
         **add_body(P, "n"), "keys": [*_keys("patient"),
-                                     {"reader": HEX["author"], "wrapped": "ab" * 4097}]},
+                                     {"reader": HEX["author"], "wrapped": "q" * 5464}]},
         "malformed"),
     # records.grant
     "the author grants": ("author", "records.grant",

@@ -7,6 +7,7 @@ Field types::
 
     str, int, bool                       exactly that JSON type (``bool`` is not an ``int``)
     Annotated[str, Hex(32)]              lower-case hex of 32 bytes (``Hex()``: any length)
+    Annotated[str, B64(4096)]            unpadded base64url of 1-4096 bytes
     Annotated[str, Text(200)]            1-200 printable characters
     Annotated[str, OneOf(("a", "b"))]    one of the choices
     Annotated[int, Range(1, 10)]         an integer in [1, 10]
@@ -30,8 +31,9 @@ from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 from medledger.apps.base import Rejected
+from medledger.codec.b64 import from_b64url
 
-__all__ = ["Hex", "Items", "OneOf", "Range", "Text", "decode_body"]
+__all__ = ["B64", "Hex", "Items", "OneOf", "Range", "Text", "decode_body"]
 
 B = TypeVar("B")
 _HEX = re.compile(r"[0-9a-f]*")
@@ -43,6 +45,13 @@ class Hex:
     """Lower-case hex of ``size`` bytes, or of at most ``max_size`` when ``size`` is None."""
 
     size: int | None = None
+    max_size: int = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class B64:
+    """Unpadded base64url (:mod:`medledger.codec.b64`) of 1 to ``max_size`` bytes."""
+
     max_size: int = 4096
 
 
@@ -101,6 +110,18 @@ def _hex(rule: Hex) -> Check:
     return check
 
 
+def _b64(rule: B64) -> Check:
+    def check(name: str, value: Any) -> Any:
+        try:
+            size = len(from_b64url(value))
+        except ValueError:
+            raise _bad(name, "unpadded base64url") from None
+        if not 1 <= size <= rule.max_size:
+            raise _bad(name, f"1-{rule.max_size} bytes")
+        return value
+    return check
+
+
 def _text(rule: Text) -> Check:
     def check(name: str, value: Any) -> Any:
         if (type(value) is not str or not rule.min_len <= len(value) <= rule.max_len
@@ -150,7 +171,7 @@ def _any(name: str, value: Any) -> Any:
 
 
 _RULES: dict[type, Callable[[Any], Check]] = {
-    Hex: _hex, Text: _text, OneOf: _one_of, Range: _range,
+    Hex: _hex, B64: _b64, Text: _text, OneOf: _one_of, Range: _range,
 }
 _PLAIN: dict[Any, Check] = {
     str: _exact(str, "a string"), int: _range(Range(-MAX_SAFE_INT, MAX_SAFE_INT)),

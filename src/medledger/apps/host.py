@@ -102,16 +102,16 @@ class RecordSealing(Protocol):
         """Encrypt under a fresh content key, wrapped for each reader (key hex -> (public
         encryption key, suite))."""
 
-    def open_record(self, ciphertext: bytes, wrapped_hex: str, encryption_key: EncryptionKey,
+    def open_record(self, ciphertext: bytes, wrapped: str, encryption_key: EncryptionKey,
                     *, patient_pseudonym: str, category: str,
                     digest: str | None = None) -> bytes:
         """Check, unwrap and decrypt a record; its plaintext."""
 
     def wrap_for(self, content_key: bytes, digest: str, enc_public_key: bytes,
                  suite: str) -> str:
-        """A content key wrapped for one more reader (hex)."""
+        """A content key wrapped for one more reader (unpadded base64url)."""
 
-    def unwrap(self, wrapped_hex: str, digest: str, encryption_key: EncryptionKey) -> bytes:
+    def unwrap(self, wrapped: str, digest: str, encryption_key: EncryptionKey) -> bytes:
         """A wrapped content key opened with ``encryption_key``."""
 
     def split_keys(self, secret: bytes, guardians: Mapping[str, tuple[bytes, str]],
@@ -119,7 +119,7 @@ class RecordSealing(Protocol):
         """``secret`` split ``threshold``-of-n, one wrapped share per guardian:
         ``[{"guardian", "wrapped_share"}]``."""
 
-    def unwrap_share(self, wrapped_share_hex: str, encryption_key: EncryptionKey) -> bytes:
+    def unwrap_share(self, wrapped_share: str, encryption_key: EncryptionKey) -> bytes:
         """A guardian's share opened with the guardian's encryption key."""
 
     def recover_keys(self, shares: Sequence[bytes]) -> bytes:

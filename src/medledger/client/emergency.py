@@ -35,6 +35,7 @@ from medledger.client.records import (
     split_keys,
     unwrap_share,
 )
+from medledger.codec.b64 import b64url, from_b64url
 from medledger.crypto import DEFAULT_SUITE, DecryptionError, EncryptionKey, seal
 
 __all__ = ["EmergencyKey", "Holder", "OrgShare", "create_emergency_key",
@@ -54,7 +55,7 @@ def default_threshold(n: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class OrgShare:
-    """An organisation's share, wrapped (hex) for the admin ``holder`` (key hex)."""
+    """An organisation's share, wrapped (base64url) for the admin ``holder`` (key hex)."""
 
     org: str
     holder: str
@@ -106,23 +107,23 @@ def release_share(wrapped_share: str, holder_key: EncryptionKey, *, emergency_id
                   clinician_key: bytes, clinician_suite: str) -> str:
     """The holding admin opens its organisation's share with its own encryption key and
     re-wraps it for the emergency clinician's public key, bound to ``emergency_id``;
-    return hex. Raise ``RecoveryError`` if the share is not this admin's."""
+    return it in unpadded base64url. Raise ``RecoveryError`` if the share is not this admin's."""
     share = unwrap_share(wrapped_share, holder_key)
-    return seal(clinician_key, share, suite=clinician_suite,
-                info=_release_info(emergency_id)).hex()
+    return b64url(seal(clinician_key, share, suite=clinician_suite,
+                       info=_release_info(emergency_id)))
 
 
 def recover_emergency_key(released: Sequence[str], clinician_key: EncryptionKey, *,
                           emergency_id: str, enc_key: bytes, enc_suite: str,
                           threshold: int) -> EncryptionKey:
-    """The emergency private key from released shares (hex, as ``records.release`` carries
+    """The emergency private key from released shares (base64url, as ``records.release`` carries
     them), each opened with the clinician's key. Shares that do not open, or do not
     combine, are left out as long as ``threshold`` good ones remain; the key found must be
     the published ``enc_key``. Raise :class:`RecoveryError` otherwise."""
     opened = []
     for share in released:
         try:
-            opened.append(clinician_key.open(bytes.fromhex(share), _release_info(emergency_id)))
+            opened.append(clinician_key.open(from_b64url(share), _release_info(emergency_id)))
         except (ValueError, DecryptionError):
             continue  # another clinician's, another emergency's, or altered
     if len(opened) < threshold:

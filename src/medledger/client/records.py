@@ -55,6 +55,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from medledger.codec import encode
+from medledger.codec.b64 import b64url, from_b64url
 from medledger.crypto import DecryptionError, EncryptionKey, seal
 from medledger.standards import CATEGORIES
 
@@ -139,7 +140,7 @@ class RecoveryError(RecordError):
 
 @dataclass(frozen=True, slots=True)
 class WrappedKey:
-    """A content key wrapped (HPKE) for one reader: ``reader`` key hex, ``wrapped`` hex."""
+    """A content key wrapped (HPKE) for one reader: ``reader`` key hex, ``wrapped`` base64url."""
 
     reader: str
     wrapped: str
@@ -205,27 +206,28 @@ def seal_record(resource_bytes: bytes, *, patient_pseudonym: str, category: str,
 
 
 def wrap_for(content_key: bytes, digest: str, enc_public_key: bytes, suite: str) -> str:
-    """Wrap ``content_key`` of the record named ``digest`` for one reader; return hex.
+    """Wrap ``content_key`` of the record named ``digest`` for one reader; return it in
+    unpadded base64url (:mod:`medledger.codec.b64`), as the ledger carries wrapped keys.
 
     The patient's client calls this to give a new grantee the key of an existing record.
     """
     if len(content_key) != CONTENT_KEY_SIZE:
         raise RecordError(f"a content key is {CONTENT_KEY_SIZE} bytes, got {len(content_key)}")
-    return seal(enc_public_key, content_key, suite=suite, info=_key_info(digest)).hex()
+    return b64url(seal(enc_public_key, content_key, suite=suite, info=_key_info(digest)))
 
 
-def unwrap(wrapped_hex: str, digest: str, encryption_key: EncryptionKey) -> bytes:
+def unwrap(wrapped: str, digest: str, encryption_key: EncryptionKey) -> bytes:
     """Open a wrapped content key of the record named ``digest`` with ``encryption_key``.
 
     Raise :class:`KeyUnwrapError` if it was wrapped for another key or another record.
     """
     info = _key_info(digest)
     try:
-        wrapped = bytes.fromhex(wrapped_hex)
-    except (TypeError, ValueError) as e:
-        raise RecordError("a wrapped key must be hex") from e
+        sealed = from_b64url(wrapped)
+    except ValueError as e:
+        raise RecordError("a wrapped key must be unpadded base64url") from e
     try:
-        content_key = encryption_key.open(wrapped, info)
+        content_key = encryption_key.open(sealed, info)
     except DecryptionError as e:
         raise KeyUnwrapError(digest, encryption_key.suite) from e
     if len(content_key) != CONTENT_KEY_SIZE:
@@ -233,7 +235,7 @@ def unwrap(wrapped_hex: str, digest: str, encryption_key: EncryptionKey) -> byte
     return content_key
 
 
-def open_record(ciphertext: bytes, wrapped_hex: str, encryption_key: EncryptionKey, *,
+def open_record(ciphertext: bytes, wrapped: str, encryption_key: EncryptionKey, *,
                 patient_pseudonym: str, category: str, digest: str | None = None) -> bytes:
     """Check, unwrap and decrypt a record; return its plaintext.
 
@@ -248,7 +250,7 @@ def open_record(ciphertext: bytes, wrapped_hex: str, encryption_key: EncryptionK
     actual = content_digest(ciphertext)
     if digest is not None and digest != actual:
         raise DigestMismatch(digest, actual)
-    content_key = unwrap(wrapped_hex, actual, encryption_key)
+    content_key = unwrap(wrapped, actual, encryption_key)
     if len(ciphertext) < NONCE_SIZE + _TAG_SIZE:
         raise ContentDecryptionError(actual, category)
     nonce, body = ciphertext[:NONCE_SIZE], ciphertext[NONCE_SIZE:]
@@ -319,7 +321,7 @@ def split_keys(secret: bytes, guardians: Mapping[str, Recipient],
     """Split ``secret`` ``threshold``-of-n with SLIP-39 and wrap one share per guardian.
 
     ``guardians`` maps each guardian's key (hex) to ``(encryption public key, suite)``.
-    Return ``[{"guardian": key hex, "wrapped_share": hex}]`` sorted by guardian. The
+    Return ``[{"guardian": key hex, "wrapped_share": base64url}]`` sorted by guardian. The
     secret is 16 to 32 bytes (an even number, as SLIP-39 wants; a 32-byte private key).
     """
     recipients = sorted(_recipients(guardians, "guardian").items())
@@ -339,20 +341,20 @@ def split_keys(secret: bytes, guardians: Mapping[str, Recipient],
         raise RecordError(f"cannot split the secret ({e})") from e
     return [
         {"guardian": key, "wrapped_share":
-            seal(public, mnemonic.encode("ascii"), suite=suite, info=_SHARE_DOMAIN).hex()}
+            b64url(seal(public, mnemonic.encode("ascii"), suite=suite, info=_SHARE_DOMAIN))}
         for (key, (public, suite)), mnemonic in zip(recipients, mnemonics, strict=True)
     ]
 
 
-def unwrap_share(wrapped_share_hex: str, encryption_key: EncryptionKey) -> bytes:
+def unwrap_share(wrapped_share: str, encryption_key: EncryptionKey) -> bytes:
     """A guardian opens its wrapped share with its encryption key; return the share.
 
     Raise :class:`RecoveryError` if it is not this guardian's share or was altered.
     """
     try:
-        return encryption_key.open(bytes.fromhex(wrapped_share_hex), _SHARE_DOMAIN)
-    except (TypeError, ValueError) as e:
-        raise RecoveryError("a wrapped share must be hex") from e
+        return encryption_key.open(from_b64url(wrapped_share), _SHARE_DOMAIN)
+    except ValueError as e:
+        raise RecoveryError("a wrapped share must be unpadded base64url") from e
     except DecryptionError as e:
         raise RecoveryError("the wrapped share does not open with this guardian's key") from e
 

@@ -7,11 +7,12 @@ delegates), every read and every emergency access are ledger state, and the blob
 :meth:`RecordsApp.may_read_blob` before it serves a ciphertext. The model and its limits:
 docs/records.md.
 
-Transactions (every sender an active registered key; ids are transaction ids, hex)::
+Transactions (every sender an active registered key; ids are transaction ids, hex; a
+wrapped key or share is unpadded base64url, ``medledger.codec.b64``)::
 
     records.add        {"patient": <pseudonym>, "category": <CATEGORIES>, "digest": <64 hex,
                         SHA-256 of the ciphertext>, "size": int > 0, "previous": <record id>
-                        | null, "keys": [{"reader": <key hex>, "wrapped": <hex>}, ...]}
+                        | null, "keys": [{"reader": <key hex>, "wrapped": <b64url>}, ...]}
                        by a member with an AUTHOR_ROLES role (the author); keys include the
                        patient's and the author's; any other reader is a delegate of the
                        patient or covered by an active grant for the category
@@ -30,11 +31,11 @@ Transactions (every sender an active registered key; ids are transaction ids, he
     records.erase      {"record": <record id>}                  by the patient
     records.emergency_key {"patient", "enc_key": <HPKE public key hex>, "enc_suite",
                         "threshold": k, "shares": [{"org", "holder": <admin key hex>,
-                        "wrapped": <hex>}, ...] (1-16), "keys": [{"record", "wrapped"}, ...]}
+                        "wrapped": <b64url>}, ...] (1-16), "keys": [{"record", "wrapped"}, ...]}
                        by the patient: k-of-n SLIP-39 shares of the emergency private key,
                        each wrapped for an admin of a hospital (k >= 2 unless n = 1); keys
                        re-wrap live records for the new key
-    records.release    {"emergency": <id>, "share": <hex, the share re-wrapped for the
+    records.release    {"emergency": <id>, "share": <b64url, the share re-wrapped for the
                         emergency clinician>}  by an admin of a share-holding organisation,
                        while the emergency covers reads, once per organisation
     records.rewrap     {"patient", "keys": [{"record", "wrapped"}, ...] (1-64)}

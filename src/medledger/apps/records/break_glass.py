@@ -23,7 +23,6 @@ from medledger.apps.records.content import (
     Pseudonym,
     RecordKey,
     Wrapped,
-    check_wrapped,
 )
 from medledger.apps.records.state import (
     EMERGENCY_COVER_MS,
@@ -90,10 +89,6 @@ class EmergencyKeyBody:
                               ("record", [k.record for k in self.keys])):
             if len(set(values)) != len(values):
                 raise Rejected("malformed", f"two entries name the same {field}")
-        for i, s in enumerate(self.shares):
-            check_wrapped(s.wrapped, f"shares[{i}].wrapped")
-        for i, k in enumerate(self.keys):
-            check_wrapped(k.wrapped, f"keys[{i}].wrapped")
 
 
 def _check_holder(view: StateView, share: EscrowShare) -> None:
@@ -148,9 +143,6 @@ class ReleaseBody:
 
     emergency: Id
     share: Wrapped
-
-    def validate(self) -> None:
-        check_wrapped(self.share, "share")
 
 
 def _releasable(view: StateView, tx: Transaction, b: ReleaseBody, ctx: BlockContext

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from medledger.apps import identity
 from medledger.apps.base import BlockContext, Event, Rejected
 from medledger.apps.body import MAX_SAFE_INT, Items, OneOf, Range, Text
-from medledger.apps.records.content import Id, Key, Pseudonym, Wrapped, check_wrapped
+from medledger.apps.records.content import Id, Key, Pseudonym, Wrapped
 from medledger.apps.records.state import (
     CATEGORIES,
     GRANTS,
@@ -81,8 +81,6 @@ class GrantBody:
         pairs = [(k.record, k.reader) for k in self.keys]
         if len(set(pairs)) != len(pairs):
             raise Rejected("malformed", "keys name a (record, reader) twice")
-        for i, k in enumerate(self.keys):
-            check_wrapped(k.wrapped, f"keys[{i}].wrapped")
 
 
 def _check_grantee(view: StateView, grantee: str) -> None:

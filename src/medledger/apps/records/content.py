@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from medledger.apps import identity
 from medledger.apps.base import BlockContext, Event, Rejected
-from medledger.apps.body import MAX_SAFE_INT, Hex, Items, OneOf, Range
+from medledger.apps.body import B64, MAX_SAFE_INT, Hex, Items, OneOf, Range
 from medledger.apps.records.state import (
     AUTHOR_ROLES,
     BY_PATIENT,
@@ -33,14 +33,8 @@ __all__ = ["AddBody", "EraseBody", "ReaderKey", "RecordKey"]
 Id = Annotated[str, Hex(32)]
 Key = Annotated[str, Hex(32)]
 Pseudonym = Annotated[str, Hex(16)]
-Wrapped = Annotated[str, Hex(max_size=4096)]
+Wrapped = Annotated[str, B64(4096)]  # a wrapped key or share: base64url, 1-4096 bytes
 _ID = re.compile(r"[0-9a-f]{64}")
-
-
-def check_wrapped(wrapped: str, name: str) -> None:
-    """Refuse an empty wrapped key (the body's hex rule allows zero bytes)."""
-    if not wrapped:
-        raise Rejected("malformed", f"{name} must be 1-4096 bytes of hex")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +72,6 @@ class AddBody:
         readers = [k.reader for k in self.keys]
         if len(set(readers)) != len(readers):
             raise Rejected("malformed", "keys name a reader twice")
-        for i, k in enumerate(self.keys):
-            check_wrapped(k.wrapped, f"keys[{i}].wrapped")
 
 
 def _author_org(view: StateView, sender: bytes) -> str:

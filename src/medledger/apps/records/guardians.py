@@ -9,7 +9,7 @@ hands each guardian their file, which opens only with that guardian's key::
      "patient": <pseudonym>, "signing_key": <the patient's key hex>,
      "encryption_suite": <suite>, "threshold": k, "guardians": n,
      "guardian": <the guardian's key hex>,
-     "shares": {"signing.seed": <wrapped hex>, "encryption.key": <wrapped hex>}}
+     "shares": {"signing.seed": <wrapped, base64url>, "encryption.key": <wrapped, base64url>}}
 
 The public fields say whose keys a file recovers and how many files are needed; the
 secrets are only in the wrapped shares.

@@ -16,7 +16,7 @@ from typing import Annotated
 from medledger.apps.base import BlockContext, Event, Rejected
 from medledger.apps.body import Items
 from medledger.apps.records.consent import require_patient
-from medledger.apps.records.content import Pseudonym, RecordKey, check_wrapped
+from medledger.apps.records.content import Pseudonym, RecordKey
 from medledger.apps.records.state import live_record, reader_key
 from medledger.ledger import Transaction
 from medledger.state import StateView
@@ -39,8 +39,6 @@ class RewrapBody:
         records = [k.record for k in self.keys]
         if len(set(records)) != len(records):
             raise Rejected("malformed", "two entries name the same record")
-        for i, k in enumerate(self.keys):
-            check_wrapped(k.wrapped, f"keys[{i}].wrapped")
 
 
 def rewrap_check(view: StateView, tx: Transaction, b: RewrapBody, ctx: BlockContext) -> None:
