@@ -34,8 +34,8 @@ key made here. One run, in order:
    commits ``records.access`` through it; once a third node has that, the grantee reads
    the wrapped key from it, fetches the ciphertext from it (signed ``GET``; it is never
    the node the blob was uploaded to), unwraps and decrypts. A read answered 503
-   ``busy`` (a proven read while blocks commit) is asked again, as the answer says, within
-   the sample's time (counted in ``busy_retries``). A sample's time runs from submitting
+   ``busy`` (a proven read while blocks commit), or proven only at a height before the
+   grant's, is asked again within the sample's time (counted in ``busy_retries``). A sample's time runs from submitting
    the grant to the plaintext, which is checked against the original. A few
    samples without load come first: their mean sizes the background, and they are
    reported apart. Samples are taken while the background runs, at most ``samples``.
@@ -380,15 +380,15 @@ class _GrantToRead:
             grant, grantee, nonce = self.again_if_busy(
                 lambda: self.prepare(k, record, (grant_at, access_at, read_at)))
             start = time.perf_counter()
-            height = self.commit(self.clients[grant_at], grant)
+            granted_at = self.commit(self.clients[grant_at], grant)
             granted = time.perf_counter()
-            _wait_height(self.clients[access_at], height)
+            _wait_height(self.clients[access_at], granted_at)
             access = Transaction.create(grantee.signing, CHAIN_ID, "records.access", nonce, {
                 "records": [record.id], "basis": f"grant:{grant.tx_id.hex()}"})
             height = self.commit(self.clients[access_at], access)
             accessed = time.perf_counter()
             retries = self.retries  # those of the read, within the clock
-            plain = self.read(self.clients[read_at], record, grantee, height)
+            plain = self.read(self.clients[read_at], record, grantee, granted_at, height)
             end = time.perf_counter()
         except (ApiRefused, Unreachable, TimeoutError, ValueError) as e:
             self.failures[getattr(e, "code", type(e).__name__)] += 1
@@ -397,12 +397,22 @@ class _GrantToRead:
                        hashlib.sha256(plain).digest() == record.plain,
                        busy is not None and busy.is_alive(), self.retries - retries)
 
-    def read(self, client: Client, record: _Record, grantee: Keystore, height: int) -> bytes:
-        """The grantee's first read, through ``client``'s node once it has ``height``."""
+    def read(self, client: Client, record: _Record, grantee: Keystore, granted_at: int,
+             height: int) -> bytes:
+        """The grantee's first read, through ``client``'s node once it has ``height`` (the
+        access) and proves the state after ``granted_at`` (the grant's wrapped key)."""
         _wait_height(client, height)
-        mine = self.again_if_busy(lambda: client.get(
-            f"/v1/records/records/{record.id}/keys/{grantee.signing.public_key.hex()}",
-            {"prove": True}))["value"]
+        path = f"/v1/records/records/{record.id}/keys/{grantee.signing.public_key.hex()}"
+        deadline = time.monotonic() + HEIGHT_WAIT_S
+        while True:
+            answer = self.again_if_busy(lambda: client.get(path, {"prove": True}))
+            if answer["height"] >= granted_at or time.monotonic() > deadline:
+                break
+            self.retries += 1  # proven only up to a height before the grant: ask again
+            time.sleep(BUSY_PAUSE_S)
+        mine = answer["value"]
+        if mine is None:
+            raise ValueError(f"no wrapped key for the grantee at height {answer['height']}")
         ciphertext = self.again_if_busy(lambda: get_blob(client, grantee.signing,
                                                          record.digest))
         owner = pseudonym(self.patients[record.patient].signing.public_key)
