@@ -40,7 +40,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from medledger.apps.base import BlockContext, Event, Rejected
 from medledger.apps.body import Hex, Items
@@ -79,19 +79,27 @@ MAX_EVENTS = MAX_RESULT_EVENTS
 :data:`medledger.ledger.block.MAX_EVENTS` (64): one with more could not be read back."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class CaptureBody:
     """``trace.capture``: EPCIS 2.0 events, applied in order, all or none; for a
     dispensing, the patient's commitment (a salted hash only the patient can open:
-    docs/medicines.md)."""
+    docs/medicines.md).
+
+    :meth:`validate` reads each event's facts once (normalising and hashing an event is
+    most of a capture's cost) and keeps them in ``facts``; the node keeps a decoded body
+    from admission to its block, so the checks and the apply that follow reuse them."""
 
     events: Annotated[list[dict[str, Any]], Items(1, MAX_EVENTS)]
     commitment: Annotated[str, Hex(32)] | None = None
 
     def validate(self) -> None:
-        hashes = [_facts(i, e).hash for i, e in enumerate(self.events)]
+        facts = tuple(_facts(i, e) for i, e in enumerate(self.events))
+        hashes = [f.hash for f in facts]
         if len(set(hashes)) != len(hashes):
             raise Rejected("malformed", "the same event is named twice")
+        object.__setattr__(self, "facts", facts)  # not a body field: derived, kept
+
+    facts: ClassVar[tuple[Facts, ...]]  # set on each instance by validate
 
 
 def _facts(index: int, event: Any) -> Facts:
@@ -429,8 +437,7 @@ RULES: dict[tuple[str, str | None, str], Callable[[Plan], None]] = {
 def _plan(view: StateView, tx: Transaction, b: CaptureBody, ctx: BlockContext) -> Plan:
     org, role = member_org(view, tx.sender)
     plan = Plan(view, ctx, org, role, b.commitment)
-    for index, event in enumerate(b.events):
-        facts = _facts(index, event)
+    for index, facts in enumerate(b.facts):
         try:
             plan.run(facts, _rule(view, facts))
         except Rejected as e:
