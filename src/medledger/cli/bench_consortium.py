@@ -52,6 +52,7 @@ __all__ = ["run_bench", "run_consortium_bench"]
 
 P99_TARGET_MS = 1000  # commit latency at half load, p99
 NODE_STOP_S = 15.0
+MESH_WAIT_S = 30.0  # see _Nodes.wait_connected
 WATCH_EVERY_S = 0.01
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -169,15 +170,27 @@ class _Nodes:
         self.started = started
 
     def start(self) -> None:
-        for home in self.homes:
-            env = {**os.environ, "MEDLEDGER_PASSPHRASE": home.passphrase()}
-            with open(home.path / "node.log", "ab") as log:
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "medledger", "up", "--home", str(home.path)],
-                    env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-            self.procs.append(proc)
-            if self.started is not None:
-                self.started.append(proc.pid)
+        self.procs = [self._launch(home) for home in self.homes]
+
+    def _launch(self, home: Home) -> subprocess.Popen[bytes]:
+        env = {**os.environ, "MEDLEDGER_PASSPHRASE": home.passphrase()}
+        with open(home.path / "node.log", "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "medledger", "up", "--home", str(home.path)],
+                env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        if self.started is not None:
+            self.started.append(proc.pid)
+        return proc
+
+    def _restart(self, index: int) -> None:
+        proc = self.procs[index]
+        proc.terminate()
+        try:
+            proc.wait(NODE_STOP_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        self.procs[index] = self._launch(self.homes[index])
 
     def check_alive(self) -> None:
         for i, proc in enumerate(self.procs):
@@ -186,8 +199,12 @@ class _Nodes:
                                  f"the end of its node.log:\n{_log_tail(self.homes[i])}")
 
     def wait_connected(self, timeout: float) -> None:
-        """Until every node answers ``/v1/status`` with all N-1 peers connected."""
+        """Until every node answers ``/v1/status`` with all N-1 peers connected. Two
+        CometBFTs that dial each other at the same moment can end with one side holding a
+        connection the other dropped, until its ping times out (up to about 105 s): a node
+        that answers but is short of peers after ``MESH_WAIT_S`` is restarted, once."""
         deadline = time.monotonic() + timeout
+        restart_at = time.monotonic() + min(MESH_WAIT_S, timeout / 2)
         want = len(self.procs) - 1
         peers: list[int] = [-1] * len(self.procs)
         while time.monotonic() < deadline:
@@ -199,6 +216,10 @@ class _Nodes:
                     peers[i] = -1
             if all(p == want for p in peers):
                 return
+            if time.monotonic() > restart_at and all(p >= 0 for p in peers):
+                restart_at = deadline
+                for i in [i for i, p in enumerate(peers) if p < want]:
+                    self._restart(i)
             time.sleep(0.2)
         raise SystemExit(f"the nodes were not all connected within {timeout:.0f} s "
                          f"(peers per node: {peers}, want {want})")
