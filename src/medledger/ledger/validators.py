@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from medledger.codec import Tag, encode, tagged_hash
@@ -46,6 +46,7 @@ class ValidatorSet:
     """An ordered set of validators (sorted by public key, no duplicates)."""
 
     validators: tuple[Validator, ...]
+    _hash: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         keys = [v.public_key for v in self.validators]
@@ -78,5 +79,8 @@ class ValidatorSet:
         return 0
 
     def hash(self) -> bytes:
-        """``tagged_hash(VALIDATORS, canonical list)``: what block headers commit to."""
-        return tagged_hash(Tag.VALIDATORS, encode(self.to_list()))
+        """``tagged_hash(VALIDATORS, canonical list)``: what block headers commit to
+        (computed once per set: the set is immutable)."""
+        if self._hash is None:
+            object.__setattr__(self, "_hash", tagged_hash(Tag.VALIDATORS, encode(self.to_list())))
+        return self._hash  # type: ignore[return-value]
