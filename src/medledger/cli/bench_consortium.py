@@ -160,6 +160,18 @@ def _log_tail(home: Home, chars: int = 3000) -> str:
         return "(no node.log)"
 
 
+def end_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM ``proc`` (one this run started), SIGKILL after ``NODE_STOP_S``; wait."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(NODE_STOP_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
 class _Nodes:
     """The consortium's node processes: started, watched, and stopped by pid."""
 
@@ -183,13 +195,7 @@ class _Nodes:
         return proc
 
     def _restart(self, index: int) -> None:
-        proc = self.procs[index]
-        proc.terminate()
-        try:
-            proc.wait(NODE_STOP_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        end_process(self.procs[index])
         self.procs[index] = self._launch(self.homes[index])
 
     def check_alive(self) -> None:

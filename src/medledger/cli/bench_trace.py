@@ -76,7 +76,6 @@ from rich.console import Console
 
 from medledger.apps import BlockContext, default_registry
 from medledger.cli.bench_consortium import (
-    NODE_STOP_S,
     _engine_rounds,
     _Nodes,
     _prepare_consortium,
@@ -85,6 +84,7 @@ from medledger.cli.bench_consortium import (
     _running,
     _sign_client_batches,
     _Watcher,
+    end_process,
 )
 from medledger.cli.bench_records import _phase_report
 from medledger.client import Client, VerificationFailed, verify_state_answer
@@ -353,13 +353,8 @@ async def _keep_genesis_state(home: Home, engine: EngineHome, empty: Path,
                     raise SystemExit("CometBFT did not keep its genesis state in time")
                 await asyncio.sleep(0.1)
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(NODE_STOP_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        if proc is not None:
+            end_process(proc)
         await server.close()
         store.close()
 
