@@ -45,11 +45,16 @@ if TYPE_CHECKING:
     from medledger.apps.host import CommandHost, QueryHost
 
 __all__ = [
-    "App", "AppView", "Authorize", "BlockContext", "DemoTx", "Event", "GenesisDoc",
+    "APP_FAULTS", "App", "AppView", "Authorize", "BlockContext", "DemoTx", "Event", "GenesisDoc",
     "Misbehavior", "PrefixViolation", "Rejected", "TxType", "ValidatorAuthority", "owned", "scoped",
 ]
 
 B = TypeVar("B")
+
+APP_FAULTS = (KeyError, TypeError, ValueError, IndexError, AttributeError)
+"""What a flaw in an app's code raises (as opposed to :class:`Rejected`, a refusal): at
+admission it refuses the transaction with ``internal``, in a block it fails it with
+``internal``, keeping nothing of it but its nonce; it never stops the node."""
 
 
 class Rejected(Exception):

@@ -36,7 +36,7 @@ BASE_CODES = {
     "malformed": 400, "chain_id": 400, "signature": 400, "unknown_type": 400,
     "too_large": 413, "nonce": 409, "duplicate": 409, "exists": 409,
     "unknown_sender": 403, "unauthorized": 403, "not_found": 404, "mempool_full": 429,
-    "unavailable": 503,
+    "unavailable": 503, "internal": 500,
 }
 """Refusal codes of the node itself, and those every app may use, with HTTP statuses."""
 

@@ -15,11 +15,13 @@ recomputed at each commit.
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from typing import Any
 
 from medledger.apps import AppRegistry, BlockContext, Rejected
+from medledger.apps.base import APP_FAULTS
 from medledger.codec import decode, encode
 from medledger.ledger import (
     ZERO_HASH,
@@ -42,6 +44,8 @@ from medledger.store import BlockRecord, Store, StoredTx, StoreMismatch
 
 __all__ = ["BlockEvents", "Chain", "engine_block_hash", "engine_reference", "nonce_key",
            "result_of"]
+
+logger = logging.getLogger(__name__)
 
 CACHE_ENTRIES = 200_000
 
@@ -293,6 +297,14 @@ class Chain:
         except Rejected as e:
             block_view.writes[key] = b"%d" % tx.nonce
             return TxResult(e.code, e.message)
+        except APP_FAULTS as e:
+            # a flaw in an app's check or apply fails the transaction (nothing of it is
+            # kept but its nonce), not the block: every node runs the same code on the same
+            # state, so every node fails it alike, and the chain goes on
+            logger.exception("an app failed on tx %s at height %d", tx.tx_id.hex(), ctx.height)
+            block_view.writes[key] = b"%d" % tx.nonce
+            return TxResult("internal", f"the app could not apply this transaction "
+                                        f"({type(e).__name__}); nothing of it was kept")
         tx_view.writes[key] = b"%d" % tx.nonce  # canonical bytes of an integer
         tx_view.merge_into_parent()
         return TxResult("ok", "", events)

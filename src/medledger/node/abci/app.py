@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from medledger.apps import BlockContext, Misbehavior, Rejected
+from medledger.apps.base import APP_FAULTS
 from medledger.codec import decode, decode_canonical_list
 from medledger.ledger import Block, LedgerError, Transaction, TxResult, ValidatorSet
 from medledger.ledger.engine import exec_result_code
@@ -202,7 +203,7 @@ class LedgerApplication:
             self.chain.check(tx, 0, stateless_done=True)
         except Rejected as e:
             return types.ResponseCheckTx(code=1, codespace=e.code, log=e.message)
-        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+        except APP_FAULTS as e:
             # a flaw in an app's check must refuse the transaction, not stop the node
             log.exception("CheckTx: an app's check failed on tx %s", tx.tx_id.hex())
             return types.ResponseCheckTx(code=1, codespace="internal",
