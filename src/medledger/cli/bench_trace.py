@@ -21,7 +21,7 @@ CometBFT's block store knows none of these blocks, so the home's CometBFT genesi
 to start the chain where the app's store ends, as a chain restarted from exported state
 is: ``initial_height`` the next height and ``app_hash`` the state root. The node is then
 started as any node is (``medledger up`` and its ``cometbft`` child; see
-:func:`_start_where_the_store_ends` for CometBFT's part), but without checking its whole
+:func:`~medledger.cli.bench_trace_verify._start_where_the_store_ends` for CometBFT's part), but without checking its whole
 store first (``verify_on_start``: minutes on a million packs). CometBFT commits the first
 block of its own at once (a new chain's first block proves the app hash), and from then on
 the node's proven answers carry CometBFT's signed header, as on any node.
