@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import struct
 from bisect import bisect_left, insort
-from typing import TYPE_CHECKING, Any
+from collections import OrderedDict
+from typing import Any, Protocol
 
 from medledger.merkle.sparse_proof import (
     _LEAF_PREFIX,
@@ -19,8 +20,16 @@ from medledger.merkle.sparse_proof import (
     _sha256,
 )
 
-if TYPE_CHECKING:
-    from medledger.merkle.sparse import SparseMerkleTree
+
+class _Tree(Protocol):
+    """What a batch uses of :class:`medledger.merkle.sparse.SparseMerkleTree`: its node
+    loader and its cache of decoded nodes."""
+
+    _cache: OrderedDict[Any, Any]
+
+    def _load(self, node_id: int, expected: bytes) -> Any: ...
+
+    def _remember(self, node_id: int, node_hash: bytes, node: Any) -> None: ...
 
 __all__ = ["LEAF_KIND", "LEAF_SIZE", "NODE_KIND", "NODE_SIZE"]
 
@@ -60,7 +69,7 @@ class _Batch:
     )
 
     def __init__(
-        self, tree: SparseMerkleTree, items: list[tuple[bytes, bytes | None]], next_id: int
+        self, tree: _Tree, items: list[tuple[bytes, bytes | None]], next_id: int
     ) -> None:
         self.keys = [k for k, _ in items]
         self.values = [v for _, v in items]
