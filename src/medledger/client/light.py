@@ -173,7 +173,14 @@ def _path(proof: dict[str, Any], name: str) -> list[bytes]:
 
 def verify_tx_answer(answer: dict[str, Any], trusted: Trusted, chain_id: str) -> VerifiedTx:
     """Check a ``GET /v1/txs/{id}`` answer end to end: the transaction in the ``data_hash``
-    of its block's signed header, its result in the ``last_results_hash`` of the next."""
+    of its block's signed header, its result in the ``last_results_hash`` of the next.
+
+    Of the answer's own block header, the engine's signed headers bind the height, the time,
+    the proposer (its address), the state root (the next header's app hash) and the count
+    of transactions (the size of the tree the inclusion proof checks against
+    ``data_hash``); the rest of it (``tx_root``, ``results_root``, ``prev_hash``,
+    ``history_root``, ``validators_hash``) is the app's own record of the block, which no
+    signed header covers, and is not checked here."""
     tx, result, index, size, proof = _tx_parts(answer)
     try:
         header = Header.from_dict(answer["header"])
@@ -188,6 +195,10 @@ def verify_tx_answer(answer: dict[str, Any], trusted: Trusted, chain_id: str) ->
     block, following = signed[0].header, signed[1].header
     if _ms(block.time) != header.time:
         raise VerificationFailed("the block's time is not the engine's")
+    if comet.address_of(header.proposer) != block.proposer_address:
+        raise VerificationFailed("the block's proposer is not the engine's")
+    if following.app_hash != header.state_root:
+        raise VerificationFailed("the state root is not the app hash the next header signs")
     if not log.verify_inclusion(log.leaf_hash(tx_leaf(tx.raw)), index, size,
                                 _path(proof, "data_audit_path"), block.data_hash):
         raise VerificationFailed("the inclusion proof does not lead to the block's data hash")
@@ -195,6 +206,9 @@ def verify_tx_answer(answer: dict[str, Any], trusted: Trusted, chain_id: str) ->
                                 _path(proof, "result_audit_path"), following.last_results_hash):
         raise VerificationFailed("the result's proof does not lead to the next header's "
                                  "results hash")
+    if size != header.tx_count:
+        raise VerificationFailed("the block's transaction count is not the size of the tree "
+                                 "the inclusion proof checks")
     return VerifiedTx(tx, header, index, result)
 
 
