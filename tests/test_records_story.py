@@ -25,11 +25,11 @@ import base64
 import contextlib
 import json
 import os
-import subprocess
-import sys
 import secrets
 import sqlite3
 import struct
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -46,7 +46,7 @@ from medledger.apps.records.state import (
     EMERGENCY_QUEUE,
     JUSTIFY_MS,
 )
-from medledger.client import ApiRefused, Client, verify_list_answer
+from medledger.client import ApiRefused, verify_list_answer
 from medledger.client.emergency import create_emergency_key, emergency_open, release_share
 from medledger.client.records import (
     SealedRecord,
@@ -62,13 +62,12 @@ from medledger.ledger import Transaction
 from medledger.standards.fhir import canonical_bytes, category, validate
 from tests.enginenet import CHAIN, EngineNet, wait_for
 from tests.nodeproc import FAST_KDF
+from tests.story import COMMIT_TIMEOUT, HTTP_TIMEOUT, NetStory
 
 pytestmark = pytest.mark.processes
 
 PASSPHRASE = "patient passphrase for the story"
 DAY_MS = 86_400_000
-HTTP_TIMEOUT = 15.0
-COMMIT_TIMEOUT = 30.0
 RECORDS = "/v1/records"
 SNAPSHOT_INTERVAL = 5  # every node keeps state snapshots, so that the scans cover them
 
@@ -132,15 +131,13 @@ class Written:
 
 
 @dataclass
-class Story:
-    net: EngineNet
+class Story(NetStory):
     root: Path
     patient: Person
     author: Person  # st-mary clinician
     cardiologist: Person  # northgate clinician
     medic: Person  # riverside emergency clinician
     patient_file: Path
-    nonces: dict[str, int] = field(default_factory=dict)
     records: dict[str, Written] = field(default_factory=dict)
     grant: str = ""
     emergency: str = ""
@@ -149,62 +146,6 @@ class Story:
     @property
     def pseudonym(self) -> str:
         return pseudonym_of(self.patient.signing.public_key)
-
-    def api(self, node: int) -> str:
-        return self.net.nodes[node].api
-
-    def client(self, node: int) -> Client:
-        return Client(self.api(node), timeout=HTTP_TIMEOUT)
-
-    def tx(self, key: SigningKey, type_: str, body: dict[str, Any]) -> Transaction:
-        sender = key.public_key.hex()
-        if sender not in self.nonces:
-            with self.client(0) as client:
-                self.nonces[sender] = client.next_nonce(key.public_key) - 1
-        self.nonces[sender] += 1
-        return Transaction.create(key, CHAIN, type_, self.nonces[sender], body)
-
-    def commit(self, node: int, txs: list[Transaction]) -> list[dict[str, Any]]:
-        """Submit ``txs`` to ``node`` and wait (bounded) until each is committed ``ok``."""
-        with self.client(node) as client:
-            for tx in txs:
-                assert client.submit(tx)["status"] == "pending"
-
-            def committed(tx: Transaction) -> dict[str, Any] | None:
-                try:
-                    return client.tx(tx.tx_id.hex())
-                except ApiRefused as e:
-                    assert e.status in (404, 503), e
-                    return None
-
-            answers = [wait_for(lambda tx=tx: committed(tx), COMMIT_TIMEOUT,
-                                f"{tx.type} to commit") for tx in txs]
-        for tx, answer in zip(txs, answers, strict=True):
-            assert answer["code"] == "ok", (tx.type, answer)
-        return answers
-
-    def send(self, node: int, key: SigningKey, type_: str, body: dict[str, Any]
-             ) -> dict[str, Any]:
-        """One transaction, committed ``ok`` (the node answers once a header proves it)."""
-        tx = self.tx(key, type_, body)
-        with self.client(node) as client:
-            answer = client.submit(tx, wait=True, timeout=COMMIT_TIMEOUT)
-        assert answer.get("status") == "committed", answer
-        assert answer["code"] == "ok", (type_, answer)
-        return answer
-
-    def refused(self, node: int, key: SigningKey, type_: str, body: dict[str, Any]
-                ) -> ApiRefused:
-        """A transaction the node refuses at admission (its nonce stays unused)."""
-        tx = self.tx(key, type_, body)
-        self.nonces[key.public_key.hex()] -= 1
-        with self.client(node) as client, pytest.raises(ApiRefused) as refused:
-            client.submit(tx)
-        return refused.value
-
-    def get(self, node: int, path: str, **params: Any) -> Any:
-        with self.client(node) as client:
-            return client.get(path, params)
 
     def wait_all(self, height: int) -> None:
         self.net.wait_height(range(len(self.net.nodes)), height, timeout=COMMIT_TIMEOUT)

@@ -36,7 +36,7 @@ import pytest
 
 from medledger.apps.trace.state import lot_key, pack_key
 from medledger.apps.trace.verify import REASONS, verdict
-from medledger.client import ApiRefused, Client, VerificationFailed, verify_state_answer
+from medledger.client import ApiRefused, VerificationFailed, verify_state_answer
 from medledger.crypto import SigningKey
 from medledger.ledger import Transaction, ValidatorSet
 from medledger.standards import epcis
@@ -50,6 +50,7 @@ from medledger.standards.gs1 import (
     parse_code,
 )
 from tests.enginenet import CHAIN, EngineNet, wait_for
+from tests.story import COMMIT_TIMEOUT, NetStory
 from tests.test_trace_app import (
     CASE_1,
     CASE_2,
@@ -74,8 +75,6 @@ from tests.test_trace_app import CP as PREFIX
 
 pytestmark = pytest.mark.processes
 
-HTTP_TIMEOUT = 15.0
-COMMIT_TIMEOUT = 30.0
 PROOF_TIMEOUT = 20.0
 TRACE = "/v1/trace"
 
@@ -95,66 +94,10 @@ def scan_of(p: SGTIN) -> Scan:
 
 # the consortium ---------------------------------------------------------------------------------
 @dataclass
-class Story:
-    net: EngineNet
+class Story(NetStory):
     trusted: ValidatorSet  # the genesis validators (no set changes in this story)
     admins: dict[str, SigningKey] = field(default_factory=dict)
-    nonces: dict[str, int] = field(default_factory=dict)
-    height: int = 0  # the highest height a transaction of the story committed at
     raw_receipt: dict[str, Any] = field(default_factory=dict)  # an event as captured
-
-    def api(self, node: int) -> str:
-        return self.net.nodes[node].api
-
-    def client(self, node: int) -> Client:
-        return Client(self.api(node), timeout=HTTP_TIMEOUT)
-
-    def tx(self, key: SigningKey, type_: str, body: dict[str, Any]) -> Transaction:
-        sender = key.public_key.hex()
-        if sender not in self.nonces:
-            with self.client(0) as client:
-                self.nonces[sender] = client.next_nonce(key.public_key) - 1
-        self.nonces[sender] += 1
-        return Transaction.create(key, CHAIN, type_, self.nonces[sender], body)
-
-    def caught_up(self, node: int) -> None:
-        """Until ``node`` has committed everything the story did so far: a transaction is
-        checked against the state of the node it is submitted to."""
-        self.net.wait_height([node], self.height, timeout=COMMIT_TIMEOUT)
-
-    def commit(self, node: int, txs: list[Transaction]) -> list[dict[str, Any]]:
-        """Submit ``txs`` (independent of each other) to ``node`` and wait (bounded) until
-        each is committed ``ok``."""
-        self.caught_up(node)
-        with self.client(node) as client:
-            for tx in txs:
-                assert client.submit(tx)["status"] == "pending"
-
-            def committed(tx: Transaction) -> dict[str, Any] | None:
-                try:
-                    return client.tx(tx.tx_id.hex())
-                except ApiRefused as e:
-                    assert e.status in (404, 503), e
-                    return None
-
-            answers = [wait_for(lambda tx=tx: committed(tx), COMMIT_TIMEOUT,
-                                f"{tx.type} to commit") for tx in txs]
-        for tx, answer in zip(txs, answers, strict=True):
-            assert answer["code"] == "ok", (tx.type, answer)
-            self.height = max(self.height, answer["height"])
-        return answers
-
-    def send(self, node: int, key: SigningKey, type_: str, body: dict[str, Any]
-             ) -> dict[str, Any]:
-        """One transaction, committed ``ok`` (the node answers once a header proves it)."""
-        self.caught_up(node)
-        tx = self.tx(key, type_, body)
-        with self.client(node) as client:
-            answer = client.submit(tx, wait=True, timeout=COMMIT_TIMEOUT)
-        assert answer.get("status") == "committed", answer
-        assert answer["code"] == "ok", (type_, answer)
-        self.height = max(self.height, answer["height"])
-        return answer
 
     def capture(self, org: str, *events: dict[str, Any], commitment: str | None = None
                 ) -> dict[str, Any]:
@@ -163,22 +106,6 @@ class Story:
         if commitment is not None:
             body["commitment"] = commitment
         return self.send(NODE_OF[org], self.admins[org], "trace.capture", body)
-
-    def refused(self, node: int, key: SigningKey, type_: str, body: dict[str, Any]
-                ) -> ApiRefused:
-        """A transaction the node refuses at admission (its nonce stays unused)."""
-        self.caught_up(node)
-        tx = self.tx(key, type_, body)
-        self.nonces[key.public_key.hex()] -= 1
-        with self.client(node) as client, pytest.raises(ApiRefused) as refused:
-            client.submit(tx)
-        return refused.value
-
-    def get(self, node: int, path: str, **params: Any) -> Any:
-        """An unproven read, once ``node`` has committed everything the story did."""
-        self.caught_up(node)
-        with self.client(node) as client:
-            return client.get(path, params)
 
     def verify(self, node: int, code: str, scanner: str | None) -> dict[str, Any]:
         """``GET /v1/trace/verify`` at ``node``, once it answers from a proven state that
