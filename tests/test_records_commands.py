@@ -10,8 +10,6 @@ FHIR resource carries a canary; no file of the node's may hold it.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import json
 import re
 from collections.abc import Iterator
@@ -20,15 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import carebundle
-import httpx
 import pytest
 from typer.testing import CliRunner, Result
 
-import medledger.cli.host as cli_host
 import medledger.cli.main as cli
-from medledger.api import create_app
 from medledger.apps.identity import pseudonym_of
-from medledger.client import Client
 from medledger.crypto import Keystore
 from medledger.ledger import Transaction
 from medledger.node import PASSPHRASE_ENV, Home
@@ -36,45 +30,14 @@ from medledger.node.blobs import BlobStore
 from medledger.standards.fhir import split_bundle, validate
 from tests.conftest import DEMO_CHAIN_ID, DEMO_GENESIS_TIME, FAST_KDF
 from tests.localchain import LocalNode, open_local
+from tests.localworld import commit_ok, register_people, serve_cli
 
 PASSPHRASE = "correct horse battery staple"
 CANARY = "CANARY-4be1-record-plaintext"
 SUITE = "x25519"
 
 
-# the node and its API -------------------------------------------------------------------------
-class Served:
-    """The node's API behind a MockTransport: each request forwarded as it is (method, URL,
-    headers, body); ``POST /v1/txs?wait=true`` admits the transaction, commits its block
-    and answers as the node does once it is committed."""
-
-    def __init__(self, node: LocalNode) -> None:
-        self.node = node
-        self.app = create_app(node, run_node=False)
-
-    async def _forward(self, request: httpx.Request, params: Any = None) -> httpx.Response:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app),
-                                     base_url=f"{request.url.scheme}://{request.url.host}"
-                                     ) as http:
-            return await http.request(request.method, request.url.path,
-                                      params=request.url.params if params is None else params,
-                                      headers=request.headers, content=request.content)
-
-    def handle(self, request: httpx.Request) -> httpx.Response:
-        wait = request.method == "POST" and request.url.path == "/v1/txs"
-        response = asyncio.run(self._forward(request, {} if wait else None))
-        if not wait or response.status_code != 202:
-            return httpx.Response(response.status_code, headers=response.headers,
-                                  content=response.content)
-        tx_id = response.json()["tx_id"]
-        self.node.produce_block()
-        stored = asyncio.run(self._forward(httpx.Request("GET", f"{request.url.scheme}://"
-                                                                f"{request.url.host}/v1/txs/"
-                                                                f"{tx_id}")))
-        answer = {k: stored.json()[k] for k in ("tx_id", "height", "code", "message")}
-        return httpx.Response(200, json={**answer, "status": "committed"})
-
-
+# the node and its API ---------------------------------------------------------------------------
 @dataclass
 class World:
     home: Home
@@ -97,36 +60,9 @@ MEMBERS = {"author": ("st-mary", "clinician"), "grantee": ("northgate", "clinici
 PATIENTS = ("patient", "other", *(f"guardian{i}" for i in range(5)))
 
 
-def _commit(node: LocalNode, txs: list[Transaction]) -> None:
-    for tx in txs:
-        assert node.submit(tx).accepted
-    node.produce_block()
-    for tx in txs:
-        assert node.store.get_tx(tx.tx_id).code == "ok"
-
-
 def _people(home: Home, node: LocalNode, folder: Path) -> dict[str, Path]:
-    files: dict[str, Path] = {}
-    txs = []
-    nonces: dict[str, int] = {}
-    for who in [*MEMBERS, *PATIENTS]:
-        keys = Keystore.generate(SUITE)
-        files[who] = folder / f"{who}.key"
-        keys.save(files[who], PASSPHRASE, kdf_params=FAST_KDF)
-        enc = {"enc_key": keys.encryption.public_bytes().hex(), "enc_suite": SUITE}
-        if who in MEMBERS:
-            org, role = MEMBERS[who]
-            admin = home.member_keys(org).signing
-            nonces[org] = nonces.get(org, 0) + 1
-            txs.append(Transaction.create(admin, DEMO_CHAIN_ID, "identity.member.register",
-                                          nonces[org], {"org": org, "role": role,
-                                                        "key": keys.signing.public_key.hex(),
-                                                        "name": who, **enc}))
-        else:
-            txs.append(Transaction.create(keys.signing, DEMO_CHAIN_ID,
-                                          "identity.patient.register", 1, enc))
-    _commit(node, txs)
-    return files
+    return register_people(home, node, folder, DEMO_CHAIN_ID, members=MEMBERS,
+                           patients=PATIENTS, suite=SUITE, passphrase=PASSPHRASE)
 
 
 @pytest.fixture(scope="module")
@@ -140,9 +76,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         node.blobs = BlobStore(home.path / "data" / "blobs")
         (root / "people").mkdir()
         files = _people(home, node, root / "people")
-        served = Served(node)
-        m.setattr(cli_host, "Client", functools.partial(
-            Client, transport=httpx.MockTransport(served.handle)))
+        serve_cli(node, m)
         yield World(home, node, files)
         node.close()
         on_disk = b"".join(p.read_bytes() for p in home.path.rglob("*") if p.is_file())
@@ -297,7 +231,7 @@ def test_import_then_export_equal_resource_for_resource(runner: CliRunner, world
     keys = Keystore.generate(SUITE)  # a fresh patient, so that export holds this bundle only
     keys.save(tmp_path / "fresh.key", PASSPHRASE, kdf_params=FAST_KDF)
     world.keys["fresh"] = tmp_path / "fresh.key"
-    _commit(world.node, [Transaction.create(keys.signing, DEMO_CHAIN_ID,
+    commit_ok(world.node, [Transaction.create(keys.signing, DEMO_CHAIN_ID,
                                             "identity.patient.register", 1,
                                             {"enc_key": keys.encryption.public_bytes().hex(),
                                              "enc_suite": SUITE})])

@@ -10,20 +10,16 @@ enough, two are. Every FHIR resource carries a canary; no file of the node's may
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 from typer.testing import CliRunner, Result
 
-import medledger.cli.host as cli_host
 import medledger.cli.main as cli
 from medledger.apps.identity import pseudonym_of
-from medledger.client import Client
 from medledger.client.emergency import (
     EmergencyKey,
     create_emergency_key,
@@ -33,16 +29,15 @@ from medledger.client.emergency import (
 )
 from medledger.client.records import RecordError, RecoveryError, seal_record
 from medledger.crypto import EncryptionKey, Keystore
-from medledger.ledger import Transaction
 from medledger.node import PASSPHRASE_ENV, Home
 from medledger.node.blobs import BlobStore
 from tests.conftest import DEMO_CHAIN_ID, DEMO_GENESIS_TIME, FAST_KDF
 from tests.localchain import LocalNode, open_local
+from tests.localworld import register_people, serve_cli
 from tests.test_records_commands import (
     CANARY,
     PASSPHRASE,
     SUITE,
-    Served,
     observation,
     ok,
     read_json,
@@ -131,27 +126,8 @@ class World:
 
 
 def _people(home: Home, node: LocalNode, folder: Path) -> dict[str, Path]:
-    files: dict[str, Path] = {}
-    txs, nonces = [], {}
-    for who in [*MEMBERS, "patient"]:
-        keys = Keystore.generate(SUITE)
-        files[who] = folder / f"{who}.key"
-        keys.save(files[who], PASSPHRASE, kdf_params=FAST_KDF)
-        enc = {"enc_key": keys.encryption.public_bytes().hex(), "enc_suite": SUITE}
-        if who == "patient":
-            txs.append(Transaction.create(keys.signing, DEMO_CHAIN_ID,
-                                          "identity.patient.register", 1, enc))
-            continue
-        org, role = MEMBERS[who]
-        nonces[org] = nonces.get(org, 0) + 1
-        txs.append(Transaction.create(home.member_keys(org).signing, DEMO_CHAIN_ID,
-                                      "identity.member.register", nonces[org],
-                                      {"org": org, "role": role, "name": who,
-                                       "key": keys.signing.public_key.hex(), **enc}))
-    for tx in txs:
-        assert node.submit(tx).accepted
-    node.produce_block()
-    return files
+    return register_people(home, node, folder, DEMO_CHAIN_ID, members=MEMBERS,
+                           patients=("patient",), suite=SUITE, passphrase=PASSPHRASE)
 
 
 @pytest.fixture(scope="module")
@@ -165,8 +141,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         node.blobs = BlobStore(home.path / "data" / "blobs")
         (root / "people").mkdir()
         files = _people(home, node, root / "people")
-        m.setattr(cli_host, "Client", functools.partial(
-            Client, transport=httpx.MockTransport(Served(node).handle)))
+        serve_cli(node, m)
         yield World(home, node, files)
         node.close()
         on_disk = b"".join(p.read_bytes() for p in home.path.rglob("*") if p.is_file())

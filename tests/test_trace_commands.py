@@ -58,7 +58,7 @@ from medledger.standards.gs1 import (
 from medledger.store import EventQuery
 from tests.conftest import FAST_KDF
 from tests.localchain import LocalNode, open_local
-from tests.test_records_commands import Served
+from tests.localworld import Served, serve_cli
 from tests.test_trace_app import (
     CASE_1,
     CASE_2,
@@ -232,10 +232,7 @@ def _open(root: Path, m: pytest.MonkeyPatch) -> World:
     m.setenv(PASSPHRASE_ENV, PASSPHRASE)
     home = _home(root / "node")
     node = open_local(home)
-    served = Served(node)
-    m.setattr(cli_host, "Client", functools.partial(
-        Client, transport=httpx.MockTransport(served.handle)))
-    return World(home, node, served, root)
+    return World(home, node, serve_cli(node, m), root)
 
 
 @pytest.fixture(scope="module")
