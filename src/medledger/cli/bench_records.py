@@ -35,10 +35,10 @@ key made here. One run, in order:
    the wrapped key from it, fetches the ciphertext from it (signed ``GET``; it is never
    the node the blob was uploaded to), unwraps and decrypts. A read answered 503
    ``busy`` (a proven read while blocks commit), or proven only at a height before the
-   grant's, is asked again within the sample's time (counted in ``busy_retries``). A sample's time runs from submitting
-   the grant to the plaintext, which is checked against the original. A few
-   samples without load come first: their mean sizes the background, and they are
-   reported apart. Samples are taken while the background runs, at most ``samples``.
+   grant's, is asked again within the sample's time (counted in ``busy_retries``). A
+   sample's time runs from submitting the grant to the plaintext, which is checked against
+   the original. A few samples without load come first: their mean sizes the background,
+   and they are reported apart. Samples are taken while the background runs, at most ``samples``.
 
 Every transaction is submitted with the API a client uses (``POST /v1/txs``, with
 ``wait=true&proven=false`` for the samples: an answer once committed, without waiting for
@@ -60,18 +60,16 @@ from typing import Any
 from rich.console import Console
 
 from medledger.cli.bench_consortium import (
-    _cpu_split,
     _engine_rounds,
     _latencies,
-    _Nodes,
     _percentiles,
     _prepare_consortium,
     _results,
     _run_phase,
     _running,
     _sign_client_batches,
-    _Watcher,
 )
+from medledger.cli.bench_nodes import _cpu_split, _Nodes, _Watcher
 from medledger.cli.bench_records_cast import (
     AUTHORS_ORG,
     CHAIN_ID,

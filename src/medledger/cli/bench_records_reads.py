@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 
 from rich.console import Console
 
-from medledger.cli.bench_consortium import _Nodes, _percentiles, _run_phase, _Watcher
+from medledger.cli.bench_consortium import _percentiles, _run_phase
+from medledger.cli.bench_nodes import _Nodes, _Watcher
 from medledger.cli.bench_records_cast import CHAIN_ID, _Cast, _Record, _seal_work, _Sealer
 from medledger.client import ApiRefused, Client, Unreachable
 from medledger.client.record_blobs import get_blob

@@ -21,9 +21,9 @@ CometBFT's block store knows none of these blocks, so the home's CometBFT genesi
 to start the chain where the app's store ends, as a chain restarted from exported state
 is: ``initial_height`` the next height and ``app_hash`` the state root. The node is then
 started as any node is (``medledger up`` and its ``cometbft`` child; see
-:func:`~medledger.cli.bench_trace_verify._start_where_the_store_ends` for CometBFT's part), but without checking its whole
-store first (``verify_on_start``: minutes on a million packs). CometBFT commits the first
-block of its own at once (a new chain's first block proves the app hash), and from then on
+:func:`~medledger.cli.bench_trace_verify._start_where_the_store_ends` for CometBFT's
+part), but without checking its whole store first (``verify_on_start``: minutes on a
+million packs). CometBFT commits the first block of its own at once (a new chain's first block proves the app hash), and from then on
 the node's proven answers carry CometBFT's signed header, as on any node.
 
 ``GET /v1/trace/verify?code=...`` is then asked one request at a time (one HTTP
@@ -64,14 +64,13 @@ from rich.console import Console
 
 from medledger.cli.bench_consortium import (
     _engine_rounds,
-    _Nodes,
     _prepare_consortium,
     _results,
     _run_phase,
     _running,
     _sign_client_batches,
-    _Watcher,
 )
+from medledger.cli.bench_nodes import _Nodes, _Watcher
 from medledger.cli.bench_records import _phase_report
 from medledger.cli.bench_trace_epcis import (
     CHAIN_ID,

@@ -27,7 +27,8 @@ import httpx
 from rich.console import Console
 
 from medledger.apps import BlockContext, default_registry
-from medledger.cli.bench_consortium import _Nodes, _prepare_consortium, _running, end_process
+from medledger.cli.bench_consortium import _prepare_consortium, _running
+from medledger.cli.bench_nodes import _Nodes, end_process
 from medledger.cli.bench_trace_epcis import (
     CHAIN_ID,
     GTIN,
