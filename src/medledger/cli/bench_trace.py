@@ -23,8 +23,9 @@ is: ``initial_height`` the next height and ``app_hash`` the state root. The node
 started as any node is (``medledger up`` and its ``cometbft`` child; see
 :func:`~medledger.cli.bench_trace_verify._start_where_the_store_ends` for CometBFT's
 part), but without checking its whole store first (``verify_on_start``: minutes on a
-million packs). CometBFT commits the first block of its own at once (a new chain's first block proves the app hash), and from then on
-the node's proven answers carry CometBFT's signed header, as on any node.
+million packs). CometBFT commits the first block of its own at once (a new chain's first
+block proves the app hash), and from then on the node's proven answers carry CometBFT's
+signed header, as on any node.
 
 ``GET /v1/trace/verify?code=...`` is then asked one request at a time (one HTTP
 connection, kept alive) for random packs: genuine ones (the label's lot and expiry as
