@@ -1,9 +1,11 @@
 """A flaw in an app's code (a KeyError where a Rejected was meant, say) refuses the
 transaction at admission and fails it in a block, with the code ``internal``; nothing of it
-is kept but its nonce, the transactions beside it commit, and the chain goes on."""
+is kept but its nonce, the transactions beside it commit, and the chain goes on. A flaw in
+a block hook drops that hook's writes for the block and says so in the block's events."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,7 @@ from medledger.apps.governance import GovernanceApp
 from medledger.apps.identity import IdentityApp
 from medledger.ledger import Transaction
 from medledger.state import StateView
+from medledger.store import EventQuery
 from tests.chainutil import AbciChain, T
 from tests.test_pipeline_bench import ADMIN, CHAIN, genesis
 
@@ -48,7 +51,8 @@ def _apply_fails(view: StateView, tx: Transaction, body: FaultBody,
 
 
 class FaultyApp(App):
-    """Writes under faulty/; one type whose check is flawed, one whose apply is."""
+    """Writes under faulty/; one type whose check is flawed, one whose apply is; an
+    end-block hook that fails on even heights after a write, and counts the others."""
 
     name: ClassVar[str] = "faulty"
     prefixes: ClassVar[tuple[str, ...]] = ("faulty/",)
@@ -56,6 +60,12 @@ class FaultyApp(App):
     def transactions(self) -> Sequence[TxType[Any]]:
         return (TxType("faulty.check", FaultBody, _anyone, _check_fails, _apply_fails),
                 TxType("faulty.apply", FaultBody, _anyone, _fine, _apply_fails))
+
+    def end_block(self, view: StateView, ctx: BlockContext) -> tuple[Event, ...]:
+        view.put(f"faulty/hook/{ctx.height}", "written")
+        if ctx.height % 2 == 0:
+            raise IndexError("a flaw in the hook")
+        return (Event.of("faulty.hook_ran", height=str(ctx.height)),)
 
 
 @pytest.fixture
@@ -104,3 +114,25 @@ def test_the_abci_types_name_the_failure(chain: AbciChain) -> None:
                                                  type=T.NEW))
     assert answer.code != 0 and answer.codespace == "internal"
     assert "KeyError" in answer.log and "'k'" not in answer.log
+
+
+def test_a_flawed_hook_drops_its_writes_for_the_block_and_says_so(chain: AbciChain) -> None:
+    heights = []
+    for nonce in (1, 2, 3):
+        assert chain.submit(_anchor(nonce)) == "ok"
+        heights.append(chain.produce().header.height)
+    hooks = {}
+    for e in chain.chain.store.list_events(EventQuery(limit=1000)):
+        if e.tx_index is None:
+            hooks.setdefault(e.height, []).append((e.type, json.loads(e.attrs)))
+    for height in heights:
+        written = chain.chain.committed_value(f"faulty/hook/{height}")
+        if height % 2 == 0:
+            assert written is None, "the failed hook's write was kept"
+            assert ("ledger.hook_failed", {"app": "faulty", "error": "IndexError",
+                                           "hook": "end_block"}) in hooks[height]
+            assert all(t != "faulty.hook_ran" for t, _ in hooks[height])
+        else:
+            assert written is not None
+            assert ("faulty.hook_ran", {"height": str(height)}) in hooks[height]
+            assert all(t != "ledger.hook_failed" for t, _ in hooks[height])

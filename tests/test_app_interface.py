@@ -117,8 +117,12 @@ def test_an_event_must_be_named_after_its_app() -> None:
         def end_block(self, view: StateView, ctx: BlockContext) -> tuple[Event, ...]:
             return (Event.of("identity.fake", x="1"),)
 
-    with pytest.raises(ValueError, match="named <app>.<what>"):
-        AppRegistry([Misnamed()]).end_block(empty_view(), CTX)
+    # in a block, the hook counts as failed: its events and writes are dropped, and said
+    events = AppRegistry([Misnamed()]).end_block(empty_view(), CTX)
+    assert [(e.type, dict(e.attrs)) for e in events] == [
+        ("ledger.hook_failed", {"app": "notes", "hook": "end_block", "error": "ValueError"})]
+    with pytest.raises(ValueError, match="named <app>.<what>"):  # outside a block, it raises
+        AppRegistry([Misnamed()]).end_block(ReadOnly(lambda key: None), CTX)
 
 
 # --- the registry's own rules -------------------------------------------------------------------

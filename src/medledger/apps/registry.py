@@ -8,10 +8,12 @@ about genesis and the validator set without the node naming any app.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from medledger.apps.base import (
+    APP_FAULTS,
     App,
     AppView,
     BlockContext,
@@ -26,7 +28,9 @@ from medledger.apps.base import (
 from medledger.apps.body import decode_body
 from medledger.codec import encode
 from medledger.ledger import Event, Transaction
-from medledger.state import StateView
+from medledger.state import Overlay, StateView
+
+log = logging.getLogger(__name__)
 
 __all__ = ["AppRegistry", "BASE_CODES"]
 
@@ -194,10 +198,27 @@ class AppRegistry:
         return self._hook("end_block", view, ctx)
 
     def _hook(self, hook: str, view: StateView, ctx: BlockContext) -> tuple[Event, ...]:
+        """Each app's ``hook``, in order. On a block's overlay each runs on its own child:
+        a flaw in one app's hook (:data:`APP_FAULTS`) drops that hook's writes for this
+        block, is logged, and leaves a ``ledger.hook_failed`` event (app, hook, error type)
+        in the block's events, instead of stopping every node; the other apps' hooks run."""
         events: list[Event] = []
         for app in self.apps:
             run = getattr(app, hook)
-            events.extend(_checked_events(app, run(AppView(view, app.name, app.prefixes), ctx)))
+            target = view.child() if isinstance(view, Overlay) else view
+            try:
+                made = _checked_events(app, run(AppView(target, app.name, app.prefixes), ctx))
+            except APP_FAULTS as e:
+                if target is view:
+                    raise
+                log.exception("the %s hook of app %s failed at height %d", hook, app.name,
+                              ctx.height)
+                events.append(Event.of("ledger.hook_failed", app=app.name, hook=hook,
+                                       error=type(e).__name__))
+                continue
+            if target is not view:
+                target.merge_into_parent()  # type: ignore[attr-defined]
+            events.extend(made)
         return tuple(events)
 
     # genesis ------------------------------------------------------------------------------
