@@ -201,8 +201,8 @@ def join(
         EnginePorts,
         StateSyncSettings,
         fetch_trust_point,
-        write_joining_home,
     )
+    from medledger.node.home import write_joining_home
 
     genesis = Genesis.load(genesis_file)
     rpc = rpc or f"127.0.0.1:{parse_hostport(api)[1] + 1}"

@@ -16,7 +16,7 @@ out next to the node's, and how it runs as a child process.
 The binary is built from source by ``scripts/build-engine.sh`` (``make setup``) into the
 checkout's ``.tools/bin``; ``MEDLEDGER_COMETBFT`` names another.
 
-A node that joins a running chain (:func:`write_joining_home`, ``medledger join``) is no
+A node that joins a running chain (:func:`medledger.node.home.write_joining_home`, ``medledger join``) is no
 validator and starts from a state snapshot: its ``config.toml`` enables ``[statesync]`` with
 the RPC servers its light client asks, and the height and block hash it trusts
 (:class:`TrustPoint`, read from an RPC server's ``/commit`` when the home is written).
@@ -40,14 +40,13 @@ from typing import IO, Any
 
 import httpx
 
-from medledger.crypto import KdfParams, Keystore, SigningKey
-from medledger.node.config import ConfigError, NodeConfig, parse_hostport
+from medledger.crypto import SigningKey
+from medledger.node.config import ConfigError
 from medledger.node.genesis import Genesis
-from medledger.node.home import PASSPHRASE_ENV, Home
 
 __all__ = ["COMETBFT_VERSION", "EngineHome", "EngineMember", "EnginePorts", "StateSyncSettings",
            "TrustPoint", "cometbft_binary", "fetch_trust_point", "node_id_of", "start_engine",
-           "write_engine_homes", "write_joining_home"]
+           "write_engine_homes"]
 
 COMETBFT_VERSION = "0.38.26"
 RPC_BATCH_CALLS = 1000  # most calls in one JSON-RPC batch to the engine
@@ -341,38 +340,6 @@ def _commit(server: str, height: int | None, chain_id: str, timeout: float) -> T
     if found[1] < 1 or len(found[2]) != 32:
         raise ConfigError(f"{url} answered no committed block yet")
     return TrustPoint(found[1], found[2])
-
-
-def write_joining_home(path: Path, genesis: Genesis, *, api: str, ports: EnginePorts,
-                       peers: Sequence[str], state_sync: StateSyncSettings,
-                       kdf_params: KdfParams | None = None) -> Home:
-    """Write the home of a node that joins a running chain on CometBFT: no validator (a new
-    key of no power), ``peers`` (``<node id>@HOST:PORT``) to dial, and state sync enabled
-    with ``state_sync``. Refuses a folder that already holds a node."""
-    home = Home(path)
-    if any(p.exists() for p in (home.config_path, home.genesis_path, home.validator_key_path,
-                                home.store_path, home.path / "cometbft")):
-        raise ConfigError(f"{path} already holds a node; choose another --home")
-    for peer in peers:
-        if not re.fullmatch(r"[0-9a-f]{40}@.+", peer):
-            raise ConfigError(f"peer {peer!r}: give <node id>@HOST:PORT, the node id 40 hex "
-                              "characters (`cometbft show-node-id --home HOME/cometbft`)")
-        parse_hostport(peer.partition("@")[2])
-    config = NodeConfig(api=api, p2p=ports.p2p)
-    parse_hostport(config.api)
-    state_sync.validate()
-    (home.path / "keys").mkdir(parents=True, exist_ok=True)
-    (home.path / "data").mkdir(exist_ok=True)
-    passphrase = os.environ.get(PASSPHRASE_ENV) or home._write_passphrase()
-    key = Keystore.generate()
-    key.save(home.validator_key_path, passphrase, kdf_params=kdf_params)
-    genesis.save(home.genesis_path)
-    config.save(home.path)
-    engine = EngineHome(home.path)
-    engine.write(genesis, key.signing, SigningKey.generate(), ports, list(peers),
-                 moniker=home.path.name, block_interval_ms=config.block_interval_ms)
-    engine.enable_state_sync(state_sync)
-    return home
 
 
 def _write_json(path: Path, data: Any, *, secret: bool = True) -> None:

@@ -8,16 +8,25 @@ from ``HOME/passphrase``, which ``init`` writes (mode 0600) for local chains.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from medledger.crypto import KdfParams, Keystore, SigningKey
 from medledger.ledger import CHAIN_ID, Validator, ValidatorSet
-from medledger.node.config import ConfigError, NodeConfig
+from medledger.node.config import ConfigError, NodeConfig, parse_hostport
+from medledger.node.engine import (
+    EngineHome,
+    EngineMember,
+    EnginePorts,
+    StateSyncSettings,
+    with_nodes,
+    write_engine_homes,
+)
 from medledger.node.genesis import Genesis
 
 __all__ = ["CONSORTIUM_MANIFEST", "DEMO_ORGANISATIONS", "Home", "PASSPHRASE_ENV",
@@ -216,8 +225,6 @@ class Home:
         organisations = found_organisations(demo, passphrase, kdf_params, lambda _i, _o: home)
         node_keys = [SigningKey.generate()] if engine_rpc is not None else []
         if node_keys:
-            from medledger.node.engine import with_nodes
-
             organisations = with_nodes(organisations, [organisations[0]["id"]], node_keys)
         genesis = Genesis(
             chain_id=chain_id,
@@ -228,8 +235,6 @@ class Home:
         genesis.save(home.genesis_path)
         config.save(home.path)
         if engine_rpc is not None:
-            from medledger.node.engine import EngineMember, EnginePorts, write_engine_homes
-
             write_engine_homes([EngineMember(home.path, "node0", validator.signing,
                                              EnginePorts(config.p2p, engine_rpc))],
                                genesis, node_keys, block_interval_ms=config.block_interval_ms)
@@ -243,3 +248,34 @@ class Home:
             f.write(value + "\n")
         return value
 
+
+def write_joining_home(path: Path, genesis: Genesis, *, api: str, ports: EnginePorts,
+                       peers: Sequence[str], state_sync: StateSyncSettings,
+                       kdf_params: KdfParams | None = None) -> Home:
+    """Write the home of a node that joins a running chain on CometBFT: no validator (a new
+    key of no power), ``peers`` (``<node id>@HOST:PORT``) to dial, and state sync enabled
+    with ``state_sync``. Refuses a folder that already holds a node."""
+    home = Home(path)
+    if any(p.exists() for p in (home.config_path, home.genesis_path, home.validator_key_path,
+                                home.store_path, home.path / "cometbft")):
+        raise ConfigError(f"{path} already holds a node; choose another --home")
+    for peer in peers:
+        if not re.fullmatch(r"[0-9a-f]{40}@.+", peer):
+            raise ConfigError(f"peer {peer!r}: give <node id>@HOST:PORT, the node id 40 hex "
+                              "characters (`cometbft show-node-id --home HOME/cometbft`)")
+        parse_hostport(peer.partition("@")[2])
+    config = NodeConfig(api=api, p2p=ports.p2p)
+    parse_hostport(config.api)
+    state_sync.validate()
+    (home.path / "keys").mkdir(parents=True, exist_ok=True)
+    (home.path / "data").mkdir(exist_ok=True)
+    passphrase = os.environ.get(PASSPHRASE_ENV) or home._write_passphrase()
+    key = Keystore.generate()
+    key.save(home.validator_key_path, passphrase, kdf_params=kdf_params)
+    genesis.save(home.genesis_path)
+    config.save(home.path)
+    engine = EngineHome(home.path)
+    engine.write(genesis, key.signing, SigningKey.generate(), ports, list(peers),
+                 moniker=home.path.name, block_interval_ms=config.block_interval_ms)
+    engine.enable_state_sync(state_sync)
+    return home
