@@ -29,7 +29,7 @@ from medledger.node.consortium import free_port
 from medledger.node.engine import EngineHome
 
 __all__ = ["CHAIN", "FAST_KDF", "NodeProcess", "Pid", "children", "engines_under", "free_port",
-           "make_home", "save_genesis", "set_block_interval", "set_engine_option",
+           "gone", "make_home", "save_genesis", "set_block_interval", "set_engine_option",
            "wait_proven"]
 
 FAST_KDF = ScryptParams(n=2**10, r=8, p=1)
@@ -319,3 +319,12 @@ class NodeProcess(EngineChildren):
         while self.live_engines() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not left, f"cometbft {[p.pid for p in left]} outlived its node"
+
+
+def gone(pid: int) -> bool:
+    """The process ``pid`` has exited and been reaped (a bench waits for its processes)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False

@@ -12,19 +12,10 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from medledger.cli.bench_consortium import run_bench
-from medledger.cli.bench_consortium import run_consortium_bench
+from medledger.cli.bench_consortium import run_bench, run_consortium_bench
+from tests.nodeproc import gone
 
 pytestmark = pytest.mark.processes
-
-
-def gone(pid: int) -> bool:
-    """The process ``pid`` has exited and been reaped (the bench waits for its nodes)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 def quiet() -> Console:

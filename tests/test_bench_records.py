@@ -5,24 +5,15 @@ grant-to-read sample decrypted to its original, and no node process left running
 from __future__ import annotations
 
 import io
-import os
 from typing import Any
 
 import pytest
 from rich.console import Console
 
 from medledger.cli.bench_records import run_records_bench
+from tests.nodeproc import gone
 
 pytestmark = pytest.mark.processes
-
-
-def gone(pid: int) -> bool:
-    """The process ``pid`` has exited and been reaped (the bench waits for its nodes)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 def quiet() -> Console:

@@ -5,24 +5,15 @@ client, every capture and anchor committed, and no process left running."""
 from __future__ import annotations
 
 import io
-import os
 from typing import Any
 
 import pytest
 from rich.console import Console
 
 from medledger.cli.bench_trace import run_trace_bench
+from tests.nodeproc import gone
 
 pytestmark = pytest.mark.processes
-
-
-def gone(pid: int) -> bool:
-    """The process ``pid`` has exited and been reaped (the bench waits for its processes)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 def committed_all(phase: dict[str, Any], count: int) -> None:
